@@ -1,0 +1,1 @@
+"""Everything that runs beside JupyterHub: site configuration, identity, sessions and the CLI."""

@@ -1,0 +1,262 @@
+"""The site configuration: one YAML file that describes a deployment, validated on load.
+
+Every key has a default, so an empty file is a working single-machine deployment with the
+development identity provider and its demo users. Errors name the key that is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyAddress,
+    ValidationError,
+    model_validator,
+)
+
+IDENTIFIER_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+DEFAULT_STATE_DIR = Path("/var/lib/enclave")
+CONFIG_FILE_NAME = "enclave.yaml"
+
+Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class SiteConfigError(Exception):
+    """The site configuration cannot be used; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HubSettings(_Section):
+    """Where the hub listens. Only the public port is meant to be reached by browsers."""
+
+    bind: IPvAnyAddress = Field(
+        default="127.0.0.1", description="address of the public proxy port"
+    )
+    port: Port = Field(default=8000, description="public port (the proxy)")
+    proxy_api_port: Port = Field(default=8001, description="the proxy's REST API, on loopback")
+    hub_port: Port = Field(default=8081, description="the hub itself, on loopback")
+    public_url: AnyHttpUrl | None = Field(
+        default=None, description="URL users reach; defaults to http://<bind>:<port>"
+    )
+
+
+class DemoUser(_Section):
+    """A user of the development identity provider."""
+
+    username: Identifier
+    name: str
+    email: str
+    groups: list[str] = []
+    role: str = Field(description="what the user is for, shown when Enclave starts")
+
+
+class DevProviderSettings(_Section):
+    """The bundled development OIDC provider (started only when no issuer is named)."""
+
+    port: Port = 9400
+    users: list[DemoUser] = Field(default_factory=lambda: list(DEMO_USERS))
+
+
+class IdentitySettings(_Section):
+    """The OpenID Connect provider that authenticates users."""
+
+    issuer: AnyHttpUrl | None = Field(
+        default=None,
+        description="an external OIDC issuer; when unset the development provider runs",
+    )
+    client_id: str = "enclave-hub"
+    scopes: list[str] = ["openid", "profile", "email"]
+    username_claim: str = "preferred_username"
+    groups_claim: str = "groups"
+    allowed_groups: list[str] = ["researchers", "admins", "auditors", "output-checkers"]
+    admin_groups: list[str] = ["admins"]
+    dev_provider: DevProviderSettings = Field(default_factory=DevProviderSettings)
+
+    @model_validator(mode="after")
+    def _some_group_is_allowed(self) -> IdentitySettings:
+        if not self.allowed_groups:
+            raise ValueError("allowed_groups must name at least one group")
+        return self
+
+
+class SessionSettings(_Section):
+    """Notebook sessions: where their homes live and which unprivileged uids they run as."""
+
+    workspace_root: Path = Path("/srv/enclave/workspaces")
+    uid_base: int = Field(
+        default=200000,
+        ge=1000,
+        description="sessions run as uid_base + the hub's user id; never root",
+    )
+    start_timeout: int = Field(default=120, ge=5)
+
+
+class Project(_Section):
+    """A project of the seed registry: an id, a title and the usernames of its members."""
+
+    id: Identifier
+    title: str
+    members: list[str] = []
+
+
+class SiteConfig(_Section):
+    """A whole deployment."""
+
+    state_dir: Path = Field(
+        default=DEFAULT_STATE_DIR,
+        description="hub database, secrets and logs; readable by root only",
+    )
+    data_root: Path = Path("/srv/enclave/data")
+    hub: HubSettings = Field(default_factory=HubSettings)
+    identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    sessions: SessionSettings = Field(default_factory=SessionSettings)
+    projects: list[Project] = Field(default_factory=lambda: list(SEED_PROJECTS))
+
+    @model_validator(mode="after")
+    def _ports_are_distinct(self) -> SiteConfig:
+        ports = {
+            "hub.port": self.hub.port,
+            "hub.proxy_api_port": self.hub.proxy_api_port,
+            "hub.hub_port": self.hub.hub_port,
+        }
+        if self.identity.issuer is None:
+            ports["identity.dev_provider.port"] = self.identity.dev_provider.port
+        seen: dict[int, str] = {}
+        for key, port in ports.items():
+            if port in seen:
+                raise ValueError(f"{key} and {seen[port]} both use port {port}")
+            seen[port] = key
+        return self
+
+    @property
+    def public_url(self) -> str:
+        if self.hub.public_url is not None:
+            return str(self.hub.public_url).rstrip("/")
+        return f"http://{self.hub.bind}:{self.hub.port}"
+
+    @property
+    def uses_dev_provider(self) -> bool:
+        return self.identity.issuer is None
+
+    @property
+    def issuer_url(self) -> str:
+        if self.identity.issuer is not None:
+            return str(self.identity.issuer).rstrip("/")
+        return f"http://127.0.0.1:{self.identity.dev_provider.port}"
+
+
+DEMO_USERS = (
+    DemoUser(
+        username="alice",
+        name="Alice Researcher",
+        email="alice@example.org",
+        groups=["researchers"],
+        role="researcher",
+    ),
+    DemoUser(
+        username="bob",
+        name="Bob Researcher",
+        email="bob@example.org",
+        groups=["researchers"],
+        role="researcher",
+    ),
+    DemoUser(
+        username="carol",
+        name="Carol Admin",
+        email="carol@example.org",
+        groups=["admins"],
+        role="admin",
+    ),
+    DemoUser(
+        username="dave",
+        name="Dave Auditor",
+        email="dave@example.org",
+        groups=["auditors"],
+        role="auditor",
+    ),
+    DemoUser(
+        username="erin",
+        name="Erin Output-Checker",
+        email="erin@example.org",
+        groups=["output-checkers"],
+        role="output checker",
+    ),
+)
+
+SEED_PROJECTS = (
+    Project(id="cancer-imaging", title="Cancer imaging cohort", members=["alice", "bob"]),
+    Project(id="genomics-pilot", title="Single-cell genomics pilot", members=["alice"]),
+    Project(id="cardiac-mri", title="Cardiac MRI study", members=["bob"]),
+)
+
+
+def _key_path(location: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in location) or "(top level)"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = _key_path(error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    return f"{key}: {error['msg']}"
+
+
+def parse_site_config(data: Any, source: str) -> SiteConfig:
+    """Validate already-parsed YAML; raise SiteConfigError naming every bad key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SiteConfigError(f"{source}: the top level must be a mapping of keys")
+    try:
+        return SiteConfig.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(_describe(e) for e in error.errors())
+        raise SiteConfigError(f"{source}: {problems}") from None
+
+
+def load_site_config(path: Path) -> SiteConfig:
+    """Read and validate a site configuration file."""
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise SiteConfigError(f"{path}: cannot read the site configuration: {error.strerror}")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise SiteConfigError(f"{path}: not valid YAML: {error}") from None
+    return parse_site_config(data, str(path))
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("ENCLAVE_STATE_DIR", DEFAULT_STATE_DIR))
+
+
+def write_site_config(site: SiteConfig, path: Path, header: str = "") -> None:
+    """Write `site` as YAML, readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(header)
+        yaml.safe_dump(site.model_dump(mode="json", exclude_none=True), out, sort_keys=False)
+
+
+def write_default_site_config(state_dir: Path) -> Path:
+    """Write the default configuration into a new state directory."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = state_dir / CONFIG_FILE_NAME
+    header = (
+        "# Enclave site configuration. Every key is optional; see DESIGN.md.\n"
+        "# Secrets are not kept here: they live in secrets/ beside this file (mode 0600).\n"
+    )
+    write_site_config(SiteConfig(state_dir=state_dir), path, header)
+    return path

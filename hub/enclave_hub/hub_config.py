@@ -1,0 +1,121 @@
+"""JupyterHub's configuration, derived from the site configuration.
+
+`jupyterhub_config.py` in this package calls `configure`; nothing else about the hub is
+configured by hand, so the site configuration stays the one description of a deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from .auth import EnclaveAuthenticator
+from .config import SiteConfig, SiteConfigError
+from .projects import SeedRegistry
+from .secrets import load_secrets, secret_path
+from .spawner import EnclaveSpawner
+
+TEMPLATES = Path(__file__).with_name("templates")
+SUPERVISOR_SERVICE = "enclave-supervisor"
+
+
+def fetch_provider_metadata(issuer: str) -> dict[str, Any]:
+    """The issuer's OpenID Connect discovery document."""
+    url = f"{issuer}/.well-known/openid-configuration"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            metadata = json.load(response)
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise SiteConfigError(
+            f"identity.issuer: cannot read the provider's discovery document {url}: {error}"
+        ) from None
+    missing = [
+        key
+        for key in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint")
+        if key not in metadata
+    ]
+    if missing:
+        raise SiteConfigError(f"identity.issuer: {url} lacks {', '.join(missing)}")
+    return metadata
+
+
+def hub_paths(site: SiteConfig) -> dict[str, Path]:
+    """Where the hub keeps its files inside the state directory."""
+    state = site.state_dir
+    return {
+        "database": state / "jupyterhub.sqlite",
+        "pid_file": state / "run" / "hub.pid",
+        "session_logs": state / "logs" / "sessions",
+    }
+
+
+def configure(c: Any, site: SiteConfig) -> None:
+    """Fill JupyterHub's traitlets config `c` for this deployment."""
+    secrets = load_secrets(site.state_dir)
+    provider = fetch_provider_metadata(site.issuer_url)
+    paths = hub_paths(site)
+    registry = SeedRegistry(site.projects)
+
+    hub = c.JupyterHub
+    hub.bind_url = f"http://{site.hub.bind}:{site.hub.port}"
+    hub.hub_bind_url = f"http://127.0.0.1:{site.hub.hub_port}"
+    hub.db_url = f"sqlite:///{paths['database']}"
+    hub.pid_file = str(paths["pid_file"])
+    hub.cookie_secret_file = str(secret_path(site.state_dir, "cookie_secret"))
+    hub.cleanup_servers = False
+    hub.cleanup_proxy = False
+    hub.allow_named_servers = True
+    hub.default_url = "/hub/home"
+    hub.template_paths = [str(TEMPLATES)]
+    hub.template_vars = {
+        "enclave_projects": lambda user: registry.projects_of(user.name) if user else []
+    }
+    hub.authenticator_class = EnclaveAuthenticator
+    hub.spawner_class = EnclaveSpawner
+    hub.services = [{"name": SUPERVISOR_SERVICE, "api_token": secrets.supervisor_token}]
+    hub.load_roles = [
+        {
+            "name": SUPERVISOR_SERVICE,
+            "description": "lets `enclave up` stop every session when it shuts down",
+            "scopes": ["list:users", "read:servers", "servers"],
+            "services": [SUPERVISOR_SERVICE],
+        }
+    ]
+
+    c.ConfigurableHTTPProxy.should_start = False
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{site.hub.proxy_api_port}"
+    c.ConfigurableHTTPProxy.auth_token = secrets.proxy_token
+    c.CryptKeeper.keys = [secrets.crypt_key]
+
+    identity = site.identity
+    auth = c.EnclaveAuthenticator
+    auth.client_id = identity.client_id
+    auth.client_secret = secrets.oauth_client_secret
+    auth.basic_auth = True  # client_secret_basic, the OIDC default token endpoint auth
+    auth.oauth_callback_url = f"{site.public_url}/hub/oauth_callback"
+    auth.authorize_url = provider["authorization_endpoint"]
+    auth.token_url = provider["token_endpoint"]
+    auth.userdata_url = provider["userinfo_endpoint"]
+    auth.scope = list(identity.scopes)
+    auth.username_claim = identity.username_claim
+    auth.login_service = "your institution" if identity.issuer else "the Enclave demo provider"
+    auth.enable_pkce = True
+    auth.enable_auth_state = True
+    auth.manage_groups = True
+    auth.auth_state_groups_key = f"oauth_user.{identity.groups_claim}"
+    auth.allowed_groups = set(identity.allowed_groups)
+    auth.admin_groups = set(identity.admin_groups)
+    auth.refresh_pre_spawn = True
+    auth.auth_refresh_strict = True
+    auth.auth_refresh_age = 300
+
+    spawner = c.EnclaveSpawner
+    spawner.registry = registry
+    spawner.workspace_root = str(site.sessions.workspace_root)
+    spawner.log_dir = str(paths["session_logs"])
+    spawner.uid_base = site.sessions.uid_base
+    spawner.start_timeout = site.sessions.start_timeout
+    spawner.http_timeout = site.sessions.start_timeout

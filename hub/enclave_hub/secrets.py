@@ -1,0 +1,86 @@
+"""Secrets of a deployment: generated on first start, kept in files of mode 0600.
+
+They are read by the processes that need them and never placed in command lines,
+log messages or the environment of notebook sessions.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+SECRET_NAMES = (
+    "cookie_secret",
+    "crypt_key",
+    "proxy_token",
+    "oauth_client_secret",
+    "supervisor_token",
+)
+
+
+class SecretError(Exception):
+    """A secret file is unusable (for example readable by others)."""
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """The deployment's secrets, as hex strings."""
+
+    cookie_secret: str
+    crypt_key: str
+    proxy_token: str
+    oauth_client_secret: str
+    supervisor_token: str
+
+    def values(self) -> list[str]:
+        return [getattr(self, name) for name in SECRET_NAMES]
+
+
+def secrets_dir(state_dir: Path) -> Path:
+    return state_dir / "secrets"
+
+
+def secret_path(state_dir: Path, name: str) -> Path:
+    return secrets_dir(state_dir) / name
+
+
+def _read_secret(path: Path) -> str:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise SecretError(f"{path} is readable by others (mode {mode:o}); it must be 0600")
+    value = path.read_text().strip()
+    if len(value) < 32:
+        raise SecretError(f"{path} holds too short a secret; delete it to generate a new one")
+    return value
+
+
+def _create_secret(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_hex(32) + "\n")
+
+
+def ensure_secrets(state_dir: Path) -> Secrets:
+    """Create any missing secret, then load them all."""
+    folder = secrets_dir(state_dir)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    for name in SECRET_NAMES:
+        path = folder / name
+        if not path.exists():
+            _create_secret(path)
+    return load_secrets(state_dir)
+
+
+def load_secrets(state_dir: Path) -> Secrets:
+    """Load existing secrets; raise SecretError naming the file that is wrong."""
+    values = {}
+    for name in SECRET_NAMES:
+        path = secret_path(state_dir, name)
+        if not path.exists():
+            raise SecretError(f"{path} is missing; `enclave up` generates it on start")
+        values[name] = _read_secret(path)
+    return Secrets(**values)

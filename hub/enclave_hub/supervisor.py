@@ -1,0 +1,344 @@
+"""`enclave up`: start the identity provider, the proxy and the hub, and keep them running.
+
+Each component runs in its own process session with its output in `<state>/logs/`. The hub is
+restarted if it exits (sessions and the proxy survive a hub restart and are re-adopted); if the
+provider or the proxy exits, everything stops. SIGINT or SIGTERM stops the sessions through the
+hub's API, then the hub, the proxy and the provider.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import SiteConfig, write_site_config
+from .projects import SeedRegistry
+from .secrets import Secrets, ensure_secrets
+
+HUB_CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
+STARTUP_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+SESSION_STOP_TIMEOUT = 60.0
+HUB_RESTART_LIMIT = 5
+HUB_RESTART_WINDOW = 300.0
+
+
+class StartupError(Exception):
+    """Enclave cannot start; the message says why."""
+
+
+@dataclass
+class Component:
+    """One long-running process of the deployment."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    is_ready: Callable[[], bool]
+    process: subprocess.Popen | None = None
+    restarts: list[float] = field(default_factory=list)
+
+    def start(self) -> None:
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as log:
+            self.process = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def exit_status(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def wait_ready(self, timeout: float = STARTUP_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.exit_status()
+            if status is not None:
+                raise StartupError(
+                    f"the {self.name} exited while starting (status {status}); "
+                    f"its log {self.log_path} ends with:\n{self.log_tail()}"
+                )
+            if self.is_ready():
+                return
+            time.sleep(0.2)
+        raise StartupError(f"the {self.name} was not ready within {timeout:.0f} seconds")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _port_is_free(address: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def check_ports(site: SiteConfig) -> None:
+    """Fail, naming the port and its key, if any port Enclave needs is taken."""
+    wanted = [
+        ("hub.port", "the public proxy port", str(site.hub.bind), site.hub.port),
+        ("hub.proxy_api_port", "the proxy's API", "127.0.0.1", site.hub.proxy_api_port),
+        ("hub.hub_port", "the hub", "127.0.0.1", site.hub.hub_port),
+    ]
+    if site.uses_dev_provider:
+        port = site.identity.dev_provider.port
+        wanted.append(
+            ("identity.dev_provider.port", "the development OIDC provider", "127.0.0.1", port)
+        )
+    for key, purpose, address, port in wanted:
+        if not _port_is_free(address, port):
+            raise StartupError(
+                f"port {port} on {address} ({key}, {purpose}) is already in use; "
+                f"stop what uses it or choose another port"
+            )
+
+
+def _http_ok(url: str, token: str | None = None) -> bool:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"token {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _tcp_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def find_proxy_command() -> str:
+    """configurable-http-proxy, installed beside this Python or on PATH."""
+    beside = Path(sys.prefix, "bin", "configurable-http-proxy")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("configurable-http-proxy")
+    if found is None:
+        raise StartupError(
+            "configurable-http-proxy is not installed; run the README's set-up command"
+        )
+    return found
+
+
+class Supervisor:
+    """Starts, watches and stops the components of one deployment."""
+
+    def __init__(self, site: SiteConfig):
+        self.site = site
+        # The components read the configuration as resolved here (command-line overrides too).
+        self.config_path = site.state_dir / "run" / "site.yaml"
+        self.log_dir = site.state_dir / "logs"
+        self.components: list[Component] = []
+        self.hub: Component | None = None
+        self._stop_requested = False
+
+    # -- building the components -------------------------------------------------------------
+
+    def _base_env(self) -> dict[str, str]:
+        keep = ("PATH", "LANG", "LC_ALL", "HOME", "TZ")
+        env = {key: os.environ[key] for key in keep if key in os.environ}
+        env["PATH"] = os.pathsep.join([str(Path(sys.prefix, "bin")), env.get("PATH", "")])
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _components(self, secrets: Secrets) -> list[Component]:
+        site = self.site
+        env = self._base_env()
+        components = []
+        if site.uses_dev_provider:
+            components.append(
+                Component(
+                    name="development OIDC provider",
+                    argv=[sys.executable, "-m", "enclave_hub.devidp", "--config",
+                          str(self.config_path)],
+                    env=env,
+                    log_path=self.log_dir / "idp.log",
+                    is_ready=lambda: _http_ok(
+                        f"{site.issuer_url}/.well-known/openid-configuration"
+                    ),
+                )
+            )
+        components.append(
+            Component(
+                name="proxy",
+                argv=[
+                    find_proxy_command(),
+                    "--ip", str(site.hub.bind),
+                    "--port", str(site.hub.port),
+                    "--api-ip", "127.0.0.1",
+                    "--api-port", str(site.hub.proxy_api_port),
+                    "--error-target", f"http://127.0.0.1:{site.hub.hub_port}/hub/error",
+                ],
+                env={**env, "CONFIGPROXY_AUTH_TOKEN": secrets.proxy_token},
+                log_path=self.log_dir / "proxy.log",
+                is_ready=lambda: _tcp_open(site.hub.proxy_api_port),
+            )
+        )
+        self.hub = Component(
+            name="hub",
+            argv=[sys.executable, "-m", "jupyterhub", "-f", str(HUB_CONFIG_FILE)],
+            env={**env, "ENCLAVE_CONFIG": str(self.config_path)},
+            log_path=self.log_dir / "hub.log",
+            is_ready=lambda: _http_ok(f"{site.public_url}/hub/api/"),
+        )
+        components.append(self.hub)
+        return components
+
+    def _prepare_state(self) -> Secrets:
+        state = self.site.state_dir
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(state, 0o700)
+        for folder in (self.log_dir, state / "run"):
+            folder.mkdir(mode=0o700, exist_ok=True)
+        self.site.sessions.workspace_root.mkdir(mode=0o755, parents=True, exist_ok=True)
+        write_site_config(self.site, self.config_path)
+        return ensure_secrets(state)
+
+    # -- running -----------------------------------------------------------------------------
+
+    def _request_stop(self, signum: int, frame: object) -> None:
+        self._stop_requested = True
+
+    def run(self) -> int:
+        check_ports(self.site)
+        secrets = self._prepare_state()
+        self.components = self._components(secrets)
+        signal.signal(signal.SIGINT, self._request_stop)
+        signal.signal(signal.SIGTERM, self._request_stop)
+        try:
+            for component in self.components:
+                if self._stop_requested:
+                    return 0
+                component.start()
+                component.wait_ready()
+            self._print_banner()
+            return self._watch()
+        finally:
+            self.shutdown(secrets)
+
+    def _watch(self) -> int:
+        while not self._stop_requested:
+            time.sleep(0.5)
+            for component in self.components:
+                status = component.exit_status()
+                if status is None:
+                    continue
+                if component is self.hub and self._may_restart_hub():
+                    print(f"The hub exited (status {status}); restarting it.", flush=True)
+                    component.start()
+                    component.wait_ready()
+                    print("The hub is back; running sessions were kept.", flush=True)
+                    continue
+                print(
+                    f"The {component.name} exited (status {status}); stopping Enclave. "
+                    f"See {component.log_path}.",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return 1
+        return 0
+
+    def _may_restart_hub(self) -> bool:
+        now = time.monotonic()
+        assert self.hub is not None
+        self.hub.restarts = [t for t in self.hub.restarts if now - t < HUB_RESTART_WINDOW]
+        self.hub.restarts.append(now)
+        return len(self.hub.restarts) <= HUB_RESTART_LIMIT
+
+    def _print_banner(self) -> None:
+        site = self.site
+        lines = [f"Enclave is running at {site.public_url}", ""]
+        if site.uses_dev_provider:
+            registry = SeedRegistry(site.projects)
+            lines.append(
+                f"Demo logins (development OIDC provider at {site.issuer_url}; "
+                "pick the user on its login page):"
+            )
+            for user in site.identity.dev_provider.users:
+                projects = ", ".join(p.id for p in registry.projects_of(user.username))
+                suffix = f"  projects: {projects}" if projects else ""
+                lines.append(f"  {user.username:<8} {user.role:<15}{suffix}")
+            lines.append("")
+        lines.append(f"State and logs: {site.state_dir}. Press Ctrl-C to stop.")
+        print("\n".join(lines), flush=True)
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    def shutdown(self, secrets: Secrets) -> None:
+        """Stop the sessions, then every component, in reverse order of start."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if self.hub is not None and self.hub.exit_status() is None and self.hub.process:
+            print("Stopping sessions...", flush=True)
+            try:
+                stop_all_sessions(self.site, secrets.supervisor_token)
+            except (OSError, urllib.error.URLError, ValueError) as error:
+                print(f"Could not stop every session: {error}", file=sys.stderr, flush=True)
+        for component in reversed(self.components):
+            component.stop()
+        print("Enclave stopped.", flush=True)
+
+
+def _hub_api(site: SiteConfig, token: str, path: str, method: str = "GET") -> object:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{site.hub.hub_port}/hub/api{path}", method=method
+    )
+    request.add_header("Authorization", f"token {token}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body = response.read()
+    return json.loads(body) if body else None
+
+
+def _active_servers(site: SiteConfig, token: str) -> list[tuple[str, str]]:
+    users = _hub_api(site, token, "/users?state=active")
+    assert isinstance(users, list)
+    return [(user["name"], name) for user in users for name in user.get("servers", {})]
+
+
+def stop_all_sessions(site: SiteConfig, token: str) -> None:
+    """Ask the hub to stop every running session and wait until they have stopped."""
+    for user, server in _active_servers(site, token):
+        path = f"/users/{user}/servers/{server}" if server else f"/users/{user}/server"
+        _hub_api(site, token, path, method="DELETE")
+    deadline = time.monotonic() + SESSION_STOP_TIMEOUT
+    while _active_servers(site, token) and time.monotonic() < deadline:
+        time.sleep(0.5)

@@ -1,0 +1,238 @@
+"""Drive a real `enclave up` and talk to it the way users and their notebooks do."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import websocket
+import yaml
+from bs4 import BeautifulSoup
+
+ENCLAVE = Path(sys.prefix, "bin", "enclave")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def make_site_dir() -> Path:
+    """A folder for one deployment that session uids may traverse (pytest's tmp is 0700)."""
+    base = Path(tempfile.mkdtemp(prefix="enclave-test-"))
+    base.chmod(0o755)
+    return base
+
+
+def write_site_config(base: Path, **overrides: object) -> Path:
+    """A site configuration on free loopback ports, with its state inside `base`."""
+    config = {
+        "state_dir": str(base / "state"),
+        "data_root": str(base / "data"),
+        "sessions": {"workspace_root": str(base / "workspaces"), "start_timeout": 60},
+        "hub": {"port": free_port(), "proxy_api_port": free_port(), "hub_port": free_port()},
+        "identity": {"dev_provider": {"port": free_port()}},
+    }
+    config.update(overrides)
+    path = base / "enclave.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@dataclass
+class RunningEnclave:
+    """An `enclave up` process and the addresses it serves."""
+
+    process: subprocess.Popen
+    config: dict
+    base: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.config['hub']['port']}"
+
+    @property
+    def idp_url(self) -> str:
+        return f"http://127.0.0.1:{self.config['identity']['dev_provider']['port']}"
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.config["state_dir"])
+
+    def hub_pid(self) -> int:
+        return int((self.state_dir / "run" / "hub.pid").read_text())
+
+    def output(self) -> str:
+        return Path(self.base, "up.out").read_text()
+
+    def stop(self, timeout: float = 90) -> int:
+        """Press Ctrl-C and wait for `enclave up` to exit."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout)
+
+
+def start_enclave(config_path: Path, timeout: float = 90) -> RunningEnclave:
+    """Run `enclave up --config FILE` and wait until it says it is running."""
+    base = config_path.parent
+    out = open(base / "up.out", "wb")  # noqa: SIM115 - kept open for the process's life
+    process = subprocess.Popen(
+        [str(ENCLAVE), "up", "--config", str(config_path)],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    enclave = RunningEnclave(process, yaml.safe_load(config_path.read_text()), base)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "Enclave is running" in enclave.output():
+            return enclave
+        if process.poll() is not None:
+            raise RuntimeError(f"enclave up exited early:\n{enclave.output()}")
+        time.sleep(0.3)
+    enclave.stop()
+    raise RuntimeError(f"enclave up did not start in time:\n{enclave.output()}")
+
+
+def login(enclave: RunningEnclave, username: str) -> tuple[httpx.Client, httpx.Response]:
+    """Log in through the authorization-code flow, filling in the provider's login form."""
+    client = httpx.Client(base_url=enclave.url, follow_redirects=True, timeout=30)
+    page = client.get("/hub/oauth_login")
+    assert page.url.port == enclave.config["identity"]["dev_provider"]["port"], page.url
+    form = next(
+        form
+        for form in BeautifulSoup(page.text, "html.parser").find_all("form")
+        if form.find("input", attrs={"name": "sub"})
+    )
+    action = str(page.url.join(form.get("action") or str(page.url)))
+    landing = client.post(action, data={"sub": username})
+    return client, landing
+
+
+def xsrf_headers(client: httpx.Client) -> dict[str, str]:
+    token = next(cookie.value for cookie in client.cookies.jar if cookie.name == "_xsrf")
+    return {"X-XSRFToken": token}
+
+
+def create_api_token(client: httpx.Client, username: str) -> str:
+    """What a user does on the hub's token page: make an API token with their own rights."""
+    response = client.post(
+        f"/hub/api/users/{username}/tokens",
+        headers=xsrf_headers(client),
+        json={"note": "test token", "expires_in": 3600},
+    )
+    response.raise_for_status()
+    return response.json()["token"]
+
+
+class HubAPI:
+    """The hub's REST API, as one token holder."""
+
+    def __init__(self, enclave: RunningEnclave, token: str):
+        self.enclave = enclave
+        self.http = httpx.Client(
+            base_url=f"{enclave.url}/hub/api",
+            headers={"Authorization": f"token {token}"},
+            timeout=30,
+        )
+        self.token = token
+
+    def start_session(self, username: str, project: str) -> httpx.Response:
+        return self.http.post(f"/users/{username}/servers/{project}")
+
+    def wait_until_ready(self, username: str, project: str, timeout: float = 90) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            server = self.http.get(f"/users/{username}").json()["servers"].get(project, {})
+            if server.get("ready"):
+                return server
+            if not server.get("pending") and not server.get("ready") and server != {}:
+                raise AssertionError(f"session {username}/{project} stopped: {server}")
+            time.sleep(0.5)
+        raise AssertionError(f"session {username}/{project} not ready after {timeout}s")
+
+    def stop_session(self, username: str, project: str) -> None:
+        self.http.delete(f"/users/{username}/servers/{project}").raise_for_status()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if project not in self.http.get(f"/users/{username}").json()["servers"]:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"session {username}/{project} did not stop")
+
+
+def run_in_kernel(session_url: str, token: str, code: str, timeout: float = 60) -> str:
+    """Start a kernel over REST, run `code` over the websocket, return what it printed."""
+    headers = {"Authorization": f"token {token}"}
+    kernel = httpx.post(f"{session_url}api/kernels", headers=headers, json={}, timeout=30)
+    kernel.raise_for_status()
+    kernel_id = kernel.json()["id"]
+    ws_url = session_url.replace("http://", "ws://") + f"api/kernels/{kernel_id}/channels"
+    channel = websocket.create_connection(
+        ws_url, header=[f"Authorization: token {token}"], timeout=timeout
+    )
+    try:
+        msg_id = uuid.uuid4().hex
+        channel.send(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "msg_type": "execute_request",
+                        "username": "test",
+                        "session": uuid.uuid4().hex,
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "content": {"code": code, "silent": False},
+                    "channel": "shell",
+                }
+            )
+        )
+        printed = []
+        while True:
+            message = json.loads(channel.recv())
+            if message.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = message["msg_type"]
+            if kind == "stream":
+                printed.append(message["content"]["text"])
+            elif kind == "error":
+                raise AssertionError("kernel error: " + "\n".join(message["content"]["traceback"]))
+            elif kind == "status" and message["content"]["execution_state"] == "idle":
+                return "".join(printed)
+    finally:
+        channel.close()
+        httpx.delete(f"{session_url}api/kernels/{kernel_id}", headers=headers, timeout=30)
+
+
+def session_url(enclave: RunningEnclave, username: str, project: str) -> str:
+    return f"{enclave.url}/user/{username}/{project}/"
+
+
+def set_provider_claims(enclave: RunningEnclave, username: str, claims: dict) -> None:
+    """Change a user at the development provider, as an IdP admin would."""
+    response = httpx.put(f"{enclave.idp_url}/users/{username}", json=claims, timeout=10)
+    response.raise_for_status()
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise RuntimeError("these tests start sessions under their own uids and need root")
