@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from oauthenticator.generic import GenericOAuthenticator
+from tornado import web
 
 
 class EnclaveAuthenticator(GenericOAuthenticator):
@@ -13,6 +14,15 @@ class EnclaveAuthenticator(GenericOAuthenticator):
     refresh that no longer passes `check_allowed` counts as a failed refresh: with
     `refresh_pre_spawn` and `auth_refresh_strict` the spawn is refused.
     """
+
+    def user_info_to_username(self, user_info):
+        if not user_info.get(self.username_claim):
+            raise web.HTTPError(
+                403,
+                f"The identity provider gave no '{self.username_claim}' for this login; "
+                "ask its administrator to release that claim to Enclave.",
+            )
+        return super().user_info_to_username(user_info)
 
     async def refresh_user(self, user, handler=None, **kwargs):
         auth_model = await super().refresh_user(user, handler, **kwargs)

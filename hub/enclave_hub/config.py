@@ -40,9 +40,7 @@ class _Section(BaseModel):
 class HubSettings(_Section):
     """Where the hub listens. Only the public port is meant to be reached by browsers."""
 
-    bind: IPvAnyAddress = Field(
-        default="127.0.0.1", description="address of the public proxy port"
-    )
+    bind: IPvAnyAddress = Field(default="127.0.0.1", description="address of the public proxy port")
     port: Port = Field(default=8000, description="public port (the proxy)")
     proxy_api_port: Port = Field(default=8001, description="the proxy's REST API, on loopback")
     hub_port: Port = Field(default=8081, description="the hub itself, on loopback")
@@ -230,7 +228,9 @@ def load_site_config(path: Path) -> SiteConfig:
     try:
         text = path.read_text()
     except OSError as error:
-        raise SiteConfigError(f"{path}: cannot read the site configuration: {error.strerror}")
+        raise SiteConfigError(
+            f"{path}: cannot read the site configuration: {error.strerror}"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:

@@ -16,19 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jupyterhub.spawner import LocalProcessSpawner
+from jupyterhub.spawner import LocalProcessSpawner, SpawnException
 from traitlets import Any as AnyTrait
 from traitlets import Integer, Unicode, default
 
 LOG_TAIL_LINES = 15
-
-
-class SessionStartError(Exception):
-    """A session could not start; `jupyterhub_message` is what the user is shown."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.jupyterhub_message = message
 
 
 def process_start_time(pid: int) -> int | None:
@@ -49,7 +41,9 @@ def process_start_time(pid: int) -> int | None:
 class EnclaveSpawner(LocalProcessSpawner):
     """Starts a project session as a local process under the session's own uid."""
 
-    registry = AnyTrait(help="the project registry: projects_of(user), membership(user, project)").tag(config=True)
+    registry = AnyTrait(
+        help="the project registry: projects_of(user) and membership(user, project)"
+    ).tag(config=True)
 
     workspace_root = Unicode(
         "/srv/enclave/workspaces",
@@ -98,7 +92,7 @@ class EnclaveSpawner(LocalProcessSpawner):
 
     def _project(self):
         if self.registry is None:
-            raise SessionStartError("Enclave is misconfigured: the spawner has no registry")
+            raise SpawnException("Enclave is misconfigured: no project registry", reason="config")
         return self.registry.membership(self.user.name, self.name)
 
     def _project_form(self, spawner: EnclaveSpawner) -> str:
@@ -153,15 +147,16 @@ class EnclaveSpawner(LocalProcessSpawner):
 
     async def start(self) -> tuple[str, int]:
         if self._project() is None:
-            if not self.name:
-                raise SessionStartError(
-                    "Sessions are started for a project: choose one on the home page."
-                )
-            raise SessionStartError(
+            message = (
                 f"{self.user.name} is not a member of project '{self.name}'."
+                if self.name
+                else "Sessions are started for a project: choose one on the home page."
             )
+            raise SpawnException(message, reason="membership", status_code=403)
         if self.session_uid == 0:
-            raise SessionStartError("Enclave is misconfigured: a session would run as root.")
+            raise SpawnException(
+                "Enclave is misconfigured: a session would run as root.", reason="config"
+            )
         self._prepare_home()
         Path(self.log_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
         with open(self.log_path, "ab") as session_log:
@@ -178,18 +173,22 @@ class EnclaveSpawner(LocalProcessSpawner):
             status = self.proc.poll()
             if status is not None:
                 self.clear_state()
-                raise SessionStartError(
+                raise SpawnException(
                     f"The session for project '{self.name}' exited while starting "
-                    f"(exit status {status}). Its last output:\n{self._log_tail()}"
+                    f"(exit status {status}). Its last output:\n{self._log_tail()}",
+                    reason="exited",
+                    status_code=500,
                 )
             try:
                 with socket.create_connection((ip, port), timeout=1):
                     return
             except OSError:
                 await asyncio.sleep(0.2)
-        raise SessionStartError(
+        raise SpawnException(
             f"The session for project '{self.name}' did not start within "
-            f"{self.start_timeout} seconds."
+            f"{self.start_timeout} seconds.",
+            reason="timeout",
+            status_code=500,
         )
 
     def _log_tail(self) -> str:

@@ -189,8 +189,13 @@ class Supervisor:
             components.append(
                 Component(
                     name="development OIDC provider",
-                    argv=[sys.executable, "-m", "enclave_hub.devidp", "--config",
-                          str(self.config_path)],
+                    argv=[
+                        sys.executable,
+                        "-m",
+                        "enclave_hub.devidp",
+                        "--config",
+                        str(self.config_path),
+                    ],
                     env=env,
                     log_path=self.log_dir / "idp.log",
                     is_ready=lambda: _http_ok(
@@ -203,11 +208,16 @@ class Supervisor:
                 name="proxy",
                 argv=[
                     find_proxy_command(),
-                    "--ip", str(site.hub.bind),
-                    "--port", str(site.hub.port),
-                    "--api-ip", "127.0.0.1",
-                    "--api-port", str(site.hub.proxy_api_port),
-                    "--error-target", f"http://127.0.0.1:{site.hub.hub_port}/hub/error",
+                    "--ip",
+                    str(site.hub.bind),
+                    "--port",
+                    str(site.hub.port),
+                    "--api-ip",
+                    "127.0.0.1",
+                    "--api-port",
+                    str(site.hub.proxy_api_port),
+                    "--error-target",
+                    f"http://127.0.0.1:{site.hub.hub_port}/hub/error",
                 ],
                 env={**env, "CONFIGPROXY_AUTH_TOKEN": secrets.proxy_token},
                 log_path=self.log_dir / "proxy.log",

@@ -1,0 +1,69 @@
+"""The site configuration: defaults that work, and errors that name the bad key."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from enclave_hub.config import (
+    SiteConfigError,
+    load_site_config,
+    parse_site_config,
+    write_default_site_config,
+)
+
+
+def test_an_empty_file_is_a_working_single_machine_deployment(tmp_path):
+    path = tmp_path / "enclave.yaml"
+    path.write_text("")
+    site = load_site_config(path)
+    assert site.uses_dev_provider
+    assert site.public_url == "http://127.0.0.1:8000"
+    roles = sorted(user.role for user in site.identity.dev_provider.users)
+    assert roles == ["admin", "auditor", "output checker", "researcher", "researcher"]
+
+
+def test_the_default_file_is_private_and_loads_back(tmp_path):
+    path = write_default_site_config(tmp_path / "state")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_site_config(path).state_dir == tmp_path / "state"
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        ({"hub": {"prot": 8000}}, "hub.prot: unknown key"),
+        ({"hub": {"port": "eighty"}}, "hub.port"),
+        ({"hub": {"port": 70000}}, "hub.port"),
+        ({"identity": {"issuer": "not a url"}}, "identity.issuer"),
+        ({"projects": [{"id": "Bad Id!", "title": "x"}]}, "projects.0.id"),
+        ({"sessions": {"uid_base": 0}}, "sessions.uid_base"),
+        ({"hub": {"port": 9400}}, "identity.dev_provider.port and hub.port"),
+        ({"identity": {"allowed_groups": []}}, "allowed_groups"),
+    ],
+)
+def test_a_bad_key_is_named(data, named):
+    with pytest.raises(SiteConfigError) as error:
+        parse_site_config(data, "site.yaml")
+    assert named in str(error.value)
+    assert str(error.value).startswith("site.yaml: ")
+
+
+def test_yaml_that_is_not_a_mapping_is_refused(tmp_path):
+    path = tmp_path / "enclave.yaml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(SiteConfigError, match="top level must be a mapping"):
+        load_site_config(path)
+
+
+def test_broken_yaml_names_the_file(tmp_path):
+    path = tmp_path / "enclave.yaml"
+    path.write_text("hub: {port: [8000\n")
+    with pytest.raises(SiteConfigError, match=f"{path}: not valid YAML"):
+        load_site_config(path)
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(SiteConfigError, match=r"nothere\.yaml: cannot read"):
+        load_site_config(tmp_path / "nothere.yaml")

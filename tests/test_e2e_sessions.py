@@ -1,0 +1,142 @@
+"""Login, sessions and the limits of a researcher's rights, on a real provider, hub and proxy."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import pytest
+
+from enclave_harness import (
+    HubAPI,
+    create_api_token,
+    login,
+    run_in_kernel,
+    session_url,
+    set_provider_claims,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def alice(enclave) -> HubAPI:
+    client, landing = login(enclave, "alice")
+    assert landing.status_code == 200
+    return HubAPI(enclave, create_api_token(client, "alice"))
+
+
+@pytest.fixture(scope="module")
+def bob(enclave) -> HubAPI:
+    client, _ = login(enclave, "bob")
+    return HubAPI(enclave, create_api_token(client, "bob"))
+
+
+def test_researcher_logs_in_and_runs_code_in_a_project_session(enclave):
+    client, landing = login(enclave, "alice")
+    assert landing.status_code == 200
+    assert landing.url.path == "/hub/home"
+    # The home page lists alice's projects and no others.
+    assert "cancer-imaging" in landing.text and "genomics-pilot" in landing.text
+    assert "cardiac-mri" not in landing.text
+
+    api = HubAPI(enclave, create_api_token(client, "alice"))
+    assert api.start_session("alice", "cancer-imaging").status_code in (201, 202)
+    api.wait_until_ready("alice", "cancer-imaging")
+
+    code = (
+        "import json, os\n"
+        "try:\n"
+        f"    open({str(enclave.state_dir / 'secrets' / 'cookie_secret')!r}).read()\n"
+        "    state = 'readable'\n"
+        "except PermissionError:\n"
+        "    state = 'denied'\n"
+        "print(json.dumps({'answer': sum(range(10)) * 7, 'uid': os.getuid(),\n"
+        "    'project': os.environ['ENCLAVE_PROJECT'], 'state_dir': state}))\n"
+    )
+    result = json.loads(
+        run_in_kernel(session_url(enclave, "alice", "cancer-imaging"), api.token, code)
+    )
+    assert result["answer"] == 315
+    assert result["project"] == "cancer-imaging"
+    assert result["uid"] >= 200000, "sessions never run as root or as a system user"
+    assert result["state_dir"] == "denied", "a session must not read the hub's state"
+
+
+def test_spawn_page_offers_only_the_users_projects(enclave):
+    client, _ = login(enclave, "alice")
+    own = client.get("/hub/spawn/alice/genomics-pilot")
+    assert "Single-cell genomics pilot" in own.text
+    choice = client.get("/hub/spawn/alice")
+    assert "cancer-imaging" in choice.text and "genomics-pilot" in choice.text
+    assert "cardiac-mri" not in choice.text
+
+
+def test_a_session_for_someone_elses_project_is_refused(enclave, alice):
+    response = alice.start_session("alice", "cardiac-mri")
+    assert response.status_code == 403
+    assert "not a member of project 'cardiac-mri'" in response.text
+    servers = alice.http.get("/users/alice").json()["servers"]
+    assert not servers.get("cardiac-mri", {}).get("ready")
+
+
+def test_a_user_in_no_allowed_group_gets_403(enclave):
+    _, landing = login(enclave, "mallory")  # not in the provider's directory: no claims
+    assert landing.status_code == 403
+    assert "gave no 'preferred_username'" in html.unescape(landing.text)
+    set_provider_claims(enclave, "oscar", {"preferred_username": "oscar", "groups": ["visitors"]})
+    _, landing = login(enclave, "oscar")
+    assert landing.status_code == 403
+
+
+def test_a_user_removed_from_every_allowed_group_cannot_start_a_session(enclave):
+    claims = {"preferred_username": "frank", "groups": ["researchers"]}
+    set_provider_claims(enclave, "frank", claims)
+    client, landing = login(enclave, "frank")
+    assert landing.status_code == 200
+    api = HubAPI(enclave, create_api_token(client, "frank"))
+
+    set_provider_claims(enclave, "frank", {**claims, "groups": []})
+
+    assert api.start_session("frank", "trial").status_code == 403
+    from_browser = client.post("/hub/spawn/frank/trial", data={}, headers={"Referer": ""})
+    assert from_browser.status_code == 403
+    assert "trial" not in api.http.get("/users/frank").json()["servers"]
+
+
+def test_a_session_that_exits_while_starting_reports_its_reason(enclave):
+    set_provider_claims(
+        enclave, "grace", {"preferred_username": "grace", "groups": ["researchers"]}
+    )
+    client, _ = login(enclave, "grace")
+    api = HubAPI(enclave, create_api_token(client, "grace"))
+    # A user's own Jupyter config that ends the server: the session dies during start-up.
+    config_dir = Path(enclave.config["sessions"]["workspace_root"], "trial/home/grace/.jupyter")
+    config_dir.mkdir(parents=True)
+    config_dir.chmod(0o755)
+    (config_dir / "jupyter_server_config.py").write_text(
+        "import os, sys\nprint('my config stops here', file=sys.stderr, flush=True)\nos._exit(3)\n"
+    )
+    response = api.start_session("grace", "trial")
+    assert response.status_code >= 400
+    assert "exited while starting (exit status 3)" in response.text
+    assert "my config stops here" in response.text
+
+
+def test_a_researchers_token_cannot_reach_other_users(enclave, alice, bob):
+    assert bob.start_session("bob", "cardiac-mri").status_code in (201, 202)
+    bob.wait_until_ready("bob", "cardiac-mri")
+    bobs_session = session_url(enclave, "bob", "cardiac-mri")
+    assert bob.http.get(f"{bobs_session}api/kernels").status_code == 200
+
+    as_alice = alice.http
+    assert as_alice.get(f"{bobs_session}api/kernels").status_code == 403
+    # JupyterHub answers a token whose rights are limited to other users with 404 rather than
+    # 403, the same answer as for a user who does not exist, so that existence does not leak.
+    refused = as_alice.post("/users/bob/servers/cancer-imaging")
+    assert refused.status_code in (403, 404)
+    assert as_alice.post("/users/nobody/servers/cancer-imaging").status_code == refused.status_code
+    assert "cancer-imaging" not in bob.http.get("/users/bob").json()["servers"]
+    assert as_alice.get("/users").status_code == 403
+    bob.stop_session("bob", "cardiac-mri")
