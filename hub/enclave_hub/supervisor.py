@@ -8,6 +8,7 @@ hub's API, then the hub, the proxy and the provider.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -317,15 +318,33 @@ class Supervisor:
     def shutdown(self, secrets: Secrets) -> None:
         """Stop the sessions, then every component, in reverse order of start."""
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if self.hub is not None and self.hub.exit_status() is None and self.hub.process:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if self.hub is not None and self.hub.process is not None:
             print("Stopping sessions...", flush=True)
-            try:
-                stop_all_sessions(self.site, secrets.supervisor_token)
-            except (OSError, urllib.error.URLError, ValueError) as error:
-                print(f"Could not stop every session: {error}", file=sys.stderr, flush=True)
+            self._stop_sessions(self.hub, secrets.supervisor_token)
         for component in reversed(self.components):
             component.stop()
         print("Enclave stopped.", flush=True)
+
+    def _stop_sessions(self, hub: Component, token: str, attempts: int = 2) -> None:
+        """Stop every session through the hub, which alone knows them.
+
+        A hub that is down, or going down, is started again for this.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                if hub.exit_status() is not None:
+                    hub.start()
+                    hub.wait_ready()
+                stop_all_sessions(self.site, token)
+                return
+            except (OSError, urllib.error.URLError, ValueError, StartupError) as error:
+                if attempt == attempts:
+                    print(f"Could not stop every session: {error}", file=sys.stderr, flush=True)
+                    return
+                assert hub.process is not None
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    hub.process.wait(STOP_TIMEOUT)
 
 
 def _hub_api(site: SiteConfig, token: str, path: str, method: str = "GET") -> object:

@@ -1,0 +1,50 @@
+"""A hub restart leaves running sessions alone, and the new hub adopts them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+import pytest
+
+from enclave_harness import HubAPI, create_api_token, login, run_in_kernel, session_url
+
+pytestmark = pytest.mark.e2e
+
+
+def _wait_for_new_hub(enclave, old_pid: int, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid = enclave.hub_pid()
+            up = httpx.get(f"{enclave.url}/hub/api/", timeout=2).status_code == 200
+        except (OSError, ValueError, httpx.HTTPError):
+            pid, up = None, False
+        if up and pid not in (None, old_pid):
+            return pid
+        time.sleep(0.3)
+    raise AssertionError(f"the hub did not come back:\n{enclave.output()}")
+
+
+def test_the_hub_restarts_while_a_session_runs_and_readopts_it(enclave):
+    client, _ = login(enclave, "bob")
+    api = HubAPI(enclave, create_api_token(client, "bob"))
+    assert api.start_session("bob", "cancer-imaging").status_code in (201, 202)
+    api.wait_until_ready("bob", "cancer-imaging")
+    url = session_url(enclave, "bob", "cancer-imaging")
+    server_pid = int(run_in_kernel(url, api.token, "import os; print(os.getppid())"))
+
+    old_hub = enclave.hub_pid()
+    os.kill(old_hub, signal.SIGKILL)
+    _wait_for_new_hub(enclave, old_hub)
+
+    # The same server process is still there, the new hub counts it as running,
+    # and code runs in it through the proxy as before.
+    os.kill(server_pid, 0)
+    server = api.http.get("/users/bob").json()["servers"]["cancer-imaging"]
+    assert server["ready"] is True
+    assert int(run_in_kernel(url, api.token, "import os; print(os.getppid())")) == server_pid
+    assert "The hub exited" in enclave.output()
+    api.stop_session("bob", "cancer-imaging")
