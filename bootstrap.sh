@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Set up Enclave on a fresh Debian 12 machine (as root), then run it or its tests.
+#
+#   ./bootstrap.sh up [enclave up options]    install, then start everything on this machine
+#   ./bootstrap.sh test [pytest options]      install with test tools, then run the test suite
+#
+# Safe to run again: what is already installed is kept.
+set -euo pipefail
+
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+VENV="$ROOT/.venv"
+PROXY_VERSION=4.6.3
+
+usage() {
+    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+}
+
+[ $# -ge 1 ] || usage
+mode=$1
+shift
+case "$mode" in
+    up | test) ;;
+    *) usage ;;
+esac
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "bootstrap.sh: run as root (it installs Debian packages and starts sessions under their own uids)" >&2
+    exit 2
+fi
+
+# Debian packages: Python, the sandbox tools, Node.js for the proxy, a virtual display and
+# Mesa for napari, and Chromium for the browser tests.
+packages=(python3 python3-venv python3-dev ca-certificates bubblewrap nftables iproute2
+          xvfb libgl1-mesa-dri libegl1 libxkbcommon-x11-0)
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
+[ "$mode" = test ] && packages+=(chromium)
+
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+        || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "Installing Debian packages: ${missing[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Python packages, pinned in pyproject.toml, into .venv (Debian's Python, so that sessions
+# running under their own uids can execute it).
+[ -x "$VENV/bin/python" ] || /usr/bin/python3 -m venv "$VENV"
+extras=hub
+[ "$mode" = test ] && extras=hub,dev
+"$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[$extras]"
+
+# configurable-http-proxy, installed beside the virtual environment's programs.
+installed_proxy=$("$VENV/bin/configurable-http-proxy" --version 2>/dev/null || true)
+if [ "$installed_proxy" != "$PROXY_VERSION" ]; then
+    npm install --global --no-fund --no-audit --prefix "$VENV" \
+        "configurable-http-proxy@$PROXY_VERSION"
+fi
+
+case "$mode" in
+    up) exec "$VENV/bin/enclave" up "$@" ;;
+    test) exec "$VENV/bin/python" -m pytest "$@" ;;
+esac
