@@ -154,42 +154,21 @@ class SiteConfig(_Section):
         return f"http://127.0.0.1:{self.identity.dev_provider.port}"
 
 
-DEMO_USERS = (
+DEMO_USERS = tuple(
     DemoUser(
-        username="alice",
-        name="Alice Researcher",
-        email="alice@example.org",
-        groups=["researchers"],
-        role="researcher",
-    ),
-    DemoUser(
-        username="bob",
-        name="Bob Researcher",
-        email="bob@example.org",
-        groups=["researchers"],
-        role="researcher",
-    ),
-    DemoUser(
-        username="carol",
-        name="Carol Admin",
-        email="carol@example.org",
-        groups=["admins"],
-        role="admin",
-    ),
-    DemoUser(
-        username="dave",
-        name="Dave Auditor",
-        email="dave@example.org",
-        groups=["auditors"],
-        role="auditor",
-    ),
-    DemoUser(
-        username="erin",
-        name="Erin Output-Checker",
-        email="erin@example.org",
-        groups=["output-checkers"],
-        role="output checker",
-    ),
+        username=username,
+        name=name,
+        email=f"{username}@example.org",
+        groups=[group],
+        role=role,
+    )
+    for username, name, group, role in (
+        ("alice", "Alice Researcher", "researchers", "researcher"),
+        ("bob", "Bob Researcher", "researchers", "researcher"),
+        ("carol", "Carol Admin", "admins", "admin"),
+        ("dave", "Dave Auditor", "auditors", "auditor"),
+        ("erin", "Erin Output-Checker", "output-checkers", "output checker"),
+    )
 )
 
 SEED_PROJECTS = (

@@ -129,6 +129,16 @@ def check_ports(site: SiteConfig) -> None:
             )
 
 
+def check_reachable_by_sessions(path: Path, what: str) -> None:
+    """Sessions run under their own uids: every folder above `path` must let them through."""
+    for folder in [path, *path.parents]:
+        if not folder.stat().st_mode & 0o001:
+            raise StartupError(
+                f"{what} {path} cannot be reached by sessions: {folder} is mode "
+                f"{folder.stat().st_mode & 0o777:o}; sessions need it to be searchable (o+x)"
+            )
+
+
 def _http_ok(url: str, token: str | None = None) -> bool:
     request = urllib.request.Request(url)
     if token:
@@ -241,7 +251,10 @@ class Supervisor:
         os.chmod(state, 0o700)
         for folder in (self.log_dir, state / "run"):
             folder.mkdir(mode=0o700, exist_ok=True)
-        self.site.sessions.workspace_root.mkdir(mode=0o755, parents=True, exist_ok=True)
+        workspaces = self.site.sessions.workspace_root.resolve()
+        workspaces.mkdir(mode=0o755, parents=True, exist_ok=True)
+        check_reachable_by_sessions(workspaces, "the session workspace root")
+        check_reachable_by_sessions(Path(sys.prefix).resolve(), "the Python environment")
         write_site_config(self.site, self.config_path)
         return ensure_secrets(state)
 
