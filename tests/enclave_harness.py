@@ -233,6 +233,24 @@ def environ_of(pid: int) -> dict[str, str]:
     return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
 
 
+def session_server_pids(username: str, project: str) -> list[int]:
+    """Host pids of the notebook server of one session (found by its hub-given variables)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_text().split("\0")
+            if not argv[0].endswith(("python3", "python")) or "singleuser" not in argv[1]:
+                continue
+            env = environ_of(int(proc.name))
+        except OSError:
+            continue
+        if env.get("JUPYTERHUB_USER") == username and env.get("JUPYTERHUB_SERVER_NAME") == project:
+            found.append(int(proc.name))
+    return found
+
+
 def require_root() -> None:
     if os.geteuid() != 0:
         raise RuntimeError("these tests start sessions under their own uids and need root")

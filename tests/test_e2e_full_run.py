@@ -17,6 +17,7 @@ from enclave_harness import (
     login,
     make_site_dir,
     run_in_kernel,
+    session_server_pids,
     session_url,
     start_enclave,
     write_site_config,
@@ -49,9 +50,11 @@ def test_a_full_run_leaks_no_secret_and_ctrl_c_stops_everything():
         assert api.start_session("alice", "genomics-pilot").status_code in (201, 202)
         api.wait_until_ready("alice", "genomics-pilot")
         url = session_url(enclave, "alice", "genomics-pilot")
-        code = "import json, os; print(json.dumps({'env': dict(os.environ), 'pid': os.getppid()}))"
-        seen = json.loads(run_in_kernel(url, api.token, code))
-        server_env = environ_of(seen["pid"])
+        kernel_env = run_in_kernel(
+            url, api.token, "import json, os; print(json.dumps(dict(os.environ)))"
+        )
+        (server_pid,) = session_server_pids("alice", "genomics-pilot")
+        server_env = environ_of(server_pid)
         hub_pid = enclave.hub_pid()
         os.kill(hub_pid, signal.SIGTERM)  # a hub restart belongs to a full run
     except BaseException:
@@ -61,7 +64,7 @@ def test_a_full_run_leaks_no_secret_and_ctrl_c_stops_everything():
     assert enclave.stop() == 0, enclave.output()
 
     # Ctrl-C stopped the session and every component: nothing listens, nothing runs.
-    assert not _pid_alive(seen["pid"])
+    assert not _pid_alive(server_pid)
     config = enclave.config
     for port in (
         config["hub"]["port"],
@@ -71,7 +74,7 @@ def test_a_full_run_leaks_no_secret_and_ctrl_c_stops_everything():
     ):
         assert not _listening(port), f"port {port} still open after Ctrl-C"
 
-    environments = [json.dumps(seen["env"]), json.dumps(server_env)]
+    environments = [kernel_env, json.dumps(server_env)]
     logs = [path for path in Path(enclave.state_dir, "logs").rglob("*") if path.is_file()]
     assert {"hub.log", "proxy.log", "idp.log"} <= {path.name for path in logs}
     texts = [path.read_text(errors="replace") for path in logs] + [enclave.output()]

@@ -50,8 +50,8 @@ def test_researcher_logs_in_and_runs_code_in_a_project_session(enclave):
         "try:\n"
         f"    open({str(enclave.state_dir / 'secrets' / 'cookie_secret')!r}).read()\n"
         "    state = 'readable'\n"
-        "except PermissionError:\n"
-        "    state = 'denied'\n"
+        "except OSError as error:\n"
+        "    state = type(error).__name__\n"
         "print(json.dumps({'answer': sum(range(10)) * 7, 'uid': os.getuid(),\n"
         "    'project': os.environ['ENCLAVE_PROJECT'], 'state_dir': state}))\n"
     )
@@ -61,7 +61,7 @@ def test_researcher_logs_in_and_runs_code_in_a_project_session(enclave):
     assert result["answer"] == 315
     assert result["project"] == "cancer-imaging"
     assert result["uid"] >= 200000, "sessions never run as root or as a system user"
-    assert result["state_dir"] == "denied", "a session must not read the hub's state"
+    assert result["state_dir"] in ("PermissionError", "FileNotFoundError"), "hub state read"
 
 
 def test_spawn_page_offers_only_the_users_projects(enclave):

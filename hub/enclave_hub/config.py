@@ -7,6 +7,7 @@ development identity provider and its demo users. Errors name the key that is wr
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ import yaml
 from pydantic import (
     AnyHttpUrl,
     BaseModel,
+    ByteSize,
     ConfigDict,
     Field,
     IPvAnyAddress,
@@ -21,12 +23,36 @@ from pydantic import (
     model_validator,
 )
 
+from .sandbox.network import IPV4_POOL as SESSION_NETWORK
+
 IDENTIFIER_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 DEFAULT_STATE_DIR = Path("/var/lib/enclave")
 CONFIG_FILE_NAME = "enclave.yaml"
 
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class HostPort(BaseModel):
+    """A host and TCP port, written 'host:port' or '[ipv6]:port'."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(min_length=1)
+    port: Port
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"'{value}' is not host:port")
+        return {"host": host.strip("[]"), "port": port}
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 class SiteConfigError(Exception):
@@ -88,24 +114,59 @@ class IdentitySettings(_Section):
         return self
 
 
+class Profile(_Section):
+    """The resources of a session."""
+
+    cpus: float = Field(default=1.0, gt=0)
+    memory: ByteSize = Field(default=ByteSize(4 * 1024**3), description="limit, e.g. 4GiB")
+    pids: int = Field(default=1024, ge=16, description="most processes and threads at once")
+    gpus: int = Field(default=0, ge=0)
+
+
 class SessionSettings(_Section):
-    """Notebook sessions: where their homes live and which unprivileged uids they run as."""
+    """Notebook sessions: where their homes live, their uids, resources and network."""
 
     workspace_root: Path = Path("/srv/enclave/workspaces")
     uid_base: int = Field(
         default=200000,
         ge=1000,
-        description="sessions run as uid_base + the hub's user id; never root",
+        description="a session runs as uid_base + its server's number; never root",
+    )
+    gid_base: int = Field(
+        default=100000,
+        ge=1000,
+        description="each project's group is gid_base + the project's number",
     )
     start_timeout: int = Field(default=120, ge=5)
+    poll_interval: int = Field(
+        default=10, ge=1, description="seconds between checks of a running session"
+    )
+    hub_address: IPv4Address = Field(
+        default=IPv4Address("169.254.250.1"),
+        description="the hub's address on its own link, the one address sessions may reach",
+    )
+    egress_allow: list[HostPort] = Field(
+        default=[], description="host:port entries sessions may connect to (a mirror, say)"
+    )
+    profiles: dict[Identifier, Profile] = Field(default_factory=lambda: {"default": Profile()})
+
+    @model_validator(mode="after")
+    def _ranges_do_not_overlap(self) -> SessionSettings:
+        if self.hub_address in SESSION_NETWORK:
+            raise ValueError(f"hub_address must lie outside {SESSION_NETWORK}, the sessions' pool")
+        if "default" not in self.profiles:
+            raise ValueError("profiles must include one named 'default'")
+        return self
 
 
 class Project(_Section):
-    """A project of the seed registry: an id, a title and the usernames of its members."""
+    """A project of the seed registry: its members, datasets and resource profile."""
 
     id: Identifier
     title: str
     members: list[str] = []
+    datasets: list[Identifier] = []
+    profile: Identifier = "default"
 
 
 class SiteConfig(_Section):
@@ -135,6 +196,15 @@ class SiteConfig(_Section):
             if port in seen:
                 raise ValueError(f"{key} and {seen[port]} both use port {port}")
             seen[port] = key
+        return self
+
+    @model_validator(mode="after")
+    def _profiles_exist(self) -> SiteConfig:
+        for index, project in enumerate(self.projects):
+            if project.profile not in self.sessions.profiles:
+                raise ValueError(
+                    f"projects.{index}.profile: no profile '{project.profile}' in sessions.profiles"
+                )
         return self
 
     @property
@@ -179,14 +249,16 @@ SEED_PROJECTS = (
 
 
 def _key_path(location: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in location) or "(top level)"
+    return ".".join(str(part) for part in location)
 
 
 def _describe(error: dict[str, Any]) -> str:
-    key = _key_path(error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        return f"{key}: unknown key"
-    return f"{key}: {error['msg']}"
+        message = "unknown key"
+    if not error["loc"]:
+        return message
+    return f"{_key_path(error['loc'])}: {message}"
 
 
 def parse_site_config(data: Any, source: str) -> SiteConfig:

@@ -14,7 +14,7 @@ from typing import Any
 
 from .auth import EnclaveAuthenticator
 from .config import SiteConfig, SiteConfigError
-from .projects import SeedRegistry
+from .projects import ProjectGroups, SeedRegistry
 from .secrets import load_secrets, secret_path
 from .spawner import EnclaveSpawner
 
@@ -48,7 +48,7 @@ def hub_paths(site: SiteConfig) -> dict[str, Path]:
     return {
         "database": state / "jupyterhub.sqlite",
         "pid_file": state / "run" / "hub.pid",
-        "session_logs": state / "logs" / "sessions",
+        "project_groups": state / "project-groups.json",
     }
 
 
@@ -61,7 +61,8 @@ def configure(c: Any, site: SiteConfig) -> None:
 
     hub = c.JupyterHub
     hub.bind_url = f"http://{site.hub.bind}:{site.hub.port}"
-    hub.hub_bind_url = f"http://127.0.0.1:{site.hub.hub_port}"
+    # Sessions reach the hub, and nothing else of the host, at its address on its own link.
+    hub.hub_bind_url = f"http://{site.sessions.hub_address}:{site.hub.hub_port}"
     hub.db_url = f"sqlite:///{paths['database']}"
     hub.pid_file = str(paths["pid_file"])
     hub.cookie_secret_file = str(secret_path(site.state_dir, "cookie_secret"))
@@ -112,10 +113,18 @@ def configure(c: Any, site: SiteConfig) -> None:
     auth.auth_refresh_strict = True
     auth.auth_refresh_age = 300
 
+    sessions = site.sessions
     spawner = c.EnclaveSpawner
     spawner.registry = registry
-    spawner.workspace_root = str(site.sessions.workspace_root)
-    spawner.log_dir = str(paths["session_logs"])
-    spawner.uid_base = site.sessions.uid_base
-    spawner.start_timeout = site.sessions.start_timeout
-    spawner.http_timeout = site.sessions.start_timeout
+    spawner.project_groups = ProjectGroups(paths["project_groups"], sessions.gid_base)
+    spawner.workspace_root = str(sessions.workspace_root)
+    spawner.data_root = str(site.data_root)
+    spawner.state_dir = str(site.state_dir)
+    spawner.uid_base = sessions.uid_base
+    spawner.hub_address = str(sessions.hub_address)
+    spawner.hub_port = site.hub.hub_port
+    spawner.egress_allow = list(sessions.egress_allow)
+    spawner.profiles = dict(sessions.profiles)
+    spawner.start_timeout = sessions.start_timeout
+    spawner.http_timeout = sessions.start_timeout
+    spawner.poll_interval = sessions.poll_interval

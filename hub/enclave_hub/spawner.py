@@ -1,26 +1,40 @@
-"""EnclaveSpawner: one notebook session per user and project, never as root.
+"""EnclaveSpawner: one sandboxed notebook session per user and project, never as root.
 
-A session is a JupyterHub named server whose name is the project id. It runs as an unprivileged
-uid of its own (`uid_base` + the hub's user id), in a home kept for that user and project, with
-a minimal environment. Its output goes to a log file the session cannot open, so that a session
-which dies while starting can be reported to the user with its reason.
+A session is a JupyterHub named server whose name is the project id. It runs in a sandbox of its
+own (network namespace and firewall, cgroup, bubblewrap: see `enclave_hub.sandbox`), as an
+unprivileged uid of its own (`uid_base` + the server's number) in its project's group. Its
+output goes to a log file the session cannot open, so that a session which dies while starting
+can be reported to the user with its reason. The firewall is checked while the session runs: a
+session whose rules are missing or altered is stopped (fail closed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
+import ipaddress
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from jupyterhub.spawner import LocalProcessSpawner, SpawnException
+from jupyterhub.utils import random_port
 from traitlets import Any as AnyTrait
-from traitlets import Integer, Unicode, default
+from traitlets import Integer, List, Unicode, default
+
+import enclave
+
+from . import sandbox
+from .sandbox.bubblewrap import DATA_MOUNT, PROJECT_MOUNT, SandboxView, bwrap_argv
 
 LOG_TAIL_LINES = 15
+# bubblewrap's parent: the sandbox dies with it (--die-with-parent), and it outlives the hub, so
+# that a restarted hub can adopt the session.
+SESSION_KEEPER = ("setsid", "--fork", "--wait")
+NVIDIA_CONTROL_DEVICES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
 
 
 def process_start_time(pid: int) -> int | None:
@@ -38,27 +52,54 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def resolve_endpoints(entries: list[Any]) -> tuple[list[sandbox.Endpoint], list[tuple[str, str]]]:
+    """Allow-list entries as addresses, and the host names sessions may look up."""
+    endpoints, names = [], []
+    for entry in entries:
+        try:
+            addresses = [ipaddress.ip_address(entry.host)]
+        except ValueError:
+            infos = socket.getaddrinfo(entry.host, entry.port, type=socket.SOCK_STREAM)
+            addresses = sorted({ipaddress.ip_address(info[4][0]) for info in infos}, key=str)
+            names += [(entry.host, str(address)) for address in addresses]
+        endpoints += [sandbox.Endpoint(address, entry.port) for address in addresses]
+    return endpoints, names
+
+
+def runtime_paths() -> list[Path]:
+    """The Python environment and Enclave's own code, which sessions see read-only."""
+    paths = {Path(sys.prefix).resolve()}
+    for package in (enclave, sys.modules[__package__]):
+        paths.add(Path(package.__file__).resolve().parent.parent)
+    # Drop any path that lies inside another.
+    return sorted(p for p in paths if not any(q != p and q in p.parents for q in paths))
+
+
 class EnclaveSpawner(LocalProcessSpawner):
-    """Starts a project session as a local process under the session's own uid."""
+    """Starts a project session in its sandbox, under the session's own uid."""
 
     registry = AnyTrait(
         help="the project registry: projects_of(user) and membership(user, project)"
     ).tag(config=True)
-
+    project_groups = AnyTrait(help="ProjectGroups: the group id of each project").tag(config=True)
     workspace_root = Unicode(
         "/srv/enclave/workspaces",
-        help="folder of project workspaces; homes are <root>/<project>/home/<user>",
+        help="project workspaces: <root>/<project>/home/<user> and <root>/<project>/shared",
     ).tag(config=True)
-
-    log_dir = Unicode(help="folder for session logs, inside the hub's state directory").tag(
+    data_root = Unicode("/srv/enclave/data", help="one folder per dataset").tag(config=True)
+    state_dir = Unicode(help="the hub's state directory (logs, sandbox files)").tag(config=True)
+    uid_base = Integer(200000, help="a session runs as uid_base + its server's number").tag(
         config=True
     )
-
-    uid_base = Integer(
-        200000, help="sessions run as uid_base + the hub's user id, with the same gid"
-    ).tag(config=True)
+    hub_address = Unicode(help="the hub's address, the one sessions may reach").tag(config=True)
+    hub_port = Integer(help="the hub's API port").tag(config=True)
+    egress_allow = List(help="HostPort entries sessions may connect to").tag(config=True)
+    profiles = AnyTrait(help="resource profiles by name").tag(config=True)
 
     pid_start_time = Integer(0, help="start time of the recorded pid, in clock ticks")
+    firewall_fingerprint = Unicode("", help="hash of the session's rules as loaded")
+    blocked_seen = Integer(0, help="blocked packets already reported")
+    sandbox_number = Integer(0, help="the session's number on this machine (network, cgroup)")
 
     @default("cmd")
     def _cmd_default(self) -> list[str]:
@@ -80,15 +121,23 @@ class EnclaveSpawner(LocalProcessSpawner):
 
     @property
     def session_uid(self) -> int:
-        return self.uid_base + self.user.id
+        return self.uid_base + self.orm_spawner.id
 
     @property
     def home_dir(self) -> Path:
         return Path(self.workspace_root, self.name, "home", self.user.name)
 
     @property
+    def project_folder(self) -> Path:
+        return Path(self.workspace_root, self.name, "shared")
+
+    @property
+    def home_inside(self) -> str:
+        return f"/home/{self.user.name}"
+
+    @property
     def log_path(self) -> Path:
-        return Path(self.log_dir, f"{self.user.name}--{self.name}.log")
+        return Path(self.state_dir, "logs", "sessions", f"{self.user.name}--{self.name}.log")
 
     def _project(self):
         if self.registry is None:
@@ -114,57 +163,161 @@ class EnclaveSpawner(LocalProcessSpawner):
             f'<ul class="enclave-projects">{links or "<li>none yet</li>"}</ul>'
         )
 
-    # -- process ---------------------------------------------------------------------------
-
-    def _prepare_home(self) -> None:
-        self.home_dir.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        self.home_dir.mkdir(mode=0o700, exist_ok=True)
-        os.chown(self.home_dir, self.session_uid, self.session_uid)
-        os.chmod(self.home_dir, 0o700)
-
-    def make_preexec_fn(self, name: str):
-        uid = self.session_uid
-        home = str(self.home_dir)
-
-        def drop_to_session_user() -> None:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            os.umask(0o077)
-            os.chdir(home)
-
-        return drop_to_session_user
-
-    def user_env(self, env: dict[str, str]) -> dict[str, str]:
-        env["USER"] = self.user.name
-        env["HOME"] = str(self.home_dir)
-        env["SHELL"] = "/bin/bash"
-        env["PATH"] = os.pathsep.join(
-            [os.path.join(sys.prefix, "bin"), "/usr/local/bin", "/usr/bin", "/bin"]
+    def _sandbox(self, port: int, gid: int, profile) -> sandbox.SessionSandbox:
+        allowed, names = resolve_endpoints(self.egress_allow)
+        hub = sandbox.Endpoint(ipaddress.ip_address(self.hub_address), self.hub_port)
+        return sandbox.SessionSandbox(
+            sandbox.SessionSpec(
+                number=self.sandbox_number,
+                uid=self.session_uid,
+                gid=gid,
+                server_port=port,
+                allowed=(hub, *allowed),
+                host_names=tuple(names),
+                limits=sandbox.Limits(
+                    memory_bytes=int(profile.memory), cpus=profile.cpus, pids=profile.pids
+                ),
+                # Outside the state directory: bubblewrap reads it as the session user.
+                files_dir=Path(self.workspace_root, ".sandbox", str(self.sandbox_number)),
+            )
         )
-        env["ENCLAVE_PROJECT"] = self.name
-        return env
 
-    async def start(self) -> tuple[str, int]:
-        if self._project() is None:
+    def _existing_sandbox(self) -> sandbox.SessionSandbox:
+        """The sandbox of this session for removal or checks (limits do not matter there)."""
+        return self._sandbox(self.port or 1, 0, self.profiles["default"])
+
+    # -- starting ------------------------------------------------------------------------
+
+    def _check_project(self):
+        project = self._project()
+        if project is None:
             message = (
                 f"{self.user.name} is not a member of project '{self.name}'."
                 if self.name
                 else "Sessions are started for a project: choose one on the home page."
             )
             raise SpawnException(message, reason="membership", status_code=403)
-        if self.session_uid == 0:
+        if self.session_uid <= 0 or self.uid_base < 1000:
             raise SpawnException(
                 "Enclave is misconfigured: a session would run as root.", reason="config"
             )
-        self._prepare_home()
-        Path(self.log_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+        return project
+
+    def _dataset_folders(self, project) -> dict[str, Path]:
+        folders = {dataset: Path(self.data_root, dataset) for dataset in project.datasets}
+        for dataset, folder in folders.items():
+            if not folder.is_dir():
+                raise SpawnException(
+                    f"Dataset '{dataset}' of project '{project.id}' is not in the data root.",
+                    reason="data",
+                )
+        return folders
+
+    def _gpu_devices(self, profile_name: str, gpus: int) -> list[str]:
+        if not gpus:
+            return []
+        cards = [f"/dev/nvidia{i}" for i in range(gpus)]
+        missing = [d for d in (*cards, NVIDIA_CONTROL_DEVICES[0]) if not Path(d).exists()]
+        if missing:
+            raise SpawnException(
+                f"Profile '{profile_name}' asks for {gpus} GPU(s), and this host has "
+                f"{'none' if '/dev/nvidia0' in missing else 'fewer'} "
+                f"({', '.join(missing)} missing).",
+                reason="gpu",
+            )
+        return cards + [d for d in NVIDIA_CONTROL_DEVICES if Path(d).exists()]
+
+    def _prepare_folders(self, gid: int) -> None:
+        self.project_folder.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        self.home_dir.parent.mkdir(mode=0o755, exist_ok=True)
+        for folder, owner, mode in (
+            (self.home_dir, self.session_uid, 0o700),
+            (self.project_folder, 0, 0o2770),
+        ):
+            folder.mkdir(exist_ok=True)
+            os.chown(folder, owner, gid)
+            os.chmod(folder, mode)
+
+    def user_env(self, env: dict[str, str]) -> dict[str, str]:
+        env["USER"] = self.user.name
+        env["HOME"] = self.home_inside
+        env["SHELL"] = "/bin/bash"
+        env["PATH"] = os.pathsep.join(
+            [os.path.join(sys.prefix, "bin"), "/usr/local/bin", "/usr/bin", "/bin"]
+        )
+        env["ENCLAVE_PROJECT"] = self.name
+        env["ENCLAVE_DATA"] = DATA_MOUNT
+        env["ENCLAVE_PROJECT_FOLDER"] = PROJECT_MOUNT
+        return env
+
+    async def start(self) -> tuple[str, int]:
+        project = self._check_project()
+        profile_name = project.profile
+        profile = self.profiles[profile_name]
+        devices = self._gpu_devices(profile_name, profile.gpus)
+        datasets = self._dataset_folders(project)
+        gid = self.project_groups.gid(project.id)
+        self.port = random_port()
+        self.sandbox_number = await asyncio.to_thread(sandbox.free_session_number)
+        box = self._sandbox(self.port, gid, profile)
+        self.ip = box.session_ip
+        self._prepare_folders(gid)
+        try:
+            await asyncio.to_thread(box.create)
+            self.firewall_fingerprint = box.firewall_fingerprint
+            # Fail closed: the rules are checked once more right before the session starts.
+            await asyncio.to_thread(box.verify, self.firewall_fingerprint)
+        except sandbox.SandboxError as error:
+            await asyncio.to_thread(box.destroy)
+            raise SpawnException(
+                f"The session's sandbox could not be set up, so it was not started: {error}",
+                reason="sandbox",
+                status_code=500,
+            ) from None
+        view = SandboxView(
+            home=self.home_dir,
+            home_inside=self.home_inside,
+            project_folder=self.project_folder,
+            datasets=datasets,
+            runtime=runtime_paths(),
+            hosts_file=box.hosts_file,
+            hostname=f"enclave-{self.name}",
+            devices=devices,
+        )
+        env = self.get_env()
+        if devices:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(profile.gpus))
+        try:
+            argv = [*SESSION_KEEPER, *bwrap_argv(view, [*self.cmd, *self.get_args()])]
+            self._launch(argv, env, box.launch_hook(self.home_dir))
+            await self._wait_until_listening(self.ip, self.port)
+        except BaseException:
+            await self._remove_session(box)
+            raise
+        return self.ip, self.port
+
+    def _launch(self, argv: list[str], env: dict[str, str], hook) -> None:
+        self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with open(self.log_path, "ab") as session_log:
-            self.popen_kwargs = {"stdout": session_log, "stderr": session_log}
-            ip, port = await super().start()
+            self.proc = subprocess.Popen(
+                argv,
+                env=env,
+                preexec_fn=hook,
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=session_log,
+                stderr=subprocess.STDOUT,
+            )
+        self.pid = self.proc.pid
         self.pid_start_time = process_start_time(self.pid) or 0
-        await self._wait_until_listening(ip, port)
-        return ip, port
+        self.log.info(
+            "Session %s/%s started as pid %d, uid %d, in %s",
+            self.user.name,
+            self.name,
+            self.pid,
+            self.session_uid,
+            f"enclave-s{self.sandbox_number}",
+        )
 
     async def _wait_until_listening(self, ip: str, port: int) -> None:
         """Return once the server accepts connections; raise with its reason if it exits."""
@@ -172,7 +325,6 @@ class EnclaveSpawner(LocalProcessSpawner):
         while asyncio.get_running_loop().time() < deadline:
             status = self.proc.poll()
             if status is not None:
-                self.clear_state()
                 raise SpawnException(
                     f"The session for project '{self.name}' exited while starting "
                     f"(exit status {status}). Its last output:\n{self._log_tail()}",
@@ -198,21 +350,24 @@ class EnclaveSpawner(LocalProcessSpawner):
             return "(no output)"
         return "\n".join(lines[-LOG_TAIL_LINES:]) or "(no output)"
 
-    # -- state kept across hub restarts ---------------------------------------------------
+    # -- running and stopping -------------------------------------------------------------
 
-    def get_state(self) -> dict[str, Any]:
-        state = super().get_state()
-        if self.pid:
-            state["pid_start_time"] = self.pid_start_time
-        return state
+    async def _remove_session(self, box: sandbox.SessionSandbox | None = None) -> None:
+        """Kill what is left of the session and remove its sandbox."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if box is None and self.sandbox_number:
+            box = self._existing_sandbox()
+        if box is not None:
+            await asyncio.to_thread(box.destroy)
+        if self.proc is not None:
+            await asyncio.to_thread(self.proc.wait)
+        self.clear_state()
+        self.sandbox_number = 0
 
-    def load_state(self, state: dict[str, Any]) -> None:
-        super().load_state(state)
-        self.pid_start_time = state.get("pid_start_time", 0)
-
-    def clear_state(self) -> None:
-        super().clear_state()
-        self.pid_start_time = 0
+    async def stop(self, now: bool = False) -> None:
+        await super().stop(now=now)
+        await self._remove_session()
 
     async def poll(self) -> int | None:
         if self.proc is None and self.pid:
@@ -225,6 +380,65 @@ class EnclaveSpawner(LocalProcessSpawner):
                     self.name,
                     self.pid,
                 )
-                self.clear_state()
+                await self._remove_session()
                 return 0
-        return await super().poll()
+        status = await super().poll()
+        if status is None and self.firewall_fingerprint:
+            return await self._check_firewall()
+        return status
+
+    async def _check_firewall(self) -> int | None:
+        box = self._existing_sandbox()
+        try:
+            await asyncio.to_thread(box.verify, self.firewall_fingerprint)
+        except sandbox.SandboxError as error:
+            self.log.error(
+                "Session %s/%s stopped, failing closed: %s", self.user.name, self.name, error
+            )
+            await self._remove_session(box)
+            return 1
+        blocked = await asyncio.to_thread(box.blocked_count)
+        if blocked > self.blocked_seen:
+            self.log.warning(
+                "Session %s/%s (uid %d): %d blocked network attempt(s), %d in all",
+                self.user.name,
+                self.name,
+                self.session_uid,
+                blocked - self.blocked_seen,
+                blocked,
+            )
+            self.blocked_seen = blocked
+        return None
+
+    # -- state kept across hub restarts ---------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        if self.sandbox_number:
+            # Kept until the sandbox is removed, even once the process has exited.
+            state["sandbox_number"] = self.sandbox_number
+        if self.pid:
+            state.update(
+                pid_start_time=self.pid_start_time,
+                ip=self.ip,
+                port=self.port,
+                uid=self.session_uid,
+                firewall_fingerprint=self.firewall_fingerprint,
+                blocked_seen=self.blocked_seen,
+            )
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        self.pid_start_time = state.get("pid_start_time", 0)
+        self.firewall_fingerprint = state.get("firewall_fingerprint", "")
+        self.blocked_seen = state.get("blocked_seen", 0)
+        self.sandbox_number = state.get("sandbox_number", 0)
+        self.port = state.get("port", 0)
+        self.ip = state.get("ip", "")
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.pid_start_time = 0
+        self.firewall_fingerprint = ""
+        self.blocked_seen = 0

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .config import SiteConfig, write_site_config
 from .projects import SeedRegistry
+from .sandbox.network import ensure_hub_address
 from .secrets import Secrets, ensure_secrets
 
 HUB_CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
@@ -114,7 +115,7 @@ def check_ports(site: SiteConfig) -> None:
     wanted = [
         ("hub.port", "the public proxy port", str(site.hub.bind), site.hub.port),
         ("hub.proxy_api_port", "the proxy's API", "127.0.0.1", site.hub.proxy_api_port),
-        ("hub.hub_port", "the hub", "127.0.0.1", site.hub.hub_port),
+        ("hub.hub_port", "the hub", "0.0.0.0", site.hub.hub_port),
     ]
     if site.uses_dev_provider:
         port = site.identity.dev_provider.port
@@ -256,6 +257,7 @@ class Supervisor:
         check_reachable_by_sessions(workspaces, "the session workspace root")
         check_reachable_by_sessions(Path(sys.prefix).resolve(), "the Python environment")
         write_site_config(self.site, self.config_path)
+        ensure_hub_address(self.site.sessions.hub_address)
         return ensure_secrets(state)
 
     # -- running -----------------------------------------------------------------------------
@@ -362,7 +364,7 @@ class Supervisor:
 
 def _hub_api(site: SiteConfig, token: str, path: str, method: str = "GET") -> object:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{site.hub.hub_port}/hub/api{path}", method=method
+        f"http://{site.sessions.hub_address}:{site.hub.hub_port}/hub/api{path}", method=method
     )
     request.add_header("Authorization", f"token {token}")
     with urllib.request.urlopen(request, timeout=30) as response:

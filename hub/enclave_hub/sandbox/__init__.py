@@ -1,0 +1,173 @@
+"""The sandbox of one notebook session: network namespace and firewall, cgroup, bubblewrap.
+
+`SessionSandbox.create` builds it step by step and, if any step fails, removes what the earlier
+steps made, so a failed start leaves nothing behind. `launch_hook` returns the function that the
+session's process runs just before it executes bubblewrap: join the cgroup, enter the network
+namespace, drop to the session's uid and gid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cgroup import CgroupError, Limits, SessionCgroup
+from .network import Endpoint, NetworkError, SessionNetwork, free_session_number
+
+__all__ = [
+    "Endpoint",
+    "Limits",
+    "SandboxError",
+    "SessionSandbox",
+    "SessionSpec",
+    "free_session_number",
+]
+
+log = logging.getLogger("enclave.sandbox")
+CLONE_NEWNET = 0x40000000
+
+
+class SandboxError(Exception):
+    """The sandbox could not be built, or no longer holds."""
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """Everything that defines one session's sandbox."""
+
+    number: int
+    uid: int
+    gid: int
+    server_port: int
+    allowed: tuple[Endpoint, ...]
+    host_names: tuple[tuple[str, str], ...]
+    limits: Limits
+    files_dir: Path
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    make: Callable[[], object]
+    undo: Callable[[], None]
+
+
+class SessionSandbox:
+    """Creates, checks and removes the sandbox of one session."""
+
+    def __init__(self, spec: SessionSpec):
+        self.spec = spec
+        self.network = SessionNetwork(spec.number)
+        self.cgroup = SessionCgroup(f"s{spec.number}")
+        self.firewall_fingerprint = ""
+        self.steps = [
+            Step("namespace", self.network.create_namespace, self.network.remove_namespace),
+            Step("link", self.network.create_link, self.network.remove_link),
+            Step("firewall", self._apply_firewall, lambda: None),
+            Step("cgroup", lambda: self.cgroup.create(spec.limits), self.cgroup.remove),
+            Step("files", self._write_files, self._remove_files),
+        ]
+
+    @property
+    def hosts_file(self) -> Path:
+        return self.spec.files_dir / "hosts"
+
+    @property
+    def session_ip(self) -> str:
+        return str(self.network.session_ipv4)
+
+    def create(self) -> None:
+        """Build every part, or nothing: a failure undoes the steps already done."""
+        self.destroy()  # what a crashed earlier attempt may have left
+        done: list[Step] = []
+        try:
+            for step in self.steps:
+                step.make()
+                done.append(step)
+        except Exception as error:
+            for step in reversed(done):
+                try:
+                    step.undo()
+                except (NetworkError, CgroupError, OSError) as undo_error:
+                    log.error(
+                        "undoing %s of session %d: %s", step.name, self.spec.number, undo_error
+                    )
+            raise SandboxError(f"building the session's sandbox failed: {error}") from error
+
+    def destroy(self) -> None:
+        """Remove every part that exists; processes left in the cgroup are killed."""
+        for step in reversed(self.steps):
+            step.undo()
+
+    def leftovers(self) -> list[str]:
+        """The parts of this sandbox that still exist (empty once destroyed)."""
+        found = []
+        if self.network.exists():
+            found.append(f"network namespace {self.network.namespace}")
+        if self.network.link_exists():
+            found.append(f"link {self.network.host_link}")
+        if self.cgroup.exists():
+            found.append(f"cgroup {self.cgroup.name}")
+        if self.spec.files_dir.exists():
+            found.append(f"folder {self.spec.files_dir}")
+        return found
+
+    # -- the parts ---------------------------------------------------------------------------
+
+    def _apply_firewall(self) -> None:
+        self.firewall_fingerprint = self.network.apply_rules(
+            list(self.spec.allowed), self.spec.server_port
+        )
+
+    def _write_files(self) -> None:
+        self.spec.files_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        lines = ["127.0.0.1 localhost", "::1 localhost"]
+        lines += [f"{address} {name}" for name, address in self.spec.host_names]
+        self.hosts_file.write_text("\n".join(lines) + "\n")
+        self.hosts_file.chmod(0o644)
+
+    def _remove_files(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.hosts_file.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            self.spec.files_dir.rmdir()
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def verify(self, fingerprint: str) -> None:
+        """Fail closed: raise unless the firewall is exactly as it was loaded."""
+        try:
+            self.network.verify_rules(fingerprint)
+        except NetworkError as error:
+            raise SandboxError(str(error)) from None
+
+    def blocked_count(self) -> int:
+        return self.network.blocked_count()
+
+    # -- entering ----------------------------------------------------------------------------
+
+    def launch_hook(self, home: Path) -> Callable[[], None]:
+        """What the session's process runs before exec, while still root."""
+        netns_path = f"/run/netns/{self.network.namespace}"
+        uid, gid = self.spec.uid, self.spec.gid
+        cgroup = self.cgroup
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+        def enter_sandbox() -> None:
+            cgroup.join()
+            fd = os.open(netns_path, os.O_RDONLY)
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns into the session's namespace failed")
+            os.close(fd)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            os.umask(0o007)
+            os.chdir(home)
+
+        return enter_sandbox

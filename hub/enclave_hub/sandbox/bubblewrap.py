@@ -1,0 +1,99 @@
+"""The bubblewrap command line that confines a session's processes.
+
+New user, mount, pid, ipc, uts and cgroup namespaces, a new terminal session, no capabilities
+and no new privileges (bubblewrap always sets PR_SET_NO_NEW_PRIVS and mounts with nosuid).
+The session sees the system and the Python environment read-only, its project's datasets
+read-only under /data, its home and the project's shared folder read-write, and nothing else
+of the host: no hub state, no other homes, no host /proc or /sys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SYSTEM_READ_ONLY = ("/usr", "/etc")
+USR_MERGED_LINKS = {
+    "/bin": "usr/bin",
+    "/sbin": "usr/sbin",
+    "/lib": "usr/lib",
+    "/lib64": "usr/lib64",
+}
+PROJECT_MOUNT = "/project"
+DATA_MOUNT = "/data"
+
+
+@dataclass(frozen=True)
+class SandboxView:
+    """What a session sees of the host."""
+
+    home: Path
+    home_inside: str
+    project_folder: Path
+    datasets: dict[str, Path]
+    runtime: list[Path]
+    hosts_file: Path
+    hostname: str
+    devices: list[str] = field(default_factory=list)
+
+
+def _system_mounts() -> list[str]:
+    args: list[str] = []
+    for path in SYSTEM_READ_ONLY:
+        args += ["--ro-bind", path, path]
+    for link, target in USR_MERGED_LINKS.items():
+        if Path(link).is_symlink():
+            args += ["--symlink", target, link]
+        elif Path(link).exists():
+            args += ["--ro-bind", link, link]
+    return args
+
+
+def bwrap_argv(view: SandboxView, command: list[str]) -> list[str]:
+    """The full command: bwrap, its options, then the session's own command."""
+    args = [
+        "bwrap",
+        "--unshare-user",
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--new-session",
+        "--die-with-parent",
+        "--cap-drop",
+        "ALL",
+        "--hostname",
+        view.hostname,
+        *_system_mounts(),
+        "--ro-bind",
+        str(view.hosts_file),
+        "/etc/hosts",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+        "--tmpfs",
+        "/run",
+    ]
+    for path in view.runtime:
+        args += ["--ro-bind", str(path), str(path)]
+    for device in view.devices:
+        args += ["--dev-bind", device, device]
+    args += ["--dir", DATA_MOUNT]
+    for dataset, path in sorted(view.datasets.items()):
+        args += ["--ro-bind", str(path), f"{DATA_MOUNT}/{dataset}"]
+    args += [
+        "--bind",
+        str(view.home),
+        view.home_inside,
+        "--bind",
+        str(view.project_folder),
+        PROJECT_MOUNT,
+        "--chdir",
+        view.home_inside,
+        "--",
+        *command,
+    ]
+    return args

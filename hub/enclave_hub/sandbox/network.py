@@ -1,0 +1,210 @@
+"""A session's network: its own namespace, one veth to the host, and nftables that drop by default.
+
+The namespace reaches the host through a point-to-point veth (IPv4 link-local and IPv6 ULA
+addresses derived from the session's number). Its `inet enclave` table lets out only loopback
+traffic, replies, the hub's API and the site's allow-list; it lets in only the proxy's
+connections to the session's server port. Everything else is counted and dropped. The session
+has no capability in this namespace, so it cannot change the rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+import subprocess
+from dataclasses import dataclass
+
+TABLE = "enclave"
+IPV4_POOL = ipaddress.IPv4Network("169.254.0.0/17")
+IPV6_PREFIX = "fd3e:6e63:6c76"
+
+
+class NetworkError(Exception):
+    """A namespace, link or rule could not be made, or no longer holds."""
+
+
+def run(argv: list[str], stdin: str | None = None) -> str:
+    result = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise NetworkError(f"{' '.join(argv[:6])} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A host:port a session may connect to."""
+
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    port: int
+
+    def rule(self) -> str:
+        family = "ip" if self.address.version == 4 else "ip6"
+        return f"{family} daddr {self.address} tcp dport {self.port} accept"
+
+
+@dataclass(frozen=True)
+class SessionNetwork:
+    """The names and addresses of one session's network, derived from its number."""
+
+    number: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.number < IPV4_POOL.num_addresses // 4:
+            raise NetworkError(f"session number {self.number} is outside the address pool")
+
+    @property
+    def namespace(self) -> str:
+        return f"enclave-s{self.number}"
+
+    @property
+    def host_link(self) -> str:
+        return f"enc{self.number}h"
+
+    @property
+    def session_link(self) -> str:
+        return f"enc{self.number}s"
+
+    @property
+    def host_ipv4(self) -> ipaddress.IPv4Address:
+        return IPV4_POOL.network_address + 4 * self.number + 1
+
+    @property
+    def session_ipv4(self) -> ipaddress.IPv4Address:
+        return self.host_ipv4 + 1
+
+    @property
+    def host_ipv6(self) -> ipaddress.IPv6Address:
+        return ipaddress.IPv6Address(f"{IPV6_PREFIX}:{self.number:x}::1")
+
+    @property
+    def session_ipv6(self) -> ipaddress.IPv6Address:
+        return self.host_ipv6 + 1
+
+    def netns(self, *argv: str) -> list[str]:
+        return ["ip", "netns", "exec", self.namespace, *argv]
+
+    # -- creation, each step undone by the matching removal ------------------------------
+
+    def create_namespace(self) -> None:
+        run(["ip", "netns", "add", self.namespace])
+        run(self.netns("ip", "link", "set", "lo", "up"))
+
+    def create_link(self) -> None:
+        run(
+            [
+                "ip",
+                "link",
+                "add",
+                self.host_link,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                self.session_link,
+                "netns",
+                self.namespace,
+            ]
+        )
+        run(["ip", "addr", "add", f"{self.host_ipv4}/30", "dev", self.host_link])
+        run(["ip", "-6", "addr", "add", f"{self.host_ipv6}/64", "dev", self.host_link, "nodad"])
+        run(["ip", "link", "set", self.host_link, "up"])
+        run(self.netns("ip", "addr", "add", f"{self.session_ipv4}/30", "dev", self.session_link))
+        run(
+            self.netns(
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                f"{self.session_ipv6}/64",
+                "dev",
+                self.session_link,
+                "nodad",
+            )
+        )
+        run(self.netns("ip", "link", "set", self.session_link, "up"))
+        run(self.netns("ip", "route", "add", "default", "via", str(self.host_ipv4)))
+        run(self.netns("ip", "-6", "route", "add", "default", "via", str(self.host_ipv6)))
+
+    def ruleset(self, allowed: list[Endpoint], server_port: int) -> str:
+        allow = "\n        ".join(endpoint.rule() for endpoint in allowed)
+        return f"""
+table inet {TABLE} {{
+    counter blocked_out {{ }}
+    counter blocked_in {{ }}
+    chain output {{
+        type filter hook output priority filter; policy drop;
+        oif "lo" accept
+        ct state established,related accept
+        {allow}
+        counter name "blocked_out" drop
+    }}
+    chain input {{
+        type filter hook input priority filter; policy drop;
+        iif "lo" accept
+        ct state established,related accept
+        ip saddr {self.host_ipv4} tcp dport {server_port} accept
+        counter name "blocked_in" drop
+    }}
+    chain forward {{
+        type filter hook forward priority filter; policy drop;
+    }}
+}}
+"""
+
+    def apply_rules(self, allowed: list[Endpoint], server_port: int) -> str:
+        """Load the table; return the fingerprint that `verify_rules` checks against."""
+        run(self.netns("nft", "-f", "-"), stdin=self.ruleset(allowed, server_port))
+        return self.rules_fingerprint()
+
+    def rules_fingerprint(self) -> str:
+        listing = run(self.netns("nft", "--stateless", "list", "table", "inet", TABLE))
+        return hashlib.sha256(listing.encode()).hexdigest()
+
+    def verify_rules(self, fingerprint: str) -> None:
+        """Raise NetworkError unless the table is there exactly as it was loaded."""
+        try:
+            current = self.rules_fingerprint()
+        except NetworkError as error:
+            raise NetworkError(f"the firewall of {self.namespace} is missing: {error}") from None
+        if current != fingerprint:
+            raise NetworkError(f"the firewall of {self.namespace} was altered")
+
+    def blocked_count(self) -> int:
+        """Packets dropped so far, out and in."""
+        listing = run(self.netns("nft", "list", "counters", "table", "inet", TABLE))
+        return sum(int(n) for n in re.findall(r"packets (\d+)", listing))
+
+    # -- removal ---------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.namespace in run(["ip", "netns", "list"]).split()
+
+    def link_exists(self) -> bool:
+        probe = subprocess.run(["ip", "link", "show", "dev", self.host_link], capture_output=True)
+        return probe.returncode == 0
+
+    def remove_link(self) -> None:
+        if self.link_exists():
+            run(["ip", "link", "del", self.host_link])
+
+    def remove_namespace(self) -> None:
+        if self.exists():
+            run(["ip", "netns", "del", self.namespace])
+
+
+def ensure_hub_address(address: ipaddress.IPv4Address) -> None:
+    """Give the host the hub's address (on loopback): the one host address sessions reach.
+
+    Packets from a session's veth to it are delivered locally; nothing is routed onwards.
+    """
+    run(["ip", "addr", "replace", f"{address}/32", "dev", "lo"])
+
+
+def free_session_number() -> int:
+    """The lowest session number that no network namespace on this machine uses."""
+    taken = {
+        int(match)
+        for match in re.findall(r"^enclave-s(\d+)\b", run(["ip", "netns", "list"]), re.MULTILINE)
+    }
+    return next(n for n in range(1, IPV4_POOL.num_addresses // 4) if n not in taken)
