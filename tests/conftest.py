@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+from dataclasses import dataclass
+
 import pytest
 
 from enclave_harness import (
     RunningEnclave,
+    free_port,
     make_site_dir,
     require_root,
     start_enclave,
@@ -13,16 +17,56 @@ from enclave_harness import (
 )
 from enclave_hub.config import SEED_PROJECTS
 
-# A project for users that tests create at the provider, besides the demo users.
-TRIAL_PROJECT = {"id": "trial", "title": "Trial project", "members": ["frank", "grace"]}
+# Projects for users that tests create at the provider, besides the demo users.
+EXTRA_PROJECTS = [
+    {"id": "trial", "title": "Trial project", "members": ["frank", "grace", "ivan", "judy"]},
+    {"id": "tight", "title": "Small resources", "members": ["heidi"], "profile": "small"},
+    {"id": "gpu-study", "title": "Needs a GPU", "members": ["heidi"], "profile": "gpu"},
+]
+DATASETS = {"cancer-imaging": ["ds-imaging"], "cardiac-mri": ["ds-cardiac"]}
+
+
+@dataclass(frozen=True)
+class TestHost:
+    """Addresses on this machine, outside every session, where tests run servers."""
+
+    ipv4: str = "169.254.251.1"
+    ipv6: str = "fd3e:6e63:6c76:ffff::1"
+    allowed_port: int = 0
 
 
 @pytest.fixture(scope="session")
-def enclave() -> RunningEnclave:
+def test_host() -> TestHost:
+    host = TestHost(allowed_port=free_port())
+    for address in (f"{host.ipv4}/32", f"{host.ipv6}/128"):
+        subprocess.run(["ip", "addr", "replace", address, "dev", "lo"], check=True)
+    yield host
+    for address in (f"{host.ipv4}/32", f"{host.ipv6}/128"):
+        subprocess.run(["ip", "addr", "del", address, "dev", "lo"], check=False)
+
+
+@pytest.fixture(scope="session")
+def enclave(test_host) -> RunningEnclave:
     """`enclave up` on free loopback ports, shared by the end-to-end tests."""
     require_root()
     base = make_site_dir()
-    projects = [project.model_dump() for project in SEED_PROJECTS] + [TRIAL_PROJECT]
-    running = start_enclave(write_site_config(base, projects=projects))
+    projects = [
+        {**project.model_dump(), "datasets": DATASETS.get(project.id, [])}
+        for project in SEED_PROJECTS
+    ] + EXTRA_PROJECTS
+    for datasets in DATASETS.values():
+        for dataset in datasets:
+            (base / "data" / dataset).mkdir(parents=True)
+            (base / "data" / dataset / "README.txt").write_text(f"dataset {dataset}\n")
+    sessions = {
+        "egress_allow": [f"{test_host.ipv4}:{test_host.allowed_port}"],
+        "poll_interval": 3,
+        "profiles": {
+            "default": {"cpus": 1, "memory": "2GiB", "pids": 512},
+            "small": {"cpus": 0.5, "memory": "300MiB", "pids": 64},
+            "gpu": {"gpus": 1},
+        },
+    }
+    running = start_enclave(write_site_config(base, projects=projects, sessions=sessions))
     yield running
     assert running.stop() == 0, running.output()

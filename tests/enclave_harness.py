@@ -44,7 +44,11 @@ def write_site_config(base: Path, **overrides: object) -> Path:
         "hub": {"port": free_port(), "proxy_api_port": free_port(), "hub_port": free_port()},
         "identity": {"dev_provider": {"port": free_port()}},
     }
-    config.update(overrides)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
     path = base / "enclave.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
