@@ -63,7 +63,7 @@ def enclave(test_host) -> RunningEnclave:
         "poll_interval": 3,
         "profiles": {
             "default": {"cpus": 1, "memory": "2GiB", "pids": 512},
-            "small": {"cpus": 0.5, "memory": "300MiB", "pids": 64},
+            "small": {"cpus": 0.5, "memory": "300MiB", "pids": 160},
             "gpu": {"gpus": 1},
         },
     }

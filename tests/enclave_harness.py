@@ -237,6 +237,12 @@ def environ_of(pid: int) -> dict[str, str]:
     return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
 
 
+def session_namespaces() -> set[str]:
+    """The network namespaces of Enclave sessions on this machine."""
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in listing.splitlines() if line.startswith("enclave-s")}
+
+
 def session_server_pids(username: str, project: str) -> list[int]:
     """Host pids of the notebook server of one session (found by its hub-given variables)."""
     found = []

@@ -13,6 +13,7 @@ from enclave_harness import (
     create_api_token,
     login,
     run_in_kernel,
+    session_namespaces,
     session_url,
     set_provider_claims,
 )
@@ -62,6 +63,7 @@ def test_researcher_logs_in_and_runs_code_in_a_project_session(enclave):
     assert result["project"] == "cancer-imaging"
     assert result["uid"] >= 200000, "sessions never run as root or as a system user"
     assert result["state_dir"] in ("PermissionError", "FileNotFoundError"), "hub state read"
+    api.stop_session("alice", "cancer-imaging")
 
 
 def test_spawn_page_offers_only_the_users_projects(enclave):
@@ -118,8 +120,10 @@ def test_a_session_that_exits_while_starting_reports_its_reason(enclave):
     (config_dir / "jupyter_server_config.py").write_text(
         "import os, sys\nprint('my config stops here', file=sys.stderr, flush=True)\nos._exit(3)\n"
     )
+    namespaces = session_namespaces()
     response = api.start_session("grace", "trial")
     assert response.status_code >= 400
+    assert session_namespaces() == namespaces, "a failed start leaves no sandbox behind"
     assert "exited while starting (exit status 3)" in response.text
     assert "my config stops here" in response.text
 

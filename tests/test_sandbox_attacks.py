@@ -36,7 +36,9 @@ class Session:
         self.api = HubAPI(enclave, create_api_token(client, username))
         self.username, self.project = username, project
         response = self.api.start_session(username, project)
-        assert response.status_code in (201, 202), response.text
+        assert response.status_code in (201, 202) or "already running" in response.text, (
+            response.text
+        )
         self.api.wait_until_ready(username, project)
         self.url = session_url(enclave, username, project)
         self.home = Path(enclave.config["sessions"]["workspace_root"], project, "home", username)

@@ -383,9 +383,12 @@ class EnclaveSpawner(LocalProcessSpawner):
                 await self._remove_session()
                 return 0
         status = await super().poll()
-        if status is None and self.firewall_fingerprint:
+        if status is not None:
+            await self._remove_session()
+            return status
+        if self.firewall_fingerprint:
             return await self._check_firewall()
-        return status
+        return None
 
     async def _check_firewall(self) -> int | None:
         box = self._existing_sandbox()

@@ -84,13 +84,14 @@ class SessionSandbox:
     def create(self) -> None:
         """Build every part, or nothing: a failure undoes the steps already done."""
         self.destroy()  # what a crashed earlier attempt may have left
-        done: list[Step] = []
+        started: list[Step] = []
         try:
             for step in self.steps:
+                # A step that fails half-way is undone too: every undo tolerates absence.
+                started.append(step)
                 step.make()
-                done.append(step)
         except Exception as error:
-            for step in reversed(done):
+            for step in reversed(started):
                 try:
                     step.undo()
                 except (NetworkError, CgroupError, OSError) as undo_error:
