@@ -136,7 +136,7 @@ def test_a_gpu_profile_needs_a_gpu(enclave):
         api.stop_session("heidi", "gpu-study")
     else:
         assert response.status_code >= 400
-        assert "asks for 1 GPU(s), and this host has none" in response.text
+        assert "Profile 'gpu': 1 GPU(s) asked for, and this host has none" in response.text
 
 
 # -- 7. faults ------------------------------------------------------------------------------

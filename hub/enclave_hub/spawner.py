@@ -29,12 +29,12 @@ import enclave
 
 from . import sandbox
 from .sandbox.bubblewrap import DATA_MOUNT, PROJECT_MOUNT, SandboxView, bwrap_argv
+from .sandbox.gpu import GpuUnavailable, nvidia_devices, visible_devices
 
 LOG_TAIL_LINES = 15
 # bubblewrap's parent: the sandbox dies with it (--die-with-parent), and it outlives the hub, so
 # that a restarted hub can adopt the session.
 SESSION_KEEPER = ("setsid", "--fork", "--wait")
-NVIDIA_CONTROL_DEVICES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
 
 
 def process_start_time(pid: int) -> int | None:
@@ -214,18 +214,10 @@ class EnclaveSpawner(LocalProcessSpawner):
         return folders
 
     def _gpu_devices(self, profile_name: str, gpus: int) -> list[str]:
-        if not gpus:
-            return []
-        cards = [f"/dev/nvidia{i}" for i in range(gpus)]
-        missing = [d for d in (*cards, NVIDIA_CONTROL_DEVICES[0]) if not Path(d).exists()]
-        if missing:
-            raise SpawnException(
-                f"Profile '{profile_name}' asks for {gpus} GPU(s), and this host has "
-                f"{'none' if '/dev/nvidia0' in missing else 'fewer'} "
-                f"({', '.join(missing)} missing).",
-                reason="gpu",
-            )
-        return cards + [d for d in NVIDIA_CONTROL_DEVICES if Path(d).exists()]
+        try:
+            return nvidia_devices(gpus)
+        except GpuUnavailable as error:
+            raise SpawnException(f"Profile '{profile_name}': {error}.", reason="gpu") from None
 
     def _prepare_folders(self, gid: int) -> None:
         self.project_folder.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -286,7 +278,7 @@ class EnclaveSpawner(LocalProcessSpawner):
         )
         env = self.get_env()
         if devices:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(profile.gpus))
+            env["CUDA_VISIBLE_DEVICES"] = visible_devices(profile.gpus)
         try:
             argv = [*SESSION_KEEPER, *bwrap_argv(view, [*self.cmd, *self.get_args()])]
             self._launch(argv, env, box.launch_hook(self.home_dir))
