@@ -176,40 +176,60 @@ class HubAPI:
         raise AssertionError(f"session {username}/{project} did not stop")
 
 
-def run_in_kernel(session_url: str, token: str, code: str, timeout: float = 60) -> str:
-    """Start a kernel over REST, run `code` over the websocket, return what it printed."""
-    headers = {"Authorization": f"token {token}"}
-    kernel = httpx.post(f"{session_url}api/kernels", headers=headers, json={}, timeout=30)
-    kernel.raise_for_status()
-    kernel_id = kernel.json()["id"]
-    ws_url = session_url.replace("http://", "ws://") + f"api/kernels/{kernel_id}/channels"
-    channel = websocket.create_connection(
-        ws_url, header=[f"Authorization: token {token}"], timeout=timeout
-    )
-    try:
+class Kernel:
+    """A kernel started over a session's REST API and driven over its websocket."""
+
+    def __init__(self, session_url: str, token: str, timeout: float = 60):
+        self.session_url = session_url
+        self.headers = {"Authorization": f"token {token}"}
+        response = httpx.post(
+            f"{session_url}api/kernels", headers=self.headers, json={}, timeout=30
+        )
+        response.raise_for_status()
+        self.id = response.json()["id"]
+        ws_url = session_url.replace("http://", "ws://") + f"api/kernels/{self.id}/channels"
+        self.channel = websocket.create_connection(
+            ws_url, header=[f"Authorization: token {token}"], timeout=timeout
+        )
+        self.session = uuid.uuid4().hex
+
+    def _request(self, msg_type: str, content: dict) -> str:
         msg_id = uuid.uuid4().hex
-        channel.send(
+        header = {
+            "msg_id": msg_id,
+            "msg_type": msg_type,
+            "username": "test",
+            "session": self.session,
+            "version": "5.3",
+        }
+        self.channel.send(
             json.dumps(
                 {
-                    "header": {
-                        "msg_id": msg_id,
-                        "msg_type": "execute_request",
-                        "username": "test",
-                        "session": uuid.uuid4().hex,
-                        "version": "5.3",
-                    },
+                    "header": header,
                     "parent_header": {},
                     "metadata": {},
-                    "content": {"code": code, "silent": False},
+                    "content": content,
                     "channel": "shell",
                 }
             )
         )
-        printed = []
+        return msg_id
+
+    def _replies(self, msg_id: str):
         while True:
-            message = json.loads(channel.recv())
-            if message.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
+            message = json.loads(self.channel.recv())
+            if message.get("parent_header", {}).get("msg_id") == msg_id:
+                yield message
+
+    def wait_ready(self) -> None:
+        """Return once the kernel answers a kernel_info request."""
+        msg_id = self._request("kernel_info_request", {})
+        next(m for m in self._replies(msg_id) if m["msg_type"] == "kernel_info_reply")
+
+    def execute(self, code: str) -> str:
+        """Run `code`; return what it printed, or raise with the kernel's traceback."""
+        printed = []
+        for message in self._replies(self._request("execute_request", {"code": code})):
             kind = message["msg_type"]
             if kind == "stream":
                 printed.append(message["content"]["text"])
@@ -217,9 +237,20 @@ def run_in_kernel(session_url: str, token: str, code: str, timeout: float = 60) 
                 raise AssertionError("kernel error: " + "\n".join(message["content"]["traceback"]))
             elif kind == "status" and message["content"]["execution_state"] == "idle":
                 return "".join(printed)
+        raise AssertionError("the kernel's channel closed")
+
+    def close(self) -> None:
+        self.channel.close()
+        httpx.delete(f"{self.session_url}api/kernels/{self.id}", headers=self.headers, timeout=30)
+
+
+def run_in_kernel(session_url: str, token: str, code: str, timeout: float = 60) -> str:
+    """Start a kernel over REST, run `code` over the websocket, return what it printed."""
+    kernel = Kernel(session_url, token, timeout)
+    try:
+        return kernel.execute(code)
     finally:
-        channel.close()
-        httpx.delete(f"{session_url}api/kernels/{kernel_id}", headers=headers, timeout=30)
+        kernel.close()
 
 
 def session_url(enclave: RunningEnclave, username: str, project: str) -> str:

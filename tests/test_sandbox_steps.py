@@ -16,7 +16,7 @@ from enclave_hub.sandbox import (
     SandboxError,
     SessionSandbox,
     SessionSpec,
-    free_session_number,
+    reserve_session_number,
 )
 
 
@@ -24,7 +24,7 @@ def _sandbox() -> SessionSandbox:
     require_root()
     return SessionSandbox(
         SessionSpec(
-            number=free_session_number(),
+            number=reserve_session_number(),
             uid=299999,
             gid=199999,
             server_port=8888,

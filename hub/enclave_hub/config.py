@@ -73,6 +73,10 @@ class HubSettings(_Section):
     public_url: AnyHttpUrl | None = Field(
         default=None, description="URL users reach; defaults to http://<bind>:<port>"
     )
+    extra_config: Path | None = Field(
+        default=None,
+        description="a JupyterHub config file applied after Enclave's own, for overrides",
+    )
 
 
 class DemoUser(_Section):

@@ -6,4 +6,7 @@ from pathlib import Path
 from enclave_hub.config import load_site_config
 from enclave_hub.hub_config import configure
 
-configure(c, load_site_config(Path(os.environ["ENCLAVE_CONFIG"])))  # noqa: F821
+site = load_site_config(Path(os.environ["ENCLAVE_CONFIG"]))
+configure(c, site)  # noqa: F821
+if site.hub.extra_config is not None:
+    load_subconfig(str(site.hub.extra_config))  # noqa: F821

@@ -250,12 +250,16 @@ class EnclaveSpawner(LocalProcessSpawner):
         datasets = self._dataset_folders(project)
         gid = self.project_groups.gid(project.id)
         self.port = random_port()
-        self.sandbox_number = await asyncio.to_thread(sandbox.free_session_number)
+        self.sandbox_number = await asyncio.to_thread(sandbox.reserve_session_number)
         box = self._sandbox(self.port, gid, profile)
         self.ip = box.session_ip
         self._prepare_folders(gid)
         try:
-            await asyncio.to_thread(box.create)
+            try:
+                await asyncio.to_thread(box.create)
+            finally:
+                # Once created, the namespace itself keeps the number taken.
+                sandbox.release_session_number(self.sandbox_number)
             self.firewall_fingerprint = box.firewall_fingerprint
             # Fail closed: the rules are checked once more right before the session starts.
             await asyncio.to_thread(box.verify, self.firewall_fingerprint)

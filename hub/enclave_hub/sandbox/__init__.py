@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cgroup import CgroupError, Limits, SessionCgroup
-from .network import Endpoint, NetworkError, SessionNetwork, free_session_number
+from .network import (
+    Endpoint,
+    NetworkError,
+    SessionNetwork,
+    release_session_number,
+    reserve_session_number,
+)
 
 __all__ = [
     "Endpoint",
@@ -25,7 +31,8 @@ __all__ = [
     "SandboxError",
     "SessionSandbox",
     "SessionSpec",
-    "free_session_number",
+    "release_session_number",
+    "reserve_session_number",
 ]
 
 log = logging.getLogger("enclave.sandbox")
@@ -83,7 +90,6 @@ class SessionSandbox:
 
     def create(self) -> None:
         """Build every part, or nothing: a failure undoes the steps already done."""
-        self.destroy()  # what a crashed earlier attempt may have left
         started: list[Step] = []
         try:
             for step in self.steps:

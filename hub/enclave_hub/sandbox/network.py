@@ -13,6 +13,7 @@ import hashlib
 import ipaddress
 import re
 import subprocess
+import threading
 from dataclasses import dataclass
 
 TABLE = "enclave"
@@ -201,10 +202,28 @@ def ensure_hub_address(address: ipaddress.IPv4Address) -> None:
     run(["ip", "addr", "replace", f"{address}/32", "dev", "lo"])
 
 
-def free_session_number() -> int:
-    """The lowest session number that no network namespace on this machine uses."""
-    taken = {
-        int(match)
-        for match in re.findall(r"^enclave-s(\d+)\b", run(["ip", "netns", "list"]), re.MULTILINE)
-    }
-    return next(n for n in range(1, IPV4_POOL.num_addresses // 4) if n not in taken)
+_reserved: set[int] = set()
+_reserving = threading.Lock()
+
+
+def reserve_session_number() -> int:
+    """The lowest session number that no namespace or link on this machine uses.
+
+    Numbers handed out here stay reserved in this process until released, so sessions that
+    start at the same time get different ones.
+    """
+    namespaces = run(["ip", "netns", "list"])
+    links = run(["ip", "-brief", "link"])
+    taken = {int(n) for n in re.findall(r"^enclave-s(\d+)\b", namespaces, re.MULTILINE)}
+    taken |= {int(n) for n in re.findall(r"^enc(\d+)h\b", links, re.MULTILINE)}
+    with _reserving:
+        number = next(
+            n for n in range(1, IPV4_POOL.num_addresses // 4) if n not in taken | _reserved
+        )
+        _reserved.add(number)
+    return number
+
+
+def release_session_number(number: int) -> None:
+    with _reserving:
+        _reserved.discard(number)
