@@ -19,7 +19,7 @@ from enclave_hub.config import SEED_PROJECTS
 
 # Projects for users that tests create at the provider, besides the demo users.
 EXTRA_PROJECTS = [
-    {"id": "trial", "title": "Trial project", "members": ["frank", "grace", "ivan", "judy"]},
+    {"id": "trial", "title": "Trial project", "members": ["frank", "grace", "ivan", "judy", "kim"]},
     {"id": "tight", "title": "Small resources", "members": ["heidi"], "profile": "small"},
     {"id": "gpu-study", "title": "Needs a GPU", "members": ["heidi"], "profile": "gpu"},
 ]

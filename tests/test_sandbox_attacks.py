@@ -120,7 +120,7 @@ def _connected(outcome: str) -> bool:
 # -- 1. egress ------------------------------------------------------------------------------
 
 
-def test_egress_only_to_the_allow_list(alice, test_host):
+def test_egress_only_to_the_allow_list(enclave, alice, test_host):
     allowed = Listener(test_host.ipv4, test_host.allowed_port)
     other_v4 = Listener(test_host.ipv4)
     other_v6 = Listener(test_host.ipv6)
@@ -141,6 +141,13 @@ def test_egress_only_to_the_allow_list(alice, test_host):
     assert not _connected(results[f"{test_host.ipv4}:{other_v4.port}"])
     assert not _connected(results[f"{test_host.ipv6}:{other_v6.port}"])
     assert other_v4.reached == [] and other_v6.reached == []
+    # Blocked attempts are counted, and the hub logs them with the session's identity.
+    log = enclave.state_dir / "logs" / "hub.log"
+    deadline = time.monotonic() + 30
+    while "Session alice/cancer-imaging (uid" not in log.read_text():
+        assert time.monotonic() < deadline, "blocked attempts were not logged"
+        time.sleep(0.5)
+    assert "blocked network attempt" in log.read_text()
 
 
 def test_udp_icmp_and_dns_do_not_leave(alice, test_host):

@@ -16,6 +16,7 @@ import pytest
 
 from enclave_harness import (
     HubAPI,
+    Kernel,
     create_api_token,
     login,
     run_in_kernel,
@@ -82,6 +83,10 @@ def tight(enclave):
 
 def test_memory_past_the_limit_is_killed_without_harming_others(enclave, tight):
     api, url = tight
+    neighbour, _ = _start(enclave, "kim", "trial")
+    neighbour_url = session_url(enclave, "kim", "trial")
+    kernel = Kernel(neighbour_url, neighbour.token)
+    kernel.execute("kept = 'state before'")
     result = json.loads(
         run_in_kernel(
             url,
@@ -93,6 +98,10 @@ def test_memory_past_the_limit_is_killed_without_harming_others(enclave, tight):
     )
     assert result["returncode"] == -signal.SIGKILL, "the allocation past the limit must be killed"
     assert run_in_kernel(url, api.token, "print('still here')") == "still here\n"
+    # The neighbouring session, and the state in its kernel, are untouched.
+    assert kernel.execute("print(kept)") == "state before\n"
+    kernel.close()
+    neighbour.stop_session("kim", "trial")
 
 
 def test_a_fork_bomb_is_stopped_by_the_pids_limit(enclave, tight):

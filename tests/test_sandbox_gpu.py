@@ -33,8 +33,9 @@ def _sandboxed(devices: list[str], env: dict[str, str]) -> subprocess.CompletedP
     for folder in (home, project):
         folder.mkdir()
         os.chown(folder, UNPRIVILEGED, UNPRIVILEGED)
-    hosts = base / "hosts"
+    hosts, resolv_conf = base / "hosts", base / "resolv.conf"
     hosts.write_text("127.0.0.1 localhost\n")
+    resolv_conf.write_text("")
     view = SandboxView(
         home=home,
         home_inside="/home/gpu",
@@ -42,6 +43,7 @@ def _sandboxed(devices: list[str], env: dict[str, str]) -> subprocess.CompletedP
         datasets={},
         runtime=[Path(sys.prefix).resolve(), Path(__file__).resolve().parents[1]],
         hosts_file=hosts,
+        resolv_conf=resolv_conf,
         hostname="gpu-session",
         devices=devices,
     )

@@ -163,8 +163,14 @@ class EnclaveSpawner(LocalProcessSpawner):
             f'<ul class="enclave-projects">{links or "<li>none yet</li>"}</ul>'
         )
 
-    def _sandbox(self, port: int, gid: int, profile) -> sandbox.SessionSandbox:
-        allowed, names = resolve_endpoints(self.egress_allow)
+    def _sandbox(
+        self,
+        port: int,
+        gid: int,
+        profile,
+        allowed: list[sandbox.Endpoint],
+        names: list[tuple[str, str]],
+    ) -> sandbox.SessionSandbox:
         hub = sandbox.Endpoint(ipaddress.ip_address(self.hub_address), self.hub_port)
         return sandbox.SessionSandbox(
             sandbox.SessionSpec(
@@ -183,8 +189,8 @@ class EnclaveSpawner(LocalProcessSpawner):
         )
 
     def _existing_sandbox(self) -> sandbox.SessionSandbox:
-        """The sandbox of this session for removal or checks (limits do not matter there)."""
-        return self._sandbox(self.port or 1, 0, self.profiles["default"])
+        """This session's sandbox, for checks and removal (which need only its number)."""
+        return self._sandbox(self.port or 1, 0, self.profiles["default"], [], [])
 
     # -- starting ------------------------------------------------------------------------
 
@@ -251,7 +257,8 @@ class EnclaveSpawner(LocalProcessSpawner):
         gid = self.project_groups.gid(project.id)
         self.port = random_port()
         self.sandbox_number = await asyncio.to_thread(sandbox.reserve_session_number)
-        box = self._sandbox(self.port, gid, profile)
+        allowed, names = await asyncio.to_thread(resolve_endpoints, self.egress_allow)
+        box = self._sandbox(self.port, gid, profile, allowed, names)
         self.ip = box.session_ip
         self._prepare_folders(gid)
         try:
@@ -277,6 +284,7 @@ class EnclaveSpawner(LocalProcessSpawner):
             datasets=datasets,
             runtime=runtime_paths(),
             hosts_file=box.hosts_file,
+            resolv_conf=box.resolv_conf,
             hostname=f"enclave-{self.name}",
             devices=devices,
         )

@@ -85,6 +85,10 @@ class SessionSandbox:
         return self.spec.files_dir / "hosts"
 
     @property
+    def resolv_conf(self) -> Path:
+        return self.spec.files_dir / "resolv.conf"
+
+    @property
     def session_ip(self) -> str:
         return str(self.network.session_ipv4)
 
@@ -136,11 +140,16 @@ class SessionSandbox:
         lines = ["127.0.0.1 localhost", "::1 localhost"]
         lines += [f"{address} {name}" for name, address in self.spec.host_names]
         self.hosts_file.write_text("\n".join(lines) + "\n")
-        self.hosts_file.chmod(0o644)
+        # No name server: names resolve from the hosts file alone, and other lookups fail
+        # at once instead of waiting on a server the firewall would not let them reach.
+        self.resolv_conf.write_text("# no name server in an Enclave session\n")
+        for path in (self.hosts_file, self.resolv_conf):
+            path.chmod(0o644)
 
     def _remove_files(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.hosts_file.unlink()
+        for path in (self.hosts_file, self.resolv_conf):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
         with contextlib.suppress(FileNotFoundError):
             self.spec.files_dir.rmdir()
 

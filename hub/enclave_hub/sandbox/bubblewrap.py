@@ -33,6 +33,7 @@ class SandboxView:
     datasets: dict[str, Path]
     runtime: list[Path]
     hosts_file: Path
+    resolv_conf: Path
     hostname: str
     devices: list[str] = field(default_factory=list)
 

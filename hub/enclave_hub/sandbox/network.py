@@ -3,8 +3,9 @@
 The namespace reaches the host through a point-to-point veth (IPv4 link-local and IPv6 ULA
 addresses derived from the session's number). Its `inet enclave` table lets out only loopback
 traffic, replies, the hub's API and the site's allow-list; it lets in only the proxy's
-connections to the session's server port. Everything else is counted and dropped. The session
-has no capability in this namespace, so it cannot change the rules.
+connections to the session's server port. Everything else is counted; what goes out is
+rejected (so that programs fail at once rather than hang), what comes in is dropped. The
+session has no capability in this namespace, so it cannot change the rules.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ table inet {TABLE} {{
         oif "lo" accept
         ct state established,related accept
         {allow}
-        counter name "blocked_out" drop
+        counter name "blocked_out" reject
     }}
     chain input {{
         type filter hook input priority filter; policy drop;
