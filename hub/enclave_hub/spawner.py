@@ -336,10 +336,12 @@ class EnclaveSpawner(LocalProcessSpawner):
                     status_code=500,
                 )
             try:
-                with socket.create_connection((ip, port), timeout=1):
-                    return
-            except OSError:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), 1)
+            except (OSError, TimeoutError):
                 await asyncio.sleep(0.2)
+                continue
+            writer.close()
+            return
         raise SpawnException(
             f"The session for project '{self.name}' did not start within "
             f"{self.start_timeout} seconds.",
