@@ -315,3 +315,14 @@ def write_default_site_config(state_dir: Path) -> Path:
     )
     write_site_config(SiteConfig(state_dir=state_dir), path, header)
     return path
+
+
+def site_config(path: Path | None) -> SiteConfig:
+    """The named configuration, or the state directory's, written with defaults if new."""
+    if path is not None:
+        return load_site_config(path)
+    default = default_state_dir() / CONFIG_FILE_NAME
+    if not default.exists():
+        write_default_site_config(default_state_dir())
+        print(f"Wrote a default site configuration to {default}", flush=True)
+    return load_site_config(default)

@@ -1,0 +1,63 @@
+"""`enclave audit ...`: the auditor's verbs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..config import site_config
+from .checkpoints import PUBLIC_KEY_FILE, Checkpoint, load_public_key, read_checkpoints
+from .verify import verify_log
+
+AUDIT_FOLDER = "audit"
+
+
+def _log_folder(args: argparse.Namespace) -> Path:
+    if args.log is not None:
+        return args.log
+    return site_config(args.config).state_dir / AUDIT_FOLDER
+
+
+def _kept_checkpoints(path: Path | None) -> list[Checkpoint]:
+    if path is None:
+        return []
+    try:
+        return read_checkpoints(path)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"enclave: --checkpoint {path}: {error}") from None
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    folder = _log_folder(args)
+    key_path = args.public_key or folder / PUBLIC_KEY_FILE
+    try:
+        public_key = load_public_key(key_path)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"enclave: cannot read the audit public key {key_path}: {error}") from None
+    verdict = verify_log(folder, public_key, _kept_checkpoints(args.checkpoint))
+    print(
+        json.dumps(
+            {
+                "ok": verdict.ok,
+                "records": verdict.records,
+                "checkpoints": verdict.checkpoints,
+                "first_bad_index": verdict.first_bad,
+                "reason": verdict.reason,
+            }
+        )
+    )
+    return 0 if verdict.ok else 1
+
+
+def add_audit_verbs(verbs: argparse._SubParsersAction) -> None:
+    audit = verbs.add_parser("audit", help="verify and query the audit log")
+    audit_verbs = audit.add_subparsers(dest="audit_verb", required=True)
+    verify = audit_verbs.add_parser(
+        "verify", help="exit 0 only when the whole log verifies; else name the first bad record"
+    )
+    verify.add_argument("--config", type=Path, help="site configuration (for the log's folder)")
+    verify.add_argument("--log", type=Path, help="the log's folder (default: <state>/audit)")
+    verify.add_argument("--checkpoint", type=Path, help="checkpoints kept apart from the log")
+    verify.add_argument("--public-key", type=Path, help="default: audit.pub in the log folder")
+    verify.set_defaults(handler=cmd_verify)
