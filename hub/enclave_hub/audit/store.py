@@ -178,7 +178,9 @@ class AuditStore:
             chunks.append(frame(payload))
         start = os.lseek(self._fd, 0, os.SEEK_END)
         try:
-            os.write(self._fd, b"".join(chunks))
+            unwritten = memoryview(b"".join(chunks))
+            while unwritten:  # a short write (a nearly full disk) is followed by an error
+                unwritten = unwritten[os.write(self._fd, unwritten) :]
             os.fsync(self._fd)
         except OSError as error:
             # Take back what may have been written in part, so the chain can continue later.
