@@ -87,7 +87,7 @@ class EnclaveSpawner(LocalProcessSpawner):
         help="project workspaces: <root>/<project>/home/<user> and <root>/<project>/shared",
     ).tag(config=True)
     data_root = Unicode("/srv/enclave/data", help="one folder per dataset").tag(config=True)
-    state_dir = Unicode(help="the hub's state directory (logs, sandbox files)").tag(config=True)
+    state_dir = Unicode(help="the hub's state directory (session logs)").tag(config=True)
     uid_base = Integer(200000, help="a session runs as uid_base + its server's number").tag(
         config=True
     )

@@ -8,6 +8,7 @@ a checkpoint of its Merkle root (`merkle`, `checkpoints`) every few seconds and 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from .checkpoints import (
@@ -41,7 +42,8 @@ class AuditLog:
         self._signer.start()
 
     def append(self, event: dict) -> int:
-        return self.store.append(event)
+        """Record an event (stamped with the time it arrived, unless it has one)."""
+        return self.store.append({"time": time.time(), **event})
 
     def checkpoint(self) -> None:
         """Sign and keep the current head, unless it is already signed."""

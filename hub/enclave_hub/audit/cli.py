@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..config import site_config
 from .checkpoints import PUBLIC_KEY_FILE, Checkpoint, load_public_key, read_checkpoints
+from .query import Filters, parse_time, query
 from .verify import verify_log
 
 AUDIT_FOLDER = "audit"
@@ -50,6 +51,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if verdict.ok else 1
 
 
+def cmd_query(args: argparse.Namespace) -> int:
+    try:
+        filters = Filters(
+            user=args.user,
+            project=args.project,
+            dataset=args.dataset,
+            type=args.type,
+            since=parse_time(args.since) if args.since else None,
+            until=parse_time(args.until) if args.until else None,
+        )
+    except ValueError as error:
+        raise SystemExit(f"enclave: {error}") from None
+    for record in query(_log_folder(args), filters):
+        print(json.dumps(record, sort_keys=True))
+    return 0
+
+
 def add_audit_verbs(verbs: argparse._SubParsersAction) -> None:
     audit = verbs.add_parser("audit", help="verify and query the audit log")
     audit_verbs = audit.add_subparsers(dest="audit_verb", required=True)
@@ -61,3 +79,13 @@ def add_audit_verbs(verbs: argparse._SubParsersAction) -> None:
     verify.add_argument("--checkpoint", type=Path, help="checkpoints kept apart from the log")
     verify.add_argument("--public-key", type=Path, help="default: audit.pub in the log folder")
     verify.set_defaults(handler=cmd_verify)
+    search = audit_verbs.add_parser("query", help="print the records that match, one JSON a line")
+    search.add_argument("--config", type=Path, help="site configuration (for the log's folder)")
+    search.add_argument("--log", type=Path, help="the log's folder (default: <state>/audit)")
+    search.add_argument("--user", help="who acted")
+    search.add_argument("--project")
+    search.add_argument("--dataset")
+    search.add_argument("--type", help="an action, or its family (session matches session.start)")
+    search.add_argument("--since", help="ISO 8601 time, inclusive (UTC unless an offset is given)")
+    search.add_argument("--until", help="ISO 8601 time, exclusive")
+    search.set_defaults(handler=cmd_query)
