@@ -218,6 +218,11 @@ class SiteConfig(_Section):
         return f"http://{self.hub.bind}:{self.hub.port}"
 
     @property
+    def hub_url(self) -> str:
+        """Where the hub itself listens: the address sessions, the proxy and tools reach."""
+        return f"http://{self.sessions.hub_address}:{self.hub.hub_port}"
+
+    @property
     def uses_dev_provider(self) -> bool:
         return self.identity.issuer is None
 

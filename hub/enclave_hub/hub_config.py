@@ -62,7 +62,7 @@ def configure(c: Any, site: SiteConfig) -> None:
     hub = c.JupyterHub
     hub.bind_url = f"http://{site.hub.bind}:{site.hub.port}"
     # Sessions reach the hub, and nothing else of the host, at its address on its own link.
-    hub.hub_bind_url = f"http://{site.sessions.hub_address}:{site.hub.hub_port}"
+    hub.hub_bind_url = site.hub_url
     hub.db_url = f"sqlite:///{paths['database']}"
     hub.pid_file = str(paths["pid_file"])
     hub.cookie_secret_file = str(secret_path(site.state_dir, "cookie_secret"))

@@ -140,12 +140,9 @@ def check_reachable_by_sessions(path: Path, what: str) -> None:
             )
 
 
-def _http_ok(url: str, token: str | None = None) -> bool:
-    request = urllib.request.Request(url)
-    if token:
-        request.add_header("Authorization", f"token {token}")
+def _http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(request, timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=2) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
@@ -229,7 +226,7 @@ class Supervisor:
                     "--api-port",
                     str(site.hub.proxy_api_port),
                     "--error-target",
-                    f"http://127.0.0.1:{site.hub.hub_port}/hub/error",
+                    f"{site.hub_url}/hub/error",
                 ],
                 env={**env, "CONFIGPROXY_AUTH_TOKEN": secrets.proxy_token},
                 log_path=self.log_dir / "proxy.log",
@@ -363,9 +360,7 @@ class Supervisor:
 
 
 def _hub_api(site: SiteConfig, token: str, path: str, method: str = "GET") -> object:
-    request = urllib.request.Request(
-        f"http://{site.sessions.hub_address}:{site.hub.hub_port}/hub/api{path}", method=method
-    )
+    request = urllib.request.Request(f"{site.hub_url}/hub/api{path}", method=method)
     request.add_header("Authorization", f"token {token}")
     with urllib.request.urlopen(request, timeout=30) as response:
         body = response.read()
