@@ -22,6 +22,12 @@ EXTRA_PROJECTS = [
     {"id": "trial", "title": "Trial project", "members": ["frank", "grace", "ivan", "judy", "kim"]},
     {"id": "tight", "title": "Small resources", "members": ["heidi"], "profile": "small"},
     {"id": "gpu-study", "title": "Needs a GPU", "members": ["heidi"], "profile": "gpu"},
+    {
+        "id": "audit-day",
+        "title": "A day under audit",
+        "members": ["lena"],
+        "datasets": ["ds-imaging"],
+    },
 ]
 DATASETS = {"cancer-imaging": ["ds-imaging"], "cardiac-mri": ["ds-cardiac"]}
 

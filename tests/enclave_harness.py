@@ -19,6 +19,8 @@ import websocket
 import yaml
 from bs4 import BeautifulSoup
 
+from enclave_hub.config import SiteConfig, parse_site_config
+
 ENCLAVE = Path(sys.prefix, "bin", "enclave")
 # Seconds a client waits for one HTTP answer; the load benchmark raises it for a busy hub.
 HTTP_TIMEOUT = 30.0
@@ -45,6 +47,7 @@ def write_site_config(base: Path, **overrides: object) -> Path:
         "sessions": {"workspace_root": str(base / "workspaces"), "start_timeout": 60},
         "hub": {"port": free_port(), "proxy_api_port": free_port(), "hub_port": free_port()},
         "identity": {"dev_provider": {"port": free_port()}},
+        "audit": {"port": free_port()},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):
@@ -75,6 +78,10 @@ class RunningEnclave:
     @property
     def state_dir(self) -> Path:
         return Path(self.config["state_dir"])
+
+    @property
+    def site(self) -> SiteConfig:
+        return parse_site_config(self.config, "the test's site configuration")
 
     def hub_pid(self) -> int:
         return int((self.state_dir / "run" / "hub.pid").read_text())
@@ -258,6 +265,23 @@ def run_in_kernel(session_url: str, token: str, code: str, timeout: float = 60) 
 
 def session_url(enclave: RunningEnclave, username: str, project: str) -> str:
     return f"{enclave.url}/user/{username}/{project}/"
+
+
+def kill_hub_and_wait_for_the_next(enclave: RunningEnclave, timeout: float = 60) -> int:
+    """Kill the hub as a crash would; return the pid of the hub `enclave up` starts instead."""
+    old_pid = enclave.hub_pid()
+    os.kill(old_pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid = enclave.hub_pid()
+            up = httpx.get(f"{enclave.url}/hub/api/", timeout=2).status_code == 200
+        except (OSError, ValueError, httpx.HTTPError):
+            pid, up = None, False
+        if up and pid not in (None, old_pid):
+            return pid
+        time.sleep(0.3)
+    raise AssertionError(f"the hub did not come back:\n{enclave.output()}")
 
 
 def set_provider_claims(enclave: RunningEnclave, username: str, claims: dict) -> None:

@@ -12,7 +12,14 @@ import pytest
 
 from enclave_hub.audit import AuditLog
 from enclave_hub.audit.checkpoints import CHECKPOINTS_FILE, PUBLIC_KEY_FILE, load_public_key
-from enclave_hub.audit.merkle import EMPTY_ROOT, TreeBuilder, leaf_hash, tree_root
+from enclave_hub.audit.merkle import (
+    EMPTY_ROOT,
+    TreeBuilder,
+    inclusion_proofs,
+    leaf_hash,
+    root_from_inclusion_proof,
+    tree_root,
+)
 from enclave_hub.audit.store import canonical, frame, read_frames, segments
 from enclave_hub.audit.verify import verify_log
 
@@ -165,3 +172,17 @@ def test_a_torn_tail_is_cut_and_the_cut_is_recorded(log, tmp_path):
         "torn-tail-truncated",
         RECORDS,
     )
+
+
+def test_inclusion_proofs_lead_every_leaf_to_the_rfc_9162_root():
+    for size in range(1, 34):
+        leaves = [leaf_hash(f"record {n}".encode()) for n in range(size)]
+        root = tree_root(leaves)
+        proofs = inclusion_proofs(leaves, list(range(size)))
+        for index in range(size):
+            assert root_from_inclusion_proof(index, size, leaves[index], proofs[index]) == root
+        if size > 1:
+            wrong = root_from_inclusion_proof(0, size, leaf_hash(b"forged"), proofs[0])
+            assert wrong != root
+            with pytest.raises(ValueError):
+                root_from_inclusion_proof(0, size, leaves[0], proofs[0][:-1])

@@ -1,4 +1,5 @@
-"""In a real browser: sign in on the provider's page, start a session, reach JupyterLab."""
+"""In a real browser: sign in on the provider's page, start a session, reach JupyterLab; an
+auditor uses the audit console, which refuses a researcher."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import shutil
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from enclave_harness import HubAPI, create_api_token, login
+from enclave_harness import HubAPI, create_api_token, login, run_in_kernel, session_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -28,22 +29,25 @@ def _chromium() -> str:
     return path
 
 
+def _sign_in(browser, enclave, username: str):
+    """A fresh browser context, signed in on the development provider's own login page."""
+    page = browser.new_context().new_page()
+    page.goto(f"{enclave.url}/hub/login")
+    page.get_by_role("button", name="Sign in with").click()
+    page.wait_for_url(f"{enclave.idp_url}/oauth2/authorize*")
+    page.fill("input[name=sub]", username)
+    page.get_by_role("button", name="Authorize").click()
+    page.wait_for_url(f"{enclave.url}/hub/home")
+    return page
+
+
 def test_a_researcher_logs_in_in_a_browser_and_reaches_jupyterlab(enclave, tmp_path):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS
         )
         try:
-            page = browser.new_page()
-            page.goto(f"{enclave.url}/hub/login")
-            page.get_by_role("button", name="Sign in with").click()
-
-            # The development provider's own login page.
-            page.wait_for_url(f"{enclave.idp_url}/oauth2/authorize*")
-            page.fill("input[name=sub]", "bob")
-            page.get_by_role("button", name="Authorize").click()
-
-            page.wait_for_url(f"{enclave.url}/hub/home")
+            page = _sign_in(browser, enclave, "bob")
             expect(page.locator("#enclave-projects")).to_contain_text("Cardiac MRI study")
             page.click("#start-cardiac-mri")
             expect(page.locator(".enclave-project")).to_contain_text("Cardiac MRI study")
@@ -57,3 +61,54 @@ def test_a_researcher_logs_in_in_a_browser_and_reaches_jupyterlab(enclave, tmp_p
 
     client, _ = login(enclave, "bob")
     HubAPI(enclave, create_api_token(client, "bob")).stop_session("bob", "cardiac-mri")
+
+
+def test_the_auditor_uses_the_audit_console_and_a_researcher_is_refused(enclave, tmp_path):
+    # Something to audit: alice runs a cell in a session.
+    client, _ = login(enclave, "alice")
+    api = HubAPI(enclave, create_api_token(client, "alice"))
+    assert api.start_session("alice", "genomics-pilot").status_code in (201, 202)
+    api.wait_until_ready("alice", "genomics-pilot")
+    url = session_url(enclave, "alice", "genomics-pilot")
+    assert run_in_kernel(url, api.token, "print('for the auditor')") == "for the auditor\n"
+    api.stop_session("alice", "genomics-pilot")
+    console = f"{enclave.url}/services/enclave-audit/"
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS
+        )
+        try:
+            auditor = _sign_in(browser, enclave, "dave")
+            auditor.goto(console)
+            expect(auditor.locator("#auditor")).to_have_text("dave")
+            expect(auditor.locator("#integrity-status")).to_contain_text("The log verifies")
+
+            auditor.fill("#filters input[name=user]", "alice")
+            auditor.fill("#filters input[name=type]", "session.start")
+            auditor.get_by_role("button", name="Filter").click()
+            first = auditor.locator("tr.record").first
+            expect(first).to_contain_text("session.start")
+            expect(first).to_contain_text("genomics-pilot")
+
+            # The session's timeline: its start, the cell's code, its stop.
+            first.locator("a").click()
+            expect(auditor.locator("h1")).to_contain_text("of alice")
+            timeline = auditor.locator("tr.record")
+            expect(timeline.filter(has_text="cell.execute")).to_contain_text("for the auditor")
+            expect(timeline.filter(has_text="session.stop")).to_have_count(1)
+
+            auditor.goto(console + "datasets?dataset=ds-imaging")
+            expect(auditor.locator("#dataset-access input[name=dataset]")).to_have_value(
+                "ds-imaging"
+            )
+            auditor.goto(console + "integrity")
+            expect(auditor.locator("#integrity-status")).to_contain_text("Every record")
+            auditor.screenshot(path=tmp_path / "audit-console.png")
+
+            researcher = _sign_in(browser, enclave, "alice")
+            refused = researcher.goto(console)
+            assert refused is not None and refused.status == 403
+            expect(researcher.locator("tr.record")).to_have_count(0)
+        finally:
+            browser.close()

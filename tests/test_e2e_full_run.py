@@ -27,9 +27,12 @@ from enclave_hub.secrets import load_secrets
 pytestmark = pytest.mark.e2e
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+def _listening(port: int, addresses: tuple[str, ...]) -> bool:
+    for address in addresses:
+        with socket.socket() as probe:
+            if probe.connect_ex((address, port)) == 0:
+                return True
+    return False
 
 
 def _pid_alive(pid: int) -> bool:
@@ -71,12 +74,14 @@ def test_a_full_run_leaks_no_secret_and_ctrl_c_stops_everything():
         config["hub"]["proxy_api_port"],
         config["hub"]["hub_port"],
         config["identity"]["dev_provider"]["port"],
+        config["audit"]["port"],
     ):
-        assert not _listening(port), f"port {port} still open after Ctrl-C"
+        addresses = ("127.0.0.1", str(enclave.site.sessions.hub_address))
+        assert not _listening(port, addresses), f"port {port} still open after Ctrl-C"
 
     environments = [kernel_env, json.dumps(server_env)]
     logs = [path for path in Path(enclave.state_dir, "logs").rglob("*") if path.is_file()]
-    assert {"hub.log", "proxy.log", "idp.log"} <= {path.name for path in logs}
+    assert {"hub.log", "proxy.log", "idp.log", "audit.log"} <= {path.name for path in logs}
     texts = [path.read_text(errors="replace") for path in logs] + [enclave.output()]
     for secret in secrets:
         for environment in environments:

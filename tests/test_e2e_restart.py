@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import time
-
-import httpx
 import pytest
 
 from enclave_harness import (
     HubAPI,
     create_api_token,
+    kill_hub_and_wait_for_the_next,
     login,
     run_in_kernel,
     session_server_pids,
@@ -19,20 +15,6 @@ from enclave_harness import (
 )
 
 pytestmark = pytest.mark.e2e
-
-
-def _wait_for_new_hub(enclave, old_pid: int, timeout: float = 60) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            pid = enclave.hub_pid()
-            up = httpx.get(f"{enclave.url}/hub/api/", timeout=2).status_code == 200
-        except (OSError, ValueError, httpx.HTTPError):
-            pid, up = None, False
-        if up and pid not in (None, old_pid):
-            return pid
-        time.sleep(0.3)
-    raise AssertionError(f"the hub did not come back:\n{enclave.output()}")
 
 
 def test_the_hub_restarts_while_a_session_runs_and_readopts_it(enclave):
@@ -44,9 +26,7 @@ def test_the_hub_restarts_while_a_session_runs_and_readopts_it(enclave):
     servers_before = session_server_pids("bob", "cancer-imaging")
     assert servers_before
 
-    old_hub = enclave.hub_pid()
-    os.kill(old_hub, signal.SIGKILL)
-    _wait_for_new_hub(enclave, old_hub)
+    kill_hub_and_wait_for_the_next(enclave)
 
     # The same server process is still there, the new hub counts it as running,
     # and code runs in it through the proxy as before.

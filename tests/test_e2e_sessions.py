@@ -113,19 +113,19 @@ def test_a_session_that_exits_while_starting_reports_its_reason(enclave):
     )
     client, _ = login(enclave, "grace")
     api = HubAPI(enclave, create_api_token(client, "grace"))
-    # A user's own Jupyter config that ends the server: the session dies during start-up.
-    config_dir = Path(enclave.config["sessions"]["workspace_root"], "trial/home/grace/.jupyter")
-    config_dir.mkdir(parents=True)
-    config_dir.chmod(0o755)
-    (config_dir / "jupyter_server_config.py").write_text(
-        "import os, sys\nprint('my config stops here', file=sys.stderr, flush=True)\nos._exit(3)\n"
-    )
+    # A file where Jupyter keeps its runtime folder: the server dies during start-up.
+    # (Sessions ignore Jupyter configuration in the home folder, so it cannot be a config.)
+    share = Path(enclave.config["sessions"]["workspace_root"], "trial/home/grace/.local/share")
+    share.mkdir(parents=True)
+    share.parent.chmod(0o755)
+    share.chmod(0o755)
+    (share / "jupyter").write_text("not a folder\n")
     namespaces = session_namespaces()
     response = api.start_session("grace", "trial")
     assert response.status_code >= 400
     assert session_namespaces() == namespaces, "a failed start leaves no sandbox behind"
-    assert "exited while starting (exit status 3)" in response.text
-    assert "my config stops here" in response.text
+    assert "exited while starting (exit status 1)" in response.text
+    assert "NotADirectoryError" in response.text
 
 
 def test_a_researchers_token_cannot_reach_other_users(enclave, alice, bob):

@@ -1,19 +1,114 @@
-"""Login through the site's OpenID Connect provider."""
+"""Login through the site's OpenID Connect provider, with every login and logout audited.
+
+A login is complete only once `login.ok` is on disk: when the audit log cannot be written the
+login is refused (fail closed). Every failed login is reported to the audit service, which
+records the first few per address and user each minute and counts the rest.
+"""
 
 from __future__ import annotations
 
+import json
+
+from jupyterhub import orm
+from jupyterhub.apihandlers.users import UserTokenListAPIHandler
 from oauthenticator.generic import GenericOAuthenticator
+from oauthenticator.oauth2 import OAuthCallbackHandler, OAuthLogoutHandler
 from tornado import web
+from traitlets import Any
+
+from .audit.client import AuditRefused
+
+CLAIMED_NAME = "enclave_claimed_name"
+
+
+class AuditedCallbackHandler(OAuthCallbackHandler):
+    """The provider's redirect back to the hub: any refusal here is a failed login."""
+
+    async def get(self):
+        try:
+            await super().get()
+        except web.HTTPError as error:
+            await self.authenticator.audit.record_best_effort(
+                self.log,
+                actor=getattr(self, CLAIMED_NAME, "") or "(unknown)",
+                action="login.failed",
+                target="hub",
+                outcome="denied",
+                reason=error.log_message or error.reason or f"HTTP {error.status_code}",
+                source=self.request.remote_ip,
+            )
+            raise
+
+
+class AuditedLogoutHandler(OAuthLogoutHandler):
+    async def default_handle_logout(self):
+        # Recorded first: the hub forgets who is logging out as it clears the login cookie.
+        user = self.current_user
+        if user is not None:
+            await self.authenticator.audit.record_best_effort(
+                self.log,
+                actor=user.name,
+                action="logout",
+                target="hub",
+                outcome="ok",
+                source=self.request.remote_ip,
+            )
+        await super().default_handle_logout()
+
+
+class AuditedTokenListHandler(UserTokenListAPIHandler):
+    """Creating a token (POST /hub/api/users/:name/tokens), recorded as `token.create`.
+
+    A token whose creation cannot be recorded is revoked at once.
+    """
+
+    _written: str | bytes | dict | None = None
+
+    def write(self, chunk):
+        self._written = chunk
+        super().write(chunk)
+
+    async def post(self, user_name):
+        await super().post(user_name)
+        if self.get_status() != 201 or self._written is None:
+            return
+        model = self._written if isinstance(self._written, dict) else json.loads(self._written)
+        requester = self.current_user
+        try:
+            await self.authenticator.audit.record(
+                actor=requester.name if requester is not None else "(unknown)",
+                action="token.create",
+                target=f"token {model['id']} of {user_name}",
+                outcome="ok",
+                note=model.get("note"),
+                source=self.request.remote_ip,
+            )
+        except AuditRefused as error:
+            token = self.db.query(orm.APIToken).filter_by(id=int(model["id"][1:])).first()
+            if token is not None:
+                self.db.delete(token)
+                self.db.commit()
+            self.clear()
+            raise web.HTTPError(503, f"No token was created: {error}") from None
 
 
 class EnclaveAuthenticator(GenericOAuthenticator):
-    """GenericOAuthenticator that re-checks group membership whenever auth is refreshed.
+    """GenericOAuthenticator that audits logins and re-checks groups whenever auth is refreshed.
 
     OAuthenticator checks `allowed_groups` at login only. A user whom the provider has since
     removed from every allowed group must not keep starting sessions on an old login, so a
     refresh that no longer passes `check_allowed` counts as a failed refresh: with
     `refresh_pre_spawn` and `auth_refresh_strict` the spawn is refused.
     """
+
+    callback_handler = AuditedCallbackHandler
+    logout_handler = AuditedLogoutHandler
+    audit = Any(help="the AuditClient that records logins").tag(config=True)
+
+    def get_handlers(self, app):
+        # The authenticator's handlers come before the hub's own: this one replaces its
+        # token-creation API with the audited one.
+        return [*super().get_handlers(app), (r"/api/users/([^/]+)/tokens", AuditedTokenListHandler)]
 
     def user_info_to_username(self, user_info):
         if not user_info.get(self.username_claim):
@@ -23,6 +118,31 @@ class EnclaveAuthenticator(GenericOAuthenticator):
                 "ask its administrator to release that claim to Enclave.",
             )
         return super().user_info_to_username(user_info)
+
+    async def authenticate(self, handler, data=None, **kwargs):
+        model = await super().authenticate(handler, data, **kwargs)
+        if isinstance(model, dict):
+            setattr(handler, CLAIMED_NAME, model.get("name"))
+        return model
+
+    async def get_authenticated_user(self, handler, data):
+        user = await super().get_authenticated_user(handler, data)
+        if user is None:
+            name = getattr(handler, CLAIMED_NAME, None) or "this user"
+            raise web.HTTPError(403, f"{name} is not in a group allowed to use Enclave")
+        try:
+            await self.audit.record(
+                actor=user["name"],
+                action="login.ok",
+                target="hub",
+                outcome="ok",
+                source=handler.request.remote_ip,
+            )
+        except AuditRefused as error:
+            raise web.HTTPError(
+                503, f"Login is refused because it cannot be audited: {error}"
+            ) from None
+        return user
 
     async def refresh_user(self, user, handler=None, **kwargs):
         auth_model = await super().refresh_user(user, handler, **kwargs)

@@ -163,6 +163,23 @@ class SessionSettings(_Section):
         return self
 
 
+class AuditSettings(_Section):
+    """The audit service: its port on the hub's address, where its log lives, who may read it."""
+
+    port: Port = Field(
+        default=8082, description="on sessions.hub_address, beside the hub; sessions send here"
+    )
+    log_dir: Path | None = Field(
+        default=None, description="the log's folder (default: <state_dir>/audit); its own volume"
+    )
+    auditor_groups: list[str] = Field(
+        default=["auditors"], description="identity groups whose members use the audit console"
+    )
+    failed_login_limit: int = Field(
+        default=5, ge=1, description="failed logins recorded one by one per address, user, minute"
+    )
+
+
 class Project(_Section):
     """A project of the seed registry: its members, datasets and resource profile."""
 
@@ -184,6 +201,7 @@ class SiteConfig(_Section):
     hub: HubSettings = Field(default_factory=HubSettings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
     sessions: SessionSettings = Field(default_factory=SessionSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     projects: list[Project] = Field(default_factory=lambda: list(SEED_PROJECTS))
 
     @model_validator(mode="after")
@@ -192,6 +210,7 @@ class SiteConfig(_Section):
             "hub.port": self.hub.port,
             "hub.proxy_api_port": self.hub.proxy_api_port,
             "hub.hub_port": self.hub.hub_port,
+            "audit.port": self.audit.port,
         }
         if self.identity.issuer is None:
             ports["identity.dev_provider.port"] = self.identity.dev_provider.port
@@ -216,6 +235,20 @@ class SiteConfig(_Section):
         if self.hub.public_url is not None:
             return str(self.hub.public_url).rstrip("/")
         return f"http://{self.hub.bind}:{self.hub.port}"
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.audit.log_dir or self.state_dir / "audit"
+
+    @property
+    def audit_key_path(self) -> Path:
+        """The checkpoint signing key: apart from the log, read by the audit service alone."""
+        return self.state_dir / "audit-key" / "signing.key"
+
+    @property
+    def audit_url(self) -> str:
+        """Where the audit service listens: on the hub's address, which sessions reach."""
+        return f"http://{self.sessions.hub_address}:{self.audit.port}"
 
     @property
     def hub_url(self) -> str:

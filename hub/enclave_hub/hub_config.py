@@ -12,6 +12,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from .audit.client import AuditClient
+from .audit.service import EVENTS_PATH, SERVICE_NAME
 from .auth import EnclaveAuthenticator
 from .config import SiteConfig, SiteConfigError
 from .projects import ProjectGroups, SeedRegistry
@@ -76,15 +78,33 @@ def configure(c: Any, site: SiteConfig) -> None:
     }
     hub.authenticator_class = EnclaveAuthenticator
     hub.spawner_class = EnclaveSpawner
-    hub.services = [{"name": SUPERVISOR_SERVICE, "api_token": secrets.supervisor_token}]
+    hub.services = [
+        {"name": SUPERVISOR_SERVICE, "api_token": secrets.supervisor_token},
+        {
+            # Started by `enclave up` before the hub; the hub routes its console and signs
+            # auditors in to it.
+            "name": SERVICE_NAME,
+            "url": site.audit_url,
+            "api_token": secrets.audit_service_token,
+            "oauth_no_confirm": True,
+            "display": True,
+        },
+    ]
     hub.load_roles = [
         {
             "name": SUPERVISOR_SERVICE,
             "description": "lets `enclave up` stop every session when it shuts down",
             "scopes": ["list:users", "read:servers", "servers"],
             "services": [SUPERVISOR_SERVICE],
-        }
+        },
+        {
+            "name": "auditor",
+            "description": "reads the audit log in the audit console",
+            "scopes": [f"access:services!service={SERVICE_NAME}"],
+            "groups": list(site.audit.auditor_groups),
+        },
     ]
+    audit = AuditClient(f"{site.audit_url}{EVENTS_PATH}", secrets.audit_ingest_token)
 
     c.ConfigurableHTTPProxy.should_start = False
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{site.hub.proxy_api_port}"
@@ -112,6 +132,7 @@ def configure(c: Any, site: SiteConfig) -> None:
     auth.refresh_pre_spawn = True
     auth.auth_refresh_strict = True
     auth.auth_refresh_age = 300
+    auth.audit = audit
 
     sessions = site.sessions
     spawner = c.EnclaveSpawner
@@ -128,3 +149,6 @@ def configure(c: Any, site: SiteConfig) -> None:
     spawner.start_timeout = sessions.start_timeout
     spawner.http_timeout = sessions.start_timeout
     spawner.poll_interval = sessions.poll_interval
+    spawner.audit = audit
+    spawner.audit_port = site.audit.port
+    spawner.audit_events_path = EVENTS_PATH

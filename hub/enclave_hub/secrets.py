@@ -18,6 +18,8 @@ SECRET_NAMES = (
     "proxy_token",
     "oauth_client_secret",
     "supervisor_token",
+    "audit_ingest_token",
+    "audit_service_token",
 )
 
 
@@ -34,6 +36,8 @@ class Secrets:
     proxy_token: str
     oauth_client_secret: str
     supervisor_token: str
+    audit_ingest_token: str  # the hub's credential for sending events to the audit service
+    audit_service_token: str  # the audit service's own token at the hub
 
     def values(self) -> list[str]:
         return [getattr(self, name) for name in SECRET_NAMES]

@@ -6,6 +6,10 @@ unprivileged uid of its own (`uid_base` + the server's number) in its project's 
 output goes to a log file the session cannot open, so that a session which dies while starting
 can be reported to the user with its reason. The firewall is checked while the session runs: a
 session whose rules are missing or altered is stopped (fail closed).
+
+Each run of a session has an id, and its start, dataset mounts, blocked network attempts, stop
+or failure are recorded in the audit log. A session is not started unless its start and mounts
+are on disk (fail closed).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import asyncio
 import html
 import ipaddress
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -23,15 +28,18 @@ from typing import Any
 from jupyterhub.spawner import LocalProcessSpawner, SpawnException
 from jupyterhub.utils import random_port
 from traitlets import Any as AnyTrait
-from traitlets import Integer, List, Unicode, default
+from traitlets import Dict, Integer, List, Unicode, default
 
 import enclave
 
-from . import sandbox
+from . import notebook_audit, sandbox
+from .audit.client import AuditRefused
 from .sandbox.bubblewrap import DATA_MOUNT, PROJECT_MOUNT, SandboxView, bwrap_argv
 from .sandbox.gpu import GpuUnavailable, nvidia_devices, visible_devices
 
 LOG_TAIL_LINES = 15
+# Read-only inside the sandbox (it is part of Enclave's code) and without any settings.
+SESSION_CONFIG_DIR = Path(__file__).with_name("session_jupyter_config")
 # bubblewrap's parent: the sandbox dies with it (--die-with-parent), and it outlives the hub, so
 # that a restarted hub can adopt the session.
 SESSION_KEEPER = ("setsid", "--fork", "--wait")
@@ -50,6 +58,10 @@ def process_start_time(pid: int) -> int | None:
     # Fields after the command name, which is in parentheses and may hold spaces.
     fields = stat[stat.rindex(")") + 2 :].split()
     return int(fields[19])
+
+
+def first_line(error: BaseException) -> str:
+    return (str(error) or type(error).__name__).splitlines()[0]
 
 
 def resolve_endpoints(entries: list[Any]) -> tuple[list[sandbox.Endpoint], list[tuple[str, str]]]:
@@ -95,15 +107,29 @@ class EnclaveSpawner(LocalProcessSpawner):
     hub_port = Integer(help="the hub's API port").tag(config=True)
     egress_allow = List(help="HostPort entries sessions may connect to").tag(config=True)
     profiles = AnyTrait(help="resource profiles by name").tag(config=True)
+    audit = AnyTrait(help="the AuditClient that records session events").tag(config=True)
+    audit_port = Integer(help="the audit service's port on the hub address").tag(config=True)
+    audit_events_path = Unicode(help="the audit service's event URL path").tag(config=True)
 
     pid_start_time = Integer(0, help="start time of the recorded pid, in clock ticks")
     firewall_fingerprint = Unicode("", help="hash of the session's rules as loaded")
     blocked_seen = Integer(0, help="blocked packets already reported")
+    blocked_destinations = Dict(help="blocked packets already reported, by destination")
     sandbox_number = Integer(0, help="the session's number on this machine (network, cgroup)")
+    session_id = Unicode("", help="this run of the session, as the audit log names it")
 
     @default("cmd")
     def _cmd_default(self) -> list[str]:
         return [os.path.join(sys.prefix, "bin", "jupyterhub-singleuser")]
+
+    def get_args(self) -> list[str]:
+        # On the command line, which outranks any configuration file.
+        return [
+            *super().get_args(),
+            f"--ServerApp.jpserver_extensions={{'{notebook_audit.__name__}': True}}",
+            "--ServerApp.kernel_websocket_connection_class="
+            f"{notebook_audit.__name__}.{notebook_audit.RecordingChannels.__name__}",
+        ]
 
     @default("env_keep")
     def _env_keep_default(self) -> list[str]:
@@ -171,14 +197,16 @@ class EnclaveSpawner(LocalProcessSpawner):
         allowed: list[sandbox.Endpoint],
         names: list[tuple[str, str]],
     ) -> sandbox.SessionSandbox:
-        hub = sandbox.Endpoint(ipaddress.ip_address(self.hub_address), self.hub_port)
+        hub_ip = ipaddress.ip_address(self.hub_address)
+        hub = sandbox.Endpoint(hub_ip, self.hub_port)
+        audit = sandbox.Endpoint(hub_ip, self.audit_port)
         return sandbox.SessionSandbox(
             sandbox.SessionSpec(
                 number=self.sandbox_number,
                 uid=self.session_uid,
                 gid=gid,
                 server_port=port,
-                allowed=(hub, *allowed),
+                allowed=(hub, audit, *allowed),
                 host_names=tuple(names),
                 limits=sandbox.Limits(
                     memory_bytes=int(profile.memory), cpus=profile.cpus, pids=profile.pids
@@ -246,6 +274,12 @@ class EnclaveSpawner(LocalProcessSpawner):
         env["ENCLAVE_PROJECT"] = self.name
         env["ENCLAVE_DATA"] = DATA_MOUNT
         env["ENCLAVE_PROJECT_FOLDER"] = PROJECT_MOUNT
+        env["ENCLAVE_AUDIT_URL"] = f"http://{self.hub_address}:{self.audit_port}"
+        env["ENCLAVE_AUDIT_EVENTS_PATH"] = self.audit_events_path
+        # No Jupyter configuration from the home folder: it could switch the recording off.
+        env["JUPYTER_CONFIG_DIR"] = str(SESSION_CONFIG_DIR)
+        env["JUPYTERLAB_SETTINGS_DIR"] = f"{self.home_inside}/.jupyter/lab/user-settings"
+        env["JUPYTERLAB_WORKSPACES_DIR"] = f"{self.home_inside}/.jupyter/lab/workspaces"
         return env
 
     async def start(self) -> tuple[str, int]:
@@ -255,6 +289,7 @@ class EnclaveSpawner(LocalProcessSpawner):
         devices = self._gpu_devices(profile_name, profile.gpus)
         datasets = self._dataset_folders(project)
         gid = self.project_groups.gid(project.id)
+        await self._record_start(project)
         self.port = random_port()
         self.sandbox_number = await asyncio.to_thread(sandbox.reserve_session_number)
         allowed, names = await asyncio.to_thread(resolve_endpoints, self.egress_allow)
@@ -272,6 +307,7 @@ class EnclaveSpawner(LocalProcessSpawner):
             await asyncio.to_thread(box.verify, self.firewall_fingerprint)
         except sandbox.SandboxError as error:
             await asyncio.to_thread(box.destroy)
+            await self._record_end("session.failure", "failed", f"sandbox: {error}")
             raise SpawnException(
                 f"The session's sandbox could not be set up, so it was not started: {error}",
                 reason="sandbox",
@@ -295,10 +331,54 @@ class EnclaveSpawner(LocalProcessSpawner):
             argv = [*SESSION_KEEPER, *bwrap_argv(view, [*self.cmd, *self.get_args()])]
             self._launch(argv, env, box.launch_hook(self.home_dir))
             await self._wait_until_listening(self.ip, self.port)
-        except BaseException:
+        except BaseException as error:
+            await self._record_end("session.failure", "failed", first_line(error))
             await self._remove_session(box)
             raise
         return self.ip, self.port
+
+    async def _record_start(self, project) -> None:
+        """Record the start and each dataset mount, or refuse to start (fail closed)."""
+        self.session_id = secrets.token_hex(8)
+        common = {"actor": self.user.name, "project": project.id, "session": self.session_id}
+        try:
+            await self.audit.record(
+                action="session.start",
+                target=f"{self.user.name}/{self.name}",
+                outcome="ok",
+                **common,
+            )
+            for dataset in project.datasets:
+                await self.audit.record(
+                    action="dataset.mount",
+                    target=f"/data/{dataset}",
+                    dataset=dataset,
+                    outcome="read-only",
+                    **common,
+                )
+        except AuditRefused as error:
+            await self._record_end("session.failure", "refused", f"audit: {error}")
+            raise SpawnException(
+                f"The session was not started because it cannot be audited: {error}",
+                reason="audit",
+                status_code=503,
+            ) from None
+
+    async def _record_end(self, action: str, outcome: str, reason: str = "") -> None:
+        """Record how this run ended, once; it never stops the session from being removed."""
+        if not self.session_id:
+            return
+        session, self.session_id = self.session_id, ""
+        await self.audit.record_best_effort(
+            self.log,
+            actor=self.user.name,
+            action=action,
+            target=f"{self.user.name}/{self.name}",
+            project=self.name,
+            session=session,
+            outcome=outcome,
+            reason=reason or None,
+        )
 
     def _launch(self, argv: list[str], env: dict[str, str], hook) -> None:
         self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -372,6 +452,8 @@ class EnclaveSpawner(LocalProcessSpawner):
         self.sandbox_number = 0
 
     async def stop(self, now: bool = False) -> None:
+        # Recorded first: stopping polls the process, which would report it as exited.
+        await self._record_end("session.stop", "stopped")
         await super().stop(now=now)
         await self._remove_session()
 
@@ -386,10 +468,12 @@ class EnclaveSpawner(LocalProcessSpawner):
                     self.name,
                     self.pid,
                 )
+                await self._record_end("session.stop", "exited", "its process is gone")
                 await self._remove_session()
                 return 0
         status = await super().poll()
         if status is not None:
+            await self._record_end("session.stop", "exited", f"exit status {status}")
             await self._remove_session()
             return status
         if self.firewall_fingerprint:
@@ -404,20 +488,46 @@ class EnclaveSpawner(LocalProcessSpawner):
             self.log.error(
                 "Session %s/%s stopped, failing closed: %s", self.user.name, self.name, error
             )
+            await self._record_end("session.stop", "failed-closed", str(error))
             await self._remove_session(box)
             return 1
-        blocked = await asyncio.to_thread(box.blocked_count)
-        if blocked > self.blocked_seen:
-            self.log.warning(
-                "Session %s/%s (uid %d): %d blocked network attempt(s), %d in all",
-                self.user.name,
-                self.name,
-                self.session_uid,
-                blocked - self.blocked_seen,
-                blocked,
-            )
-            self.blocked_seen = blocked
+        await self._report_blocked(box)
         return None
+
+    async def _report_blocked(self, box: sandbox.SessionSandbox) -> None:
+        """Record the network attempts the firewall blocked since the last check, by target."""
+        total = await asyncio.to_thread(box.blocked_count)
+        if total <= self.blocked_seen:
+            return
+        by_destination = await asyncio.to_thread(box.blocked_destinations)
+        new = {
+            target: packets - self.blocked_destinations.get(target, 0)
+            for target, packets in by_destination.items()
+            if packets > self.blocked_destinations.get(target, 0)
+        }
+        other = total - self.blocked_seen - sum(new.values())
+        if other > 0:
+            new["other (not TCP or UDP, or inbound)"] = other
+        self.log.warning(
+            "Session %s/%s (uid %d): blocked network attempts: %s",
+            self.user.name,
+            self.name,
+            self.session_uid,
+            new,
+        )
+        for target, packets in new.items():
+            await self.audit.record_best_effort(
+                self.log,
+                actor=self.user.name,
+                action="egress.blocked",
+                target=target,
+                project=self.name,
+                session=self.session_id or None,
+                outcome="blocked",
+                count=packets,
+            )
+        self.blocked_seen = total
+        self.blocked_destinations = by_destination
 
     # -- state kept across hub restarts ---------------------------------------------------
 
@@ -426,6 +536,8 @@ class EnclaveSpawner(LocalProcessSpawner):
         if self.sandbox_number:
             # Kept until the sandbox is removed, even once the process has exited.
             state["sandbox_number"] = self.sandbox_number
+        if self.session_id:
+            state["session_id"] = self.session_id
         if self.pid:
             state.update(
                 pid_start_time=self.pid_start_time,
@@ -434,6 +546,7 @@ class EnclaveSpawner(LocalProcessSpawner):
                 uid=self.session_uid,
                 firewall_fingerprint=self.firewall_fingerprint,
                 blocked_seen=self.blocked_seen,
+                blocked_destinations=self.blocked_destinations,
             )
         return state
 
@@ -442,7 +555,9 @@ class EnclaveSpawner(LocalProcessSpawner):
         self.pid_start_time = state.get("pid_start_time", 0)
         self.firewall_fingerprint = state.get("firewall_fingerprint", "")
         self.blocked_seen = state.get("blocked_seen", 0)
+        self.blocked_destinations = state.get("blocked_destinations", {})
         self.sandbox_number = state.get("sandbox_number", 0)
+        self.session_id = state.get("session_id", "")
         self.port = state.get("port", 0)
         self.ip = state.get("ip", "")
 
@@ -451,3 +566,4 @@ class EnclaveSpawner(LocalProcessSpawner):
         self.pid_start_time = 0
         self.firewall_fingerprint = ""
         self.blocked_seen = 0
+        self.blocked_destinations = {}

@@ -1,8 +1,8 @@
-"""`enclave up`: start the identity provider, the proxy and the hub, and keep them running.
+"""`enclave up`: start the identity provider, the audit service, the proxy and the hub.
 
 Each component runs in its own process session with its output in `<state>/logs/`. The hub is
-restarted if it exits (sessions and the proxy survive a hub restart and are re-adopted); if the
-provider or the proxy exits, everything stops. SIGINT or SIGTERM stops the sessions through the
+restarted if it exits (sessions and the proxy survive a hub restart and are re-adopted); if
+any other component exits, everything stops. SIGINT or SIGTERM stops the sessions through the
 hub's API, then the hub, the proxy and the provider.
 """
 
@@ -116,6 +116,7 @@ def check_ports(site: SiteConfig) -> None:
         ("hub.port", "the public proxy port", str(site.hub.bind), site.hub.port),
         ("hub.proxy_api_port", "the proxy's API", "127.0.0.1", site.hub.proxy_api_port),
         ("hub.hub_port", "the hub", "0.0.0.0", site.hub.hub_port),
+        ("audit.port", "the audit service", "0.0.0.0", site.audit.port),
     ]
     if site.uses_dev_provider:
         port = site.identity.dev_provider.port
@@ -148,9 +149,9 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _tcp_open(port: int) -> bool:
+def _tcp_open(port: int, address: str = "127.0.0.1") -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
+        with socket.create_connection((address, port), timeout=1):
             return True
     except OSError:
         return False
@@ -190,28 +191,39 @@ class Supervisor:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
+    def _enclave_module(
+        self, name: str, module: str, log_name: str, is_ready: Callable[[], bool]
+    ) -> Component:
+        """A component that is one of Enclave's modules, run with the resolved configuration."""
+        return Component(
+            name=name,
+            argv=[sys.executable, "-m", module, "--config", str(self.config_path)],
+            env=self._base_env(),
+            log_path=self.log_dir / log_name,
+            is_ready=is_ready,
+        )
+
     def _components(self, secrets: Secrets) -> list[Component]:
         site = self.site
         env = self._base_env()
         components = []
         if site.uses_dev_provider:
             components.append(
-                Component(
-                    name="development OIDC provider",
-                    argv=[
-                        sys.executable,
-                        "-m",
-                        "enclave_hub.devidp",
-                        "--config",
-                        str(self.config_path),
-                    ],
-                    env=env,
-                    log_path=self.log_dir / "idp.log",
-                    is_ready=lambda: _http_ok(
-                        f"{site.issuer_url}/.well-known/openid-configuration"
-                    ),
+                self._enclave_module(
+                    "development OIDC provider",
+                    "enclave_hub.devidp",
+                    "idp.log",
+                    lambda: _http_ok(f"{site.issuer_url}/.well-known/openid-configuration"),
                 )
             )
+        components.append(
+            self._enclave_module(
+                "audit service",
+                "enclave_hub.audit.service",
+                "audit.log",
+                lambda: _tcp_open(site.audit.port, str(site.sessions.hub_address)),
+            )
+        )
         components.append(
             Component(
                 name="proxy",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 from .checkpoints import (
@@ -41,9 +42,16 @@ class AuditLog:
         self._signer = threading.Thread(target=self._sign_loop, name="audit-signer", daemon=True)
         self._signer.start()
 
+    def submit(self, event: dict) -> Future:
+        """Queue an event (stamped with the time it arrived, unless it has one).
+
+        The future gives its sequence number once the event is on disk.
+        """
+        return self.store.submit({"time": time.time(), **event})
+
     def append(self, event: dict) -> int:
-        """Record an event (stamped with the time it arrived, unless it has one)."""
-        return self.store.append({"time": time.time(), **event})
+        """Record an event and return its sequence number once it is on disk."""
+        return self.submit(event).result()
 
     def checkpoint(self) -> None:
         """Sign and keep the current head, unless it is already signed."""

@@ -56,3 +56,44 @@ def tree_root(leaves: list[bytes]) -> bytes:
         return leaves[0]
     split = 1 << ((len(leaves) - 1).bit_length() - 1)
     return node_hash(tree_root(leaves[:split]), tree_root(leaves[split:]))
+
+
+def inclusion_proofs(leaves: list[bytes], indexes: list[int]) -> dict[int, list[bytes]]:
+    """The audit path (RFC 9162, 2.1.3.1) of each index in the tree of all `leaves`.
+
+    Built level by level: a node without a right sibling moves up unchanged, which gives the
+    same tree as the RFC's split at the largest power of two.
+    """
+    proofs: dict[int, list[bytes]] = {index: [] for index in indexes}
+    positions = {index: index for index in indexes}
+    level = leaves
+    while len(level) > 1:
+        for index, position in positions.items():
+            sibling = position ^ 1
+            if sibling < len(level):
+                proofs[index].append(level[sibling])
+            positions[index] = position // 2
+        pairs = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        level = pairs + ([level[-1]] if len(level) % 2 else [])
+    return proofs
+
+
+def root_from_inclusion_proof(index: int, size: int, leaf: bytes, path: list[bytes]) -> bytes:
+    """The root that a leaf and its audit path imply (RFC 9162, 2.1.3.2); ValueError if none."""
+    if index >= size:
+        raise ValueError(f"index {index} is beyond the tree's size {size}")
+    fn, sn, node = index, size - 1, leaf
+    for sibling in path:
+        if sn == 0:
+            raise ValueError("the audit path is too long")
+        if fn % 2 == 1 or fn == sn:
+            node = node_hash(sibling, node)
+            if fn % 2 == 0:
+                while fn % 2 == 0 and fn != 0:
+                    fn, sn = fn >> 1, sn >> 1
+        else:
+            node = node_hash(node, sibling)
+        fn, sn = fn >> 1, sn >> 1
+    if sn != 0:
+        raise ValueError("the audit path is too short")
+    return node

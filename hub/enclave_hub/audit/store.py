@@ -15,7 +15,9 @@ import os
 import struct
 import threading
 import zlib
+from array import array
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,9 +76,7 @@ def segments(folder: Path) -> list[Path]:
 @dataclass
 class _Pending:
     event: dict
-    done: threading.Event = field(default_factory=threading.Event)
-    seq: int = -1
-    error: Exception | None = None
+    result: Future = field(default_factory=Future)  # the sequence number, once durable
 
 
 class AuditStore:
@@ -88,6 +88,12 @@ class AuditStore:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.tree = TreeBuilder()
         self.last_leaf = b""
+        # Where each record is: its segment (an index into self.segment_paths) and offset.
+        self.segment_paths: list[Path] = []
+        self._segment_of = array("l")
+        self._offset_of = array("q")
+        self._length_of = array("l")
+        self._readers: dict[int, int] = {}  # read-only descriptors of segments, by number
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._pending: list[_Pending] = []
@@ -119,7 +125,23 @@ class AuditStore:
                 leaf = leaf_hash(item.payload)
                 self.tree.add(leaf)
                 self.last_leaf = leaf
+                self._locate(segment, item.offset, len(item.payload))
         return cut
+
+    def _locate(self, segment: Path, offset: int, length: int) -> None:
+        if not self.segment_paths or self.segment_paths[-1] != segment:
+            self.segment_paths.append(segment)
+        self._segment_of.append(len(self.segment_paths) - 1)
+        self._offset_of.append(offset + FRAME.size)
+        self._length_of.append(length)
+
+    def read(self, seq: int) -> bytes:
+        """The payload of a durable record, read from its place on disk."""
+        segment = self._segment_of[seq]
+        fd = self._readers.get(segment)
+        if fd is None:
+            fd = self._readers[segment] = os.open(self.segment_paths[segment], os.O_RDONLY)
+        return os.pread(fd, self._length_of[seq], self._offset_of[seq])
 
     def _open_segment(self) -> int:
         found = segments(self.folder)
@@ -127,6 +149,7 @@ class AuditStore:
             path = found[-1]
         else:
             path = self.folder / f"{self.tree.size:012d}{SEGMENT_SUFFIX}"
+        self._segment_path = path
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._fsync_folder()
         return fd
@@ -140,18 +163,19 @@ class AuditStore:
 
     # -- appending -------------------------------------------------------------------------
 
-    def append(self, event: dict) -> int:
-        """Write one event; return its sequence number once it is on disk."""
+    def submit(self, event: dict) -> Future:
+        """Queue one event; the future gives its sequence number once it is on disk."""
         pending = _Pending(event)
         with self._wake:
             if self._closing:
                 raise LogUnwritable("the audit log is closed")
             self._pending.append(pending)
             self._wake.notify()
-        pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        return pending.seq
+        return pending.result
+
+    def append(self, event: dict) -> int:
+        """Write one event; return its sequence number once it is on disk."""
+        return self.submit(event).result()
 
     def head(self) -> tuple[int, bytes]:
         """Size and root of the durable log."""
@@ -188,16 +212,17 @@ class AuditStore:
                 os.ftruncate(self._fd, start)
             failure = LogUnwritable(f"the audit log cannot be written: {error.strerror}")
             for item in batch:
-                item.error = failure
-                item.done.set()
+                item.result.set_exception(failure)
             return
         with self._lock:
-            for leaf in leaves:
+            offset = start
+            for leaf, chunk in zip(leaves, chunks, strict=True):
                 self.tree.add(leaf)
+                self._locate(self._segment_path, offset, len(chunk) - FRAME.size)
+                offset += len(chunk)
             self.last_leaf = last
         for offset, item in enumerate(batch):
-            item.seq = size + offset
-            item.done.set()
+            item.result.set_result(size + offset)
         if start + sum(map(len, chunks)) >= self.segment_bytes:
             os.close(self._fd)
             self._fd = self._open_segment()
@@ -208,3 +233,5 @@ class AuditStore:
             self._wake.notify()
         self._writer.join()
         os.close(self._fd)
+        for fd in self._readers.values():
+            os.close(fd)

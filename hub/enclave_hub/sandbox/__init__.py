@@ -165,6 +165,9 @@ class SessionSandbox:
     def blocked_count(self) -> int:
         return self.network.blocked_count()
 
+    def blocked_destinations(self) -> dict[str, int]:
+        return self.network.blocked_destinations()
+
     # -- entering ----------------------------------------------------------------------------
 
     def launch_hook(self, home: Path) -> Callable[[], None]:

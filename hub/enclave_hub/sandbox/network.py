@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import re
 import subprocess
 import threading
 from dataclasses import dataclass
 
 TABLE = "enclave"
+# Blocked destinations, each with its packet count; up to 1024 distinct ones per session.
+BLOCKED_SET = "size 1024; flags dynamic; counter;"
+# IPv6 neighbour discovery on the session's own link (hop limit 255: never routed). It is how
+# the kernel finds the host's address, not traffic of the session, so it is neither blocked
+# nor counted as a blocked attempt.
+LINK_CONTROL_OUT = "nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert"
+LINK_CONTROL_IN = "nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert"
 IPV4_POOL = ipaddress.IPv4Network("169.254.0.0/17")
 IPV6_PREFIX = "fd3e:6e63:6c76"
 
@@ -134,17 +142,24 @@ class SessionNetwork:
 table inet {TABLE} {{
     counter blocked_out {{ }}
     counter blocked_in {{ }}
+    set blocked_to4 {{ type ipv4_addr . inet_service; {BLOCKED_SET} }}
+    set blocked_to6 {{ type ipv6_addr . inet_service; {BLOCKED_SET} }}
     chain output {{
         type filter hook output priority filter; policy drop;
         oif "lo" accept
         ct state established,related accept
+        icmpv6 type {{ {LINK_CONTROL_OUT} }} ip6 hoplimit 255 accept
+        icmpv6 type {{ mld-listener-report, mld2-listener-report }} ip6 daddr ff02::/16 accept
         {allow}
+        meta nfproto ipv4 meta l4proto {{ tcp, udp }} add @blocked_to4 {{ ip daddr . th dport }}
+        meta nfproto ipv6 meta l4proto {{ tcp, udp }} add @blocked_to6 {{ ip6 daddr . th dport }}
         counter name "blocked_out" reject
     }}
     chain input {{
         type filter hook input priority filter; policy drop;
         iif "lo" accept
         ct state established,related accept
+        icmpv6 type {{ {LINK_CONTROL_IN} }} ip6 hoplimit 255 accept
         ip saddr {self.host_ipv4} tcp dport {server_port} accept
         counter name "blocked_in" drop
     }}
@@ -160,7 +175,8 @@ table inet {TABLE} {{
         return self.rules_fingerprint()
 
     def rules_fingerprint(self) -> str:
-        listing = run(self.netns("nft", "--stateless", "list", "table", "inet", TABLE))
+        # Stateless and terse: counters and the blocked destinations recorded change.
+        listing = run(self.netns("nft", "--stateless", "--terse", "list", "table", "inet", TABLE))
         return hashlib.sha256(listing.encode()).hexdigest()
 
     def verify_rules(self, fingerprint: str) -> None:
@@ -176,6 +192,17 @@ table inet {TABLE} {{
         """Packets dropped so far, out and in."""
         listing = run(self.netns("nft", "list", "counters", "table", "inet", TABLE))
         return sum(int(n) for n in re.findall(r"packets (\d+)", listing))
+
+    def blocked_destinations(self) -> dict[str, int]:
+        """Packets dropped so far by destination ("address port", TCP and UDP only)."""
+        found: dict[str, int] = {}
+        for name in ("blocked_to4", "blocked_to6"):
+            listing = json.loads(run(self.netns("nft", "-j", "list", "set", "inet", TABLE, name)))
+            for item in listing["nftables"]:
+                for element in item.get("set", {}).get("elem", []):
+                    address, port = element["elem"]["val"]["concat"]
+                    found[f"{address} {port}"] = element["elem"]["counter"]["packets"]
+        return found
 
     # -- removal ---------------------------------------------------------------------------
 

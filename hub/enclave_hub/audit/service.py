@@ -1,0 +1,170 @@
+"""The audit service: the one process that writes the audit log and holds its signing key.
+
+It listens on the hub's address, beside the hub, so that both the hub and the notebook
+sessions reach it. The hub (and later the other services) send events with the ingest token
+and may record any action; a notebook server sends with its own hub token, and its events are
+attributed to the session that token belongs to. An event is answered only once it is on disk;
+when the log cannot be written the answer is 503, and the sender refuses what it was about to do.
+Auditors read the log through the console's pages (`console`) under the same prefix.
+
+Run by `enclave up`: `python -m enclave_hub.audit.service --config <site.yaml>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from tornado import httpserver, web
+from tornado.ioloop import PeriodicCallback
+
+from ..config import SiteConfig, load_site_config
+from ..secrets import load_secrets
+from . import AuditLog, LogUnwritable
+from .attribution import ActiveSessions, HubUnavailable, TokenResolver, session_identity
+from .console import IntegrityCheck, console_handlers, hub_oauth
+from .events import BadEvent, platform_event, session_event
+from .httputil import client_address, request_token
+from .index import LogIndex
+from .query import records
+from .ratelimit import FailureLimiter
+
+SERVICE_NAME = "enclave-audit"
+PREFIX = f"/services/{SERVICE_NAME}/"
+EVENTS_PATH = PREFIX + "api/events"
+MAX_BODY = 2 * 1024 * 1024
+
+
+class AuditService:
+    """The log, and what the service knows beside it: running sessions, failed-login counts."""
+
+    def __init__(self, log: AuditLog, ingest_token: str, resolver: TokenResolver, limit: int):
+        self.log = log
+        self.ingest_token = ingest_token
+        self.resolver = resolver
+        self.sessions = ActiveSessions()
+        self.failed_logins = FailureLimiter(limit=limit)
+        self.index = LogIndex(log.store.read)
+        for record in records(log.folder):
+            self.sessions.observe(record)
+            self.index.add(record["seq"], record)
+
+    def is_platform(self, token: str) -> bool:
+        return hmac.compare_digest(token.encode(), self.ingest_token.encode())
+
+    async def record(self, event: dict) -> int | None:
+        """Append once durable; None when a failed login is only counted (rate limit)."""
+        if event["action"] == "login.failed" and event.get("outcome") != "suppressed":
+            key = (str(event.get("source", "")), str(event.get("actor", "")))
+            if not self.failed_logins.admit(key, time.monotonic()):
+                return None
+        event = {**event, "time": time.time()}
+        seq = await asyncio.wrap_future(self.log.submit(event))
+        self.sessions.observe(event)
+        self.index.add(seq, event)
+        return seq
+
+    async def report_suppressed_logins(self) -> None:
+        for (source, actor), count in self.failed_logins.ended(time.monotonic()):
+            event = {"actor": actor, "action": "login.failed", "outcome": "suppressed"}
+            try:
+                await self.record({**event, "source": source, "count": count})
+            except LogUnwritable:
+                continue  # the count is lost with the disk; logins are refused meanwhile
+
+
+class IngestHandler(web.RequestHandler):
+    """POST an event; 201 with its sequence number once it is on disk."""
+
+    def check_xsrf_cookie(self) -> None:
+        """Senders authenticate with a token header, never a cookie."""
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        self.finish({"error": self._reason})
+
+    async def post(self) -> None:
+        service: AuditService = self.settings["audit"]
+        token = request_token(self)
+        try:
+            body = json.loads(self.request.body or b"null")
+        except ValueError:
+            raise web.HTTPError(400, reason="the body is not JSON") from None
+        try:
+            if token and service.is_platform(token):
+                event = platform_event(body)
+            else:
+                event = session_event(body, await self._session(service, token), self._address())
+            seq = await service.record(event)
+        except BadEvent as error:
+            raise web.HTTPError(400, reason=str(error)) from None
+        except HubUnavailable as error:
+            raise web.HTTPError(503, reason=f"cannot check the session's token: {error}") from None
+        except LogUnwritable as error:
+            raise web.HTTPError(503, reason=str(error)) from None
+        self.set_status(201 if seq is not None else 202)
+        self.finish({"seq": seq})
+
+    async def _session(self, service: AuditService, token: str):
+        server = await service.resolver.server_of(token) if token else None
+        identity = session_identity(server, service.sessions)
+        if identity is None:
+            raise web.HTTPError(403, reason="the token is not that of a running session")
+        return identity
+
+    def _address(self) -> str:
+        return client_address(self, str(self.settings["site"].sessions.hub_address))
+
+
+def make_app(service: AuditService, site: SiteConfig, service_token: str) -> web.Application:
+    handlers = [(EVENTS_PATH, IngestHandler), *console_handlers(PREFIX)]
+    return web.Application(
+        handlers,
+        audit=service,
+        site=site,
+        hub_auth=hub_oauth(site, PREFIX, SERVICE_NAME, service_token),
+        integrity=IntegrityCheck(site.audit_dir),
+        cookie_secret=os.urandom(32),
+        xsrf_cookies=True,
+    )
+
+
+async def serve(site: SiteConfig) -> None:
+    secrets = load_secrets(site.state_dir)
+    site.audit_key_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    log = AuditLog(site.audit_dir, site.audit_key_path)
+    resolver = TokenResolver(f"{site.hub_url}/hub/api")
+    service = AuditService(log, secrets.audit_ingest_token, resolver, site.audit.failed_login_limit)
+    app = make_app(service, site, secrets.audit_service_token)
+    server = httpserver.HTTPServer(app, max_body_size=MAX_BODY)
+    server.listen(site.audit.port, address=str(site.sessions.hub_address))
+    reporter = PeriodicCallback(service.report_suppressed_logins, 10_000)
+    reporter.start()
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopped.set)
+    print(f"The audit service is listening at {site.audit_url}{PREFIX}", flush=True)
+    await stopped.wait()
+    reporter.stop()
+    server.stop()
+    await service.report_suppressed_logins()
+    await resolver.close()
+    log.close()  # signs a last checkpoint
+    print("The audit service stopped; its last checkpoint is signed.", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="enclave-audit-service")
+    parser.add_argument("--config", type=Path, required=True, help="resolved site configuration")
+    args = parser.parse_args(argv)
+    asyncio.run(serve(load_site_config(args.config)))
+
+
+if __name__ == "__main__":
+    main()
