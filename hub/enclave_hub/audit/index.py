@@ -83,7 +83,7 @@ class LogIndex:
         }
         with self._lock:
             size = len(self.times)
-            checks, candidates = [], None
+            keyed = []  # (postings, column, code) of each field asked for
             for name, value in wanted.items():
                 if value is None:
                     continue
@@ -91,21 +91,23 @@ class LogIndex:
                 if code is None:
                     return []
                 postings = self._postings[name].get(code, array("l"))
-                if candidates is None or len(postings) < len(candidates):
-                    candidates = postings
-                checks.append((self._columns[name], code))
+                keyed.append((postings, self._columns[name], code))
+            keyed.sort(key=lambda item: len(item[0]))
+            candidates = keyed[0][0] if keyed else range(size)
+            checks = [(column, code) for _, column, code in keyed[1:]]
             actions = self._action_codes(filters.type)
-            if candidates is None:
-                candidates = range(size)
-            if self._in_time_order:
+            bounded = self._in_time_order
+            if bounded:
                 candidates = self._within(candidates, filters.since, filters.until)
-        found = []
-        for seq in reversed(candidates):
-            if seq >= size or not self._matches(seq, checks, actions, filters):
-                continue
-            found.append(seq)
-            if len(found) == limit:
-                break
+        if not checks and actions is None and bounded:
+            found = list(reversed(candidates[-limit:]))  # every candidate matches
+        else:
+            found = []
+            for seq in reversed(candidates):
+                if seq < size and self._matches(seq, checks, actions, None if bounded else filters):
+                    found.append(seq)
+                    if len(found) == limit:
+                        break
         return [json.loads(self._read(seq)) for seq in found]
 
     def _within(self, seqs, since: float | None, until: float | None):
@@ -125,12 +127,16 @@ class LogIndex:
             if action == family or action.startswith(family + ".")
         }
 
-    def _matches(self, seq: int, checks, actions: set[int] | None, filters: Filters) -> bool:
-        if any(column[seq] != code for column, code in checks):
-            return False
+    def _matches(self, seq: int, checks, actions: set[int] | None, period: Filters | None) -> bool:
+        """Whether a record passes the other fields' checks, its action, and (if given) period."""
+        for column, code in checks:
+            if column[seq] != code:
+                return False
         if actions is not None and self._columns["action"][seq] not in actions:
             return False
+        if period is None:
+            return True
         moment = self.times[seq]
-        if filters.since is not None and moment < filters.since:
+        if period.since is not None and moment < period.since:
             return False
-        return filters.until is None or moment < filters.until
+        return period.until is None or moment < period.until
