@@ -12,6 +12,9 @@ from .config import (
     parse_site_config,
     site_config,
 )
+from .registry.cli import add_project_verbs
+from .registry.registry import RegistryError
+from .registry.validation import InvalidInput
 from .secrets import SecretError
 from .supervisor import StartupError, Supervisor
 
@@ -35,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, help="public port (overrides hub.port)")
     up.set_defaults(handler=cmd_up)
     add_audit_verbs(verbs)
+    add_project_verbs(verbs)
     return parser
 
 
@@ -42,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (SiteConfigError, SecretError, StartupError) as error:
+    except (SiteConfigError, SecretError, StartupError, RegistryError, InvalidInput) as error:
         print(f"enclave: {error}", file=sys.stderr)
         return 2
 

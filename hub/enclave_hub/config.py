@@ -180,8 +180,21 @@ class AuditSettings(_Section):
     )
 
 
+class RegistrySettings(_Section):
+    """The project registry: its database, and how often sessions are checked against it."""
+
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL (sqlite:///... or postgresql://...); default: SQLite in state",
+    )
+    reconcile_interval: int = Field(
+        default=30, ge=1, description="seconds between checks of running sessions"
+    )
+    port: Port = Field(default=8083, description="the registry service, on loopback")
+
+
 class Project(_Section):
-    """A project of the seed registry: its members, datasets and resource profile."""
+    """A seed project: put into the registry when it is empty (on first start)."""
 
     id: Identifier
     title: str
@@ -202,6 +215,7 @@ class SiteConfig(_Section):
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
     sessions: SessionSettings = Field(default_factory=SessionSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
     projects: list[Project] = Field(default_factory=lambda: list(SEED_PROJECTS))
 
     @model_validator(mode="after")
@@ -211,6 +225,7 @@ class SiteConfig(_Section):
             "hub.proxy_api_port": self.hub.proxy_api_port,
             "hub.hub_port": self.hub.hub_port,
             "audit.port": self.audit.port,
+            "registry.port": self.registry.port,
         }
         if self.identity.issuer is None:
             ports["identity.dev_provider.port"] = self.identity.dev_provider.port
@@ -239,6 +254,10 @@ class SiteConfig(_Section):
     @property
     def audit_dir(self) -> Path:
         return self.audit.log_dir or self.state_dir / "audit"
+
+    @property
+    def registry_url(self) -> str:
+        return self.registry.database_url or f"sqlite:///{self.state_dir / 'registry.sqlite'}"
 
     @property
     def audit_key_path(self) -> Path:

@@ -16,12 +16,16 @@ from .audit.client import AuditClient
 from .audit.service import EVENTS_PATH, SERVICE_NAME
 from .auth import EnclaveAuthenticator
 from .config import SiteConfig, SiteConfigError
-from .projects import ProjectGroups, SeedRegistry
+from .projects import ProjectGroups
+from .registry.registry import RegistryError
+from .registry.site import site_registry
+from .registry.validation import InvalidInput
 from .secrets import load_secrets, secret_path
 from .spawner import EnclaveSpawner
 
 TEMPLATES = Path(__file__).with_name("templates")
 SUPERVISOR_SERVICE = "enclave-supervisor"
+REGISTRY_SERVICE = "enclave-registry"
 
 
 def fetch_provider_metadata(issuer: str) -> dict[str, Any]:
@@ -59,7 +63,11 @@ def configure(c: Any, site: SiteConfig) -> None:
     secrets = load_secrets(site.state_dir)
     provider = fetch_provider_metadata(site.issuer_url)
     paths = hub_paths(site)
-    registry = SeedRegistry(site.projects)
+    registry = site_registry(site)
+    try:
+        registry.seed(site.projects)
+    except (InvalidInput, RegistryError) as error:
+        raise SiteConfigError(f"projects: cannot seed the project registry: {error}") from None
 
     hub = c.JupyterHub
     hub.bind_url = f"http://{site.hub.bind}:{site.hub.port}"
@@ -80,6 +88,7 @@ def configure(c: Any, site: SiteConfig) -> None:
     hub.spawner_class = EnclaveSpawner
     hub.services = [
         {"name": SUPERVISOR_SERVICE, "api_token": secrets.supervisor_token},
+        {"name": REGISTRY_SERVICE, "api_token": secrets.registry_service_token},
         {
             # Started by `enclave up` before the hub; the hub routes its console and signs
             # auditors in to it.
@@ -96,6 +105,12 @@ def configure(c: Any, site: SiteConfig) -> None:
             "description": "lets `enclave up` stop every session when it shuts down",
             "scopes": ["list:users", "read:servers", "servers"],
             "services": [SUPERVISOR_SERVICE],
+        },
+        {
+            "name": REGISTRY_SERVICE,
+            "description": "lets the reconciler stop sessions that the registry no longer allows",
+            "scopes": ["list:users", "read:users", "read:servers", "admin:server_state", "servers"],
+            "services": [REGISTRY_SERVICE],
         },
         {
             "name": "auditor",

@@ -20,6 +20,7 @@ SECRET_NAMES = (
     "supervisor_token",
     "audit_ingest_token",
     "audit_service_token",
+    "registry_service_token",
 )
 
 
@@ -38,6 +39,7 @@ class Secrets:
     supervisor_token: str
     audit_ingest_token: str  # the hub's credential for sending events to the audit service
     audit_service_token: str  # the audit service's own token at the hub
+    registry_service_token: str  # the registry service's token at the hub (the reconciler)
 
     def values(self) -> list[str]:
         return [getattr(self, name) for name in SECRET_NAMES]

@@ -34,6 +34,8 @@ import enclave
 
 from . import notebook_audit, sandbox
 from .audit.client import AuditRefused
+from .registry import validation
+from .registry.registry import HOST_PORT
 from .sandbox.bubblewrap import DATA_MOUNT, PROJECT_MOUNT, SandboxView, bwrap_argv
 from .sandbox.gpu import GpuUnavailable, nvidia_devices, visible_devices
 
@@ -117,6 +119,7 @@ class EnclaveSpawner(LocalProcessSpawner):
     blocked_destinations = Dict(help="blocked packets already reported, by destination")
     sandbox_number = Integer(0, help="the session's number on this machine (network, cgroup)")
     session_id = Unicode("", help="this run of the session, as the audit log names it")
+    mounted_datasets = List(help="the datasets this run mounted (the reconciler checks them)")
 
     @default("cmd")
     def _cmd_default(self) -> list[str]:
@@ -238,14 +241,14 @@ class EnclaveSpawner(LocalProcessSpawner):
         return project
 
     def _dataset_folders(self, project) -> dict[str, Path]:
-        folders = {dataset: Path(self.data_root, dataset) for dataset in project.datasets}
-        for dataset, folder in folders.items():
-            if not folder.is_dir():
-                raise SpawnException(
-                    f"Dataset '{dataset}' of project '{project.id}' is not in the data root.",
-                    reason="data",
-                )
-        return folders
+        """The granted datasets' folders, each checked to lie right under the data root."""
+        try:
+            return {
+                dataset: validation.dataset_folder(Path(self.data_root), dataset)
+                for dataset in project.datasets
+            }
+        except validation.InvalidInput as error:
+            raise SpawnException(f"Project '{project.id}': {error}.", reason="data") from None
 
     def _gpu_devices(self, profile_name: str, gpus: int) -> list[str]:
         try:
@@ -288,11 +291,13 @@ class EnclaveSpawner(LocalProcessSpawner):
         profile = self.profiles[profile_name]
         devices = self._gpu_devices(profile_name, profile.gpus)
         datasets = self._dataset_folders(project)
+        self.mounted_datasets = sorted(datasets)
         gid = self.project_groups.gid(project.id)
         await self._record_start(project)
         self.port = random_port()
         self.sandbox_number = await asyncio.to_thread(sandbox.reserve_session_number)
-        allowed, names = await asyncio.to_thread(resolve_endpoints, self.egress_allow)
+        egress = [*self.egress_allow, *map(HOST_PORT.validate_python, project.egress_allow)]
+        allowed, names = await asyncio.to_thread(resolve_endpoints, egress)
         box = self._sandbox(self.port, gid, profile, allowed, names)
         self.ip = box.session_ip
         self._prepare_folders(gid)
@@ -538,6 +543,7 @@ class EnclaveSpawner(LocalProcessSpawner):
             state["sandbox_number"] = self.sandbox_number
         if self.session_id:
             state["session_id"] = self.session_id
+            state["datasets"] = list(self.mounted_datasets)
         if self.pid:
             state.update(
                 pid_start_time=self.pid_start_time,
@@ -558,6 +564,7 @@ class EnclaveSpawner(LocalProcessSpawner):
         self.blocked_destinations = state.get("blocked_destinations", {})
         self.sandbox_number = state.get("sandbox_number", 0)
         self.session_id = state.get("session_id", "")
+        self.mounted_datasets = state.get("datasets", [])
         self.port = state.get("port", 0)
         self.ip = state.get("ip", "")
 

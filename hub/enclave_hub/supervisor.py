@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import SiteConfig, write_site_config
-from .projects import SeedRegistry
+from .registry.site import site_registry
 from .sandbox.network import ensure_hub_address
 from .secrets import Secrets, ensure_secrets
 
@@ -117,6 +117,7 @@ def check_ports(site: SiteConfig) -> None:
         ("hub.proxy_api_port", "the proxy's API", "127.0.0.1", site.hub.proxy_api_port),
         ("hub.hub_port", "the hub", "0.0.0.0", site.hub.hub_port),
         ("audit.port", "the audit service", "0.0.0.0", site.audit.port),
+        ("registry.port", "the registry service", "127.0.0.1", site.registry.port),
     ]
     if site.uses_dev_provider:
         port = site.identity.dev_provider.port
@@ -245,6 +246,14 @@ class Supervisor:
                 is_ready=lambda: _tcp_open(site.hub.proxy_api_port),
             )
         )
+        components.append(
+            self._enclave_module(
+                "registry service",
+                "enclave_hub.registry.service",
+                "registry.log",
+                lambda: _tcp_open(site.registry.port),
+            )
+        )
         self.hub = Component(
             name="hub",
             argv=[sys.executable, "-m", "jupyterhub", "-f", str(HUB_CONFIG_FILE)],
@@ -324,7 +333,7 @@ class Supervisor:
         site = self.site
         lines = [f"Enclave is running at {site.public_url}", ""]
         if site.uses_dev_provider:
-            registry = SeedRegistry(site.projects)
+            registry = site_registry(site, writable=False)
             lines.append(
                 f"Demo logins (development OIDC provider at {site.issuer_url}; "
                 "pick the user on its login page):"

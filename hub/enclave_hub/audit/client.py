@@ -29,19 +29,22 @@ class AuditClient:
 
     async def record(self, **event: object) -> int | None:
         """Record an event (unset fields left out); its sequence number once durable."""
-        body = {key: value for key, value in event.items() if value is not None}
         try:
             async with httpx.AsyncClient(timeout=self._timeout) as client:
-                reply = await client.post(self.events_url, json=body, headers=self._headers)
+                reply = await client.post(self.events_url, json=_body(event), headers=self._headers)
         except httpx.HTTPError as error:
             raise AuditRefused(f"the audit service cannot be reached ({error})", True) from None
-        if reply.status_code not in (201, 202):
-            try:
-                reason = reply.json().get("error") or reply.reason_phrase
-            except ValueError:
-                reason = reply.reason_phrase
-            raise AuditRefused(reason, retryable=reply.status_code == 503)
-        return reply.json().get("seq")
+        return _sequence_number(reply)
+
+    def record_sync(self, event: dict) -> int | None:
+        """`record`, for code that does not run in an event loop (the command line)."""
+        try:
+            reply = httpx.post(
+                self.events_url, json=_body(event), headers=self._headers, timeout=self._timeout
+            )
+        except httpx.HTTPError as error:
+            raise AuditRefused(f"the audit service cannot be reached ({error})", True) from None
+        return _sequence_number(reply)
 
     async def record_best_effort(self, log, **event: object) -> None:
         """Record an event that must not block what it describes (a stop, a logout)."""
@@ -49,3 +52,18 @@ class AuditClient:
             await self.record(**event)
         except AuditRefused as error:
             log.error("Audit event %s was not recorded: %s", event.get("action"), error)
+
+
+def _body(event: dict) -> dict:
+    return {key: value for key, value in event.items() if value is not None}
+
+
+def _sequence_number(reply: httpx.Response) -> int | None:
+    """The recorded event's number, or AuditRefused with the service's reason."""
+    if reply.status_code not in (201, 202):
+        try:
+            reason = reply.json().get("error") or reply.reason_phrase
+        except ValueError:
+            reason = reply.reason_phrase
+        raise AuditRefused(reason, retryable=reply.status_code == 503)
+    return reply.json().get("seq")

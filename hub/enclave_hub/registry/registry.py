@@ -1,0 +1,363 @@
+"""The registry's operations: what admins change, and what the hub asks.
+
+Every change names who made it and is recorded in the audit log in the same step: if the event
+cannot be recorded, the change is rolled back. Reads answer with `ActiveProject`s, which hold
+only what is in force now: an active project within its dates, a membership not expired, and
+the dataset grants not expired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..audit.client import AuditRefused
+from ..config import HostPort
+from ..config import Project as SeedProject
+from . import validation
+from .models import Base, DatasetGrant, Membership, Project
+
+Recorder = Callable[[dict], None]
+HOST_PORT = TypeAdapter(HostPort)
+
+
+class RegistryError(Exception):
+    """A change that cannot be made (no such project, already a member...); nothing changed."""
+
+
+@dataclass(frozen=True)
+class ActiveProject:
+    """A project as it stands for one member now."""
+
+    id: str
+    title: str
+    profile: str
+    role: str
+    datasets: tuple[str, ...]
+    egress_allow: tuple[str, ...]
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """Times read back from SQLite lose their zone; they were stored in UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def in_force(expires: datetime | None, now: datetime) -> bool:
+    return expires is None or now < aware(expires)
+
+
+def project_open(project: Project, today: date) -> bool:
+    return (
+        project.status == "active"
+        and (project.starts is None or project.starts <= today)
+        and (project.ends is None or today <= project.ends)
+    )
+
+
+def _sqlite_pragmas(connection, _record) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Registry:
+    """Projects, memberships and grants in one SQL database (SQLite or PostgreSQL)."""
+
+    def __init__(self, url: str, data_root: Path, profiles: Iterable[str], record: Recorder):
+        self.engine = create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            Base.metadata.create_all(self.engine)
+        except OperationalError as error:
+            raise RegistryError(
+                f"cannot open the project registry {self.engine.url!r}: {error.orig}"
+            ) from None
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self.data_root = data_root
+        self.profiles = set(profiles)
+        self.record = record
+
+    def __deepcopy__(self, memo: dict) -> Registry:
+        # JupyterHub copies each spawner's configuration; all of them share one registry.
+        return self
+
+    # -- what the hub asks -------------------------------------------------------------------
+
+    def projects_of(self, username: str, now: datetime | None = None) -> list[ActiveProject]:
+        """The projects `username` may start sessions for now."""
+        now = now or now_utc()
+        with self._session() as db:
+            rows = db.scalars(
+                select(Membership).where(Membership.username == username).join(Project)
+            ).all()
+            found = [self._active(m, now) for m in rows]
+        return sorted((p for p in found if p is not None), key=lambda p: p.title)
+
+    def membership(
+        self, username: str, project_id: str, now: datetime | None = None
+    ) -> ActiveProject | None:
+        """The project if `username` may start a session for it now, else None."""
+        now = now or now_utc()
+        with self._session() as db:
+            row = db.scalar(
+                select(Membership).where(
+                    Membership.username == username, Membership.project_id == project_id
+                )
+            )
+            return None if row is None else self._active(row, now)
+
+    def in_force(self, now: datetime | None = None) -> dict[tuple[str, str], ActiveProject]:
+        """Every (user, project) allowed now, with what is granted: for the reconciler."""
+        now = now or now_utc()
+        with self._session() as db:
+            rows = db.scalars(select(Membership).join(Project)).all()
+            pairs = {(m.username, m.project_id): self._active(m, now) for m in rows}
+        return {pair: project for pair, project in pairs.items() if project is not None}
+
+    def _active(self, membership: Membership, now: datetime) -> ActiveProject | None:
+        project = membership.project
+        if not project_open(project, now.date()) or not in_force(membership.expires, now):
+            return None
+        return ActiveProject(
+            id=project.id,
+            title=project.title,
+            profile=project.profile,
+            role=membership.role,
+            datasets=tuple(g.dataset for g in project.grants if in_force(g.expires, now)),
+            egress_allow=tuple(project.egress_allow or ()),
+        )
+
+    # -- what admins read ---------------------------------------------------------------------
+
+    def list_projects(self) -> list[dict]:
+        with self._session() as db:
+            return [self._describe(p) for p in db.scalars(select(Project).order_by(Project.id))]
+
+    def show(self, project_id: str) -> dict:
+        with self._session() as db:
+            return self._describe(self._project(db, project_id))
+
+    @staticmethod
+    def _describe(project: Project) -> dict:
+        def when(moment):
+            return None if moment is None else aware(moment).isoformat()
+
+        return {
+            "id": project.id,
+            "title": project.title,
+            "description": project.description,
+            "agreement": project.agreement,
+            "starts": project.starts.isoformat() if project.starts else None,
+            "ends": project.ends.isoformat() if project.ends else None,
+            "status": project.status,
+            "profile": project.profile,
+            "egress_allow": list(project.egress_allow or ()),
+            "created_by": project.created_by,
+            "created_at": when(project.created_at),
+            "members": [
+                {
+                    "username": m.username,
+                    "role": m.role,
+                    "granted_by": m.granted_by,
+                    "granted_at": when(m.granted_at),
+                    "expires": when(m.expires),
+                }
+                for m in project.members
+            ],
+            "datasets": [
+                {
+                    "dataset": g.dataset,
+                    "granted_by": g.granted_by,
+                    "granted_at": when(g.granted_at),
+                    "expires": when(g.expires),
+                }
+                for g in project.grants
+            ],
+        }
+
+    # -- what admins change ---------------------------------------------------------------------
+
+    def create_project(
+        self,
+        actor: str,
+        project_id: str,
+        title: str,
+        description: str = "",
+        agreement: str = "",
+        starts: str | None = None,
+        ends: str | None = None,
+        profile: str = "default",
+        egress_allow: Iterable[str] = (),
+    ) -> dict:
+        project = Project(
+            id=validation.identifier(project_id, "project id"),
+            title=self._title(title),
+            description=description or "",
+            agreement=agreement or "",
+            starts=validation.day(starts, "start date"),
+            ends=validation.day(ends, "end date"),
+            status="active",
+            profile=self._profile(profile),
+            egress_allow=self._egress(egress_allow),
+            created_by=actor,
+            created_at=now_utc(),
+        )
+        if project.starts and project.ends and project.ends < project.starts:
+            raise validation.InvalidInput(f"end date {ends} is before start date {starts}")
+        with self._session() as db:
+            if db.get(Project, project.id) is not None:
+                raise RegistryError(f"project '{project.id}' already exists")
+            db.add(project)
+            self._commit(db, actor, "project.create", project.id, title=project.title)
+        return self.show(project.id)
+
+    def add_member(
+        self, actor: str, project_id: str, user: str, role: str = "researcher", expires=None
+    ) -> dict:
+        name = validation.username(user)
+        until = validation.moment(expires, "expiry")
+        with self._session() as db:
+            project = self._project(db, project_id)
+            existing = next((m for m in project.members if m.username == name), None)
+            if existing is not None:
+                same = "" if user == name else f" (as '{name}')"
+                raise RegistryError(f"'{user}' is already a member of '{project.id}'{same}")
+            project.members.append(
+                Membership(
+                    username=name,
+                    role=validation.role(role),
+                    granted_by=actor,
+                    granted_at=now_utc(),
+                    expires=until,
+                )
+            )
+            self._commit(db, actor, "project.member.add", project.id, member=name, role=role)
+        return self.show(project_id)
+
+    def remove_member(self, actor: str, project_id: str, user: str) -> dict:
+        name = validation.username(user)
+        with self._session() as db:
+            project = self._project(db, project_id)
+            membership = next((m for m in project.members if m.username == name), None)
+            if membership is None:
+                raise RegistryError(f"'{name}' is not a member of '{project.id}'")
+            project.members.remove(membership)
+            self._commit(db, actor, "project.member.remove", project.id, member=name)
+        return self.show(project_id)
+
+    def grant(self, actor: str, project_id: str, dataset: str, expires=None) -> dict:
+        validation.dataset_folder(self.data_root, dataset)
+        until = validation.moment(expires, "expiry")
+        with self._session() as db:
+            project = self._project(db, project_id)
+            if any(g.dataset == dataset for g in project.grants):
+                raise RegistryError(f"dataset '{dataset}' is already granted to '{project.id}'")
+            project.grants.append(
+                DatasetGrant(dataset=dataset, granted_by=actor, granted_at=now_utc(), expires=until)
+            )
+            self._commit(db, actor, "project.dataset.grant", project.id, dataset=dataset)
+        return self.show(project_id)
+
+    def revoke(self, actor: str, project_id: str, dataset: str) -> dict:
+        validation.identifier(dataset, "dataset")
+        with self._session() as db:
+            project = self._project(db, project_id)
+            grant = next((g for g in project.grants if g.dataset == dataset), None)
+            if grant is None:
+                raise RegistryError(f"dataset '{dataset}' is not granted to '{project.id}'")
+            project.grants.remove(grant)
+            self._commit(db, actor, "project.dataset.revoke", project.id, dataset=dataset)
+        return self.show(project_id)
+
+    def set_status(self, actor: str, project_id: str, status: str) -> dict:
+        if status not in validation.STATUSES:
+            raise validation.InvalidInput(
+                f"status {status!r} is not one of active, suspended, archived"
+            )
+        with self._session() as db:
+            project = self._project(db, project_id)
+            if project.status == "archived" and status != "archived":
+                raise RegistryError(f"project '{project.id}' is archived; it cannot be reopened")
+            project.status = status
+            self._commit(db, actor, f"project.{status}", project.id)
+        return self.show(project_id)
+
+    def seed(self, projects: Iterable[SeedProject], actor: str = "site configuration") -> None:
+        """Fill an empty registry with the site configuration's seed projects."""
+        with self._session() as db:
+            if db.scalar(select(Project).limit(1)) is not None:
+                return
+        for seed in projects:
+            self.create_project(actor, seed.id, seed.title, profile=seed.profile)
+            for member in seed.members:
+                self.add_member(actor, seed.id, member)
+            for dataset in seed.datasets:
+                self.grant(actor, seed.id, dataset)
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _project(db: Session, project_id: str) -> Project:
+        validation.identifier(project_id, "project id")
+        project = db.get(Project, project_id)
+        if project is None:
+            raise RegistryError(f"there is no project '{project_id}'")
+        return project
+
+    @staticmethod
+    def _title(title: str) -> str:
+        title = (title or "").strip()
+        if not title or len(title) > 200 or any(ord(c) < 32 for c in title):
+            raise validation.InvalidInput("a title is required: 1 to 200 printable characters")
+        return title
+
+    def _profile(self, profile: str) -> str:
+        if profile not in self.profiles:
+            known = ", ".join(sorted(self.profiles))
+            raise validation.InvalidInput(f"profile {profile!r} is not one of {known}")
+        return profile
+
+    @staticmethod
+    def _egress(entries: Iterable[str]) -> list[str]:
+        try:
+            return [str(HOST_PORT.validate_python(entry)) for entry in entries]
+        except ValidationError as error:
+            message = error.errors()[0]["msg"].removeprefix("Value error, ")
+            raise validation.InvalidInput(f"egress allow-list: {message}") from None
+
+    def _commit(self, db: Session, actor: str, action: str, project_id: str, **detail) -> None:
+        """Record the change in the audit log, then commit; roll back if it cannot be recorded."""
+        try:
+            db.flush()
+        except IntegrityError:
+            db.rollback()
+            raise RegistryError(
+                f"{action} of '{project_id}' conflicts with a change made meanwhile"
+            ) from None
+        event = {"actor": actor, "action": action, "target": project_id, "project": project_id}
+        if "dataset" in detail:
+            event["dataset"] = detail.pop("dataset")
+        if detail:
+            event["detail"] = detail
+        try:
+            self.record({**event, "outcome": "ok"})
+        except AuditRefused as error:
+            db.rollback()
+            raise RegistryError(f"nothing was changed: it cannot be audited ({error})") from None
+        db.commit()
