@@ -12,20 +12,18 @@ Run by `enclave up`: `python -m enclave_hub.audit.service --config <site.yaml>`.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hmac
 import json
 import os
-import signal
 import time
-from pathlib import Path
 
 from tornado import httpserver, web
 from tornado.ioloop import PeriodicCallback
 
-from ..config import SiteConfig, load_site_config
+from ..config import SiteConfig
 from ..secrets import load_secrets
+from ..service_process import run_service, stop_signal
 from . import AuditLog, LogUnwritable
 from .attribution import ActiveSessions, HubUnavailable, TokenResolver, session_identity
 from .console import IntegrityCheck, console_handlers, hub_oauth
@@ -145,10 +143,7 @@ async def serve(site: SiteConfig) -> None:
     server.listen(site.audit.port, address=str(site.sessions.hub_address))
     reporter = PeriodicCallback(service.report_suppressed_logins, 10_000)
     reporter.start()
-    stopped = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopped.set)
+    stopped = stop_signal()
     print(f"The audit service is listening at {site.audit_url}{PREFIX}", flush=True)
     await stopped.wait()
     reporter.stop()
@@ -160,10 +155,7 @@ async def serve(site: SiteConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="enclave-audit-service")
-    parser.add_argument("--config", type=Path, required=True, help="resolved site configuration")
-    args = parser.parse_args(argv)
-    asyncio.run(serve(load_site_config(args.config)))
+    run_service("enclave-audit-service", serve, argv)
 
 
 if __name__ == "__main__":

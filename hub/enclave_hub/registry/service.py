@@ -7,17 +7,15 @@ It reconciles every `registry.reconcile_interval` seconds (and at once when aske
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import signal
-from pathlib import Path
 
 import httpx
 from tornado import httpserver, web
 
 from ..audit.client import AuditRefused
-from ..config import SiteConfig, load_site_config
+from ..config import SiteConfig
 from ..secrets import load_secrets
+from ..service_process import run_service, stop_signal
 from .reconciler import HubSessions, reconcile
 from .site import site_registry
 
@@ -57,10 +55,7 @@ async def serve(site: SiteConfig) -> None:
     app = web.Application([(PREFIX + "api/health", HealthHandler)])
     server = httpserver.HTTPServer(app)
     server.listen(site.registry.port, address="127.0.0.1")
-    stopped = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopped.set)
+    stopped = stop_signal()
     print(f"The registry service is listening at http://127.0.0.1:{site.registry.port}{PREFIX}")
     while not stopped.is_set():
         try:
@@ -71,10 +66,7 @@ async def serve(site: SiteConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="enclave-registry-service")
-    parser.add_argument("--config", type=Path, required=True, help="resolved site configuration")
-    args = parser.parse_args(argv)
-    asyncio.run(serve(load_site_config(args.config)))
+    run_service("enclave-registry-service", serve, argv)
 
 
 if __name__ == "__main__":
