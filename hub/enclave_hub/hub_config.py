@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from .audit.client import AuditClient
-from .audit.service import EVENTS_PATH, SERVICE_NAME
+from .audit.service import EVENTS_PATH
+from .audit.service import SERVICE_NAME as AUDIT_SERVICE
 from .auth import EnclaveAuthenticator
 from .config import SiteConfig, SiteConfigError
 from .projects import ProjectGroups
 from .registry.registry import RegistryError
+from .registry.service import SERVICE_NAME as REGISTRY_SERVICE
 from .registry.site import site_registry
 from .registry.validation import InvalidInput
 from .secrets import load_secrets, secret_path
@@ -25,7 +27,6 @@ from .spawner import EnclaveSpawner
 
 TEMPLATES = Path(__file__).with_name("templates")
 SUPERVISOR_SERVICE = "enclave-supervisor"
-REGISTRY_SERVICE = "enclave-registry"
 
 
 def fetch_provider_metadata(issuer: str) -> dict[str, Any]:
@@ -88,11 +89,17 @@ def configure(c: Any, site: SiteConfig) -> None:
     hub.spawner_class = EnclaveSpawner
     hub.services = [
         {"name": SUPERVISOR_SERVICE, "api_token": secrets.supervisor_token},
-        {"name": REGISTRY_SERVICE, "api_token": secrets.registry_service_token},
+        {
+            "name": REGISTRY_SERVICE,
+            "url": f"http://127.0.0.1:{site.registry.port}",
+            "api_token": secrets.registry_service_token,
+            "oauth_no_confirm": True,
+            "display": True,
+        },
         {
             # Started by `enclave up` before the hub; the hub routes its console and signs
             # auditors in to it.
-            "name": SERVICE_NAME,
+            "name": AUDIT_SERVICE,
             "url": site.audit_url,
             "api_token": secrets.audit_service_token,
             "oauth_no_confirm": True,
@@ -113,9 +120,15 @@ def configure(c: Any, site: SiteConfig) -> None:
             "services": [REGISTRY_SERVICE],
         },
         {
+            "name": "registry-user",
+            "description": "opens the project registry (admins change it, auditors read it)",
+            "scopes": [f"access:services!service={REGISTRY_SERVICE}"],
+            "groups": sorted({*site.identity.admin_groups, *site.audit.auditor_groups}),
+        },
+        {
             "name": "auditor",
             "description": "reads the audit log in the audit console",
-            "scopes": [f"access:services!service={SERVICE_NAME}"],
+            "scopes": [f"access:services!service={AUDIT_SERVICE}"],
             "groups": list(site.audit.auditor_groups),
         },
     ]

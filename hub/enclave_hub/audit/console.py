@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader
-from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 
 from ..config import SiteConfig
+from ..service_auth import OAuthCallback, SignedInHandler
 from . import LogUnwritable
 from .checkpoints import PUBLIC_KEY_FILE, load_public_key
 from .httputil import client_address
@@ -59,19 +59,7 @@ class IntegrityCheck:
             return self._verdict, self._checked_at
 
 
-class _ConsoleAuth:
-    """The console's own HubOAuth client (not the process-wide default instance)."""
-
-    @property
-    def hub_auth(self) -> HubOAuth:
-        return self.settings["hub_auth"]
-
-
-class OAuthCallback(_ConsoleAuth, HubOAuthCallbackHandler):
-    """Where the hub sends an auditor back after signing in."""
-
-
-class ConsoleHandler(_ConsoleAuth, HubOAuthenticated, web.RequestHandler):
+class ConsoleHandler(SignedInHandler):
     """A page or API call for auditors; every one is recorded as `audit.read`."""
 
     @property
@@ -198,14 +186,3 @@ def console_handlers(prefix: str) -> list[tuple]:
         (prefix + "api/records", RecordsAPI),
         (prefix + "oauth_callback", OAuthCallback),
     ]
-
-
-def hub_oauth(site: SiteConfig, prefix: str, service_name: str, api_token: str) -> HubOAuth:
-    """The console's OAuth client at the hub (registered there as a service)."""
-    return HubOAuth(
-        api_token=api_token,
-        api_url=f"{site.hub_url}/hub/api",
-        base_url=prefix,
-        oauth_client_id=f"service-{service_name}",
-        access_scopes={f"access:services!service={service_name}"},
-    )

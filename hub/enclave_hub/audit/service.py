@@ -23,10 +23,11 @@ from tornado.ioloop import PeriodicCallback
 
 from ..config import SiteConfig
 from ..secrets import load_secrets
+from ..service_auth import hub_oauth
 from ..service_process import run_service, stop_signal
 from . import AuditLog, LogUnwritable
 from .attribution import ActiveSessions, HubUnavailable, TokenResolver, session_identity
-from .console import IntegrityCheck, console_handlers, hub_oauth
+from .console import IntegrityCheck, console_handlers
 from .events import BadEvent, platform_event, session_event
 from .httputil import client_address, request_token
 from .index import LogIndex
@@ -80,9 +81,6 @@ class AuditService:
 class IngestHandler(web.RequestHandler):
     """POST an event; 201 with its sequence number once it is on disk."""
 
-    def check_xsrf_cookie(self) -> None:
-        """Senders authenticate with a token header, never a cookie."""
-
     def write_error(self, status_code: int, **kwargs) -> None:
         self.finish({"error": self._reason})
 
@@ -128,7 +126,6 @@ def make_app(service: AuditService, site: SiteConfig, service_token: str) -> web
         hub_auth=hub_oauth(site, PREFIX, SERVICE_NAME, service_token),
         integrity=IntegrityCheck(site.audit_dir),
         cookie_secret=os.urandom(32),
-        xsrf_cookies=True,
     )
 
 

@@ -29,7 +29,11 @@ HOST_PORT = TypeAdapter(HostPort)
 
 
 class RegistryError(Exception):
-    """A change that cannot be made (no such project, already a member...); nothing changed."""
+    """A change that cannot be made (already a member, archived...); nothing changed."""
+
+
+class NotFound(RegistryError):
+    """No such project, member or grant."""
 
 
 @dataclass(frozen=True)
@@ -227,6 +231,32 @@ class Registry:
             self._commit(db, actor, "project.create", project.id, title=project.title)
         return self.show(project.id)
 
+    def update_project(self, actor: str, project_id: str, **fields: str | None) -> dict:
+        """Change a project's title, description, agreement, dates or profile."""
+        checks = {
+            "title": self._title,
+            "description": lambda v: v or "",
+            "agreement": lambda v: v or "",
+            "starts": lambda v: validation.day(v, "start date"),
+            "ends": lambda v: validation.day(v, "end date"),
+            "profile": self._profile,
+        }
+        unknown = set(fields) - set(checks)
+        if unknown:
+            raise validation.InvalidInput(f"cannot change {', '.join(sorted(unknown))}")
+        values = {name: checks[name](value) for name, value in fields.items()}
+        with self._session() as db:
+            project = self._project(db, project_id)
+            for name, value in values.items():
+                setattr(project, name, value)
+            if project.starts and project.ends and project.ends < project.starts:
+                raise validation.InvalidInput(
+                    f"end date {project.ends} is before start date {project.starts}"
+                )
+            changed = {name: str(value) for name, value in values.items()}
+            self._commit(db, actor, "project.update", project.id, **changed)
+        return self.show(project_id)
+
     def add_member(
         self, actor: str, project_id: str, user: str, role: str = "researcher", expires=None
     ) -> dict:
@@ -256,7 +286,7 @@ class Registry:
             project = self._project(db, project_id)
             membership = next((m for m in project.members if m.username == name), None)
             if membership is None:
-                raise RegistryError(f"'{name}' is not a member of '{project.id}'")
+                raise NotFound(f"'{name}' is not a member of '{project.id}'")
             project.members.remove(membership)
             self._commit(db, actor, "project.member.remove", project.id, member=name)
         return self.show(project_id)
@@ -280,7 +310,7 @@ class Registry:
             project = self._project(db, project_id)
             grant = next((g for g in project.grants if g.dataset == dataset), None)
             if grant is None:
-                raise RegistryError(f"dataset '{dataset}' is not granted to '{project.id}'")
+                raise NotFound(f"dataset '{dataset}' is not granted to '{project.id}'")
             project.grants.remove(grant)
             self._commit(db, actor, "project.dataset.revoke", project.id, dataset=dataset)
         return self.show(project_id)
@@ -317,7 +347,7 @@ class Registry:
         validation.identifier(project_id, "project id")
         project = db.get(Project, project_id)
         if project is None:
-            raise RegistryError(f"there is no project '{project_id}'")
+            raise NotFound(f"there is no project '{project_id}'")
         return project
 
     @staticmethod

@@ -1,6 +1,7 @@
-"""The registry service: keeps running sessions in line with the registry.
+"""The registry service: the admins' REST API and pages, and the reconciler.
 
-It reconciles every `registry.reconcile_interval` seconds (and at once when asked). Started by
+It reconciles every `registry.reconcile_interval` seconds and after every change made through
+it. Listens on loopback; the hub routes `/services/enclave-registry/` to it. Started by
 `enclave up` after the audit service and before the hub:
 `python -m enclave_hub.registry.service --config <site.yaml>`.
 """
@@ -8,6 +9,7 @@ It reconciles every `registry.reconcile_interval` seconds (and at once when aske
 from __future__ import annotations
 
 import asyncio
+import os
 
 import httpx
 from tornado import httpserver, web
@@ -15,7 +17,10 @@ from tornado import httpserver, web
 from ..audit.client import AuditRefused
 from ..config import SiteConfig
 from ..secrets import load_secrets
+from ..service_auth import OAuthCallback, hub_oauth
 from ..service_process import run_service, stop_signal
+from .api import api_handlers
+from .pages import page_handlers
 from .reconciler import HubSessions, reconcile
 from .site import site_registry
 
@@ -31,6 +36,13 @@ class Reconciler:
         token = load_secrets(site.state_dir).registry_service_token
         self.hub = HubSessions(f"{site.hub_url}/hub/api", token)
         self._lock = asyncio.Lock()
+        self._pending: set[asyncio.Task] = set()
+
+    def soon(self) -> None:
+        """Reconcile now, in the background (after a change)."""
+        task = asyncio.ensure_future(self.run())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def run(self) -> None:
         async with self._lock:
@@ -45,15 +57,27 @@ class Reconciler:
                 print(f"Stopped {session.user}/{session.project}: {reason}", flush=True)
 
 
-class HealthHandler(web.RequestHandler):
-    def get(self) -> None:
-        self.finish({"service": SERVICE_NAME})
+def make_app(site: SiteConfig, reconciler: Reconciler) -> web.Application:
+    secrets = load_secrets(site.state_dir)
+    handlers = [
+        *api_handlers(PREFIX),
+        *page_handlers(PREFIX),
+        (PREFIX + "oauth_callback", OAuthCallback),
+    ]
+    return web.Application(
+        handlers,
+        site=site,
+        prefix=PREFIX,
+        registry=reconciler.registry,
+        reconciler=reconciler,
+        hub_auth=hub_oauth(site, PREFIX, SERVICE_NAME, secrets.registry_service_token),
+        cookie_secret=os.urandom(32),
+    )
 
 
 async def serve(site: SiteConfig) -> None:
     reconciler = Reconciler(site)
-    app = web.Application([(PREFIX + "api/health", HealthHandler)])
-    server = httpserver.HTTPServer(app)
+    server = httpserver.HTTPServer(make_app(site, reconciler))
     server.listen(site.registry.port, address="127.0.0.1")
     stopped = stop_signal()
     print(f"The registry service is listening at http://127.0.0.1:{site.registry.port}{PREFIX}")

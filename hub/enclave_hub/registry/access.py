@@ -1,0 +1,71 @@
+"""Who may do what in the registry service: admins change, auditors read, no one else enters.
+
+Both come from identity-provider groups (`identity.admin_groups`, `audit.auditor_groups`). The
+hub lets only their members sign in to the service at all; the role is checked again here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from tornado import web
+
+from ..service_auth import SignedInHandler
+from . import validation
+from .registry import NotFound, Registry, RegistryError
+
+
+class RegistryHandler(SignedInHandler):
+    """A request to the registry service by a signed-in user."""
+
+    def error_message(self, **kwargs) -> str:
+        """What went wrong, in words a user can act on."""
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, web.HTTPError) and error.log_message:
+            return error.log_message
+        return self._reason
+
+    @property
+    def registry(self) -> Registry:
+        return self.settings["registry"]
+
+    def role(self) -> str:
+        """'admin' or 'auditor'; anyone else is refused (403)."""
+        site = self.settings["site"]
+        groups = set(self.current_user.get("groups") or ())
+        if groups & set(site.identity.admin_groups):
+            return "admin"
+        if groups & set(site.audit.auditor_groups):
+            return "auditor"
+        raise web.HTTPError(403, "only admins and auditors may use the project registry")
+
+    def require_admin(self) -> str:
+        """The admin's name (who made the change); auditors and others get 403."""
+        if self.role() != "admin":
+            raise web.HTTPError(403, "only admins may change the project registry")
+        return self.current_user["name"]
+
+    async def change(self, operation: Callable[..., dict], *args, **kwargs) -> dict:
+        """Make a change as the signed-in admin; then reconcile running sessions at once."""
+        actor = self.require_admin()
+        try:
+            result = await asyncio.to_thread(operation, actor, *args, **kwargs)
+        except validation.InvalidInput as error:
+            raise web.HTTPError(400, str(error)) from None
+        except NotFound as error:
+            raise web.HTTPError(404, str(error)) from None
+        except RegistryError as error:
+            raise web.HTTPError(409, str(error)) from None
+        self.settings["reconciler"].soon()
+        return result
+
+    def read(self, operation: Callable[..., object], *args) -> object:
+        """A reading of the registry by an admin or auditor."""
+        self.role()
+        try:
+            return operation(*args)
+        except validation.InvalidInput as error:
+            raise web.HTTPError(400, str(error)) from None
+        except NotFound as error:
+            raise web.HTTPError(404, str(error)) from None

@@ -1,0 +1,239 @@
+"""The registry's REST API (JSON), described by the OpenAPI document at `api/openapi.json`.
+
+Callers authenticate with a hub token (`Authorization: token ...`) whose owner may use the
+service; admins change, auditors read. Errors are `{"error": "..."}` with 400 (bad input),
+403 (not allowed), 404 (no such thing) or 409 (conflicts with what is there).
+"""
+
+from __future__ import annotations
+
+import json
+
+from tornado import web
+
+from .access import RegistryHandler
+
+STATUS_CHANGES = {"suspended", "archived", "active"}
+
+
+class APIHandler(RegistryHandler):
+    def write_error(self, status_code: int, **kwargs) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish({"error": self.error_message(**kwargs)})
+
+    def body(self) -> dict:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "the body must be a JSON object")
+        return body
+
+    def created(self, project: dict) -> None:
+        self.set_status(201)
+        self.finish(project)
+
+
+class ProjectsAPI(APIHandler):
+    @web.authenticated
+    def get(self) -> None:
+        self.finish({"projects": self.read(self.registry.list_projects)})
+
+    @web.authenticated
+    async def post(self) -> None:
+        body = self.body()
+        fields = ("description", "agreement", "starts", "ends", "profile", "egress_allow")
+        options = {name: body[name] for name in fields if name in body}
+        self.created(
+            await self.change(
+                self.registry.create_project, body.get("id"), body.get("title"), **options
+            )
+        )
+
+
+class ProjectAPI(APIHandler):
+    @web.authenticated
+    def get(self, project: str) -> None:
+        self.finish(self.read(self.registry.show, project))
+
+    @web.authenticated
+    async def patch(self, project: str) -> None:
+        body = self.body()
+        status = body.pop("status", None)
+        if status is not None and status not in STATUS_CHANGES:
+            raise web.HTTPError(400, f"status {status!r} is not one of {sorted(STATUS_CHANGES)}")
+        result = None
+        if body:
+            result = await self.change(self.registry.update_project, project, **body)
+        if status is not None:
+            result = await self.change(self.registry.set_status, project, status)
+        self.finish(result or self.read(self.registry.show, project))
+
+
+class MembersAPI(APIHandler):
+    @web.authenticated
+    async def post(self, project: str) -> None:
+        body = self.body()
+        self.created(
+            await self.change(
+                self.registry.add_member,
+                project,
+                body.get("username"),
+                body.get("role", "researcher"),
+                body.get("expires"),
+            )
+        )
+
+
+class MemberAPI(APIHandler):
+    @web.authenticated
+    async def delete(self, project: str, username: str) -> None:
+        self.finish(await self.change(self.registry.remove_member, project, username))
+
+
+class GrantsAPI(APIHandler):
+    @web.authenticated
+    async def post(self, project: str) -> None:
+        body = self.body()
+        self.created(
+            await self.change(
+                self.registry.grant, project, body.get("dataset"), body.get("expires")
+            )
+        )
+
+
+class GrantAPI(APIHandler):
+    @web.authenticated
+    async def delete(self, project: str, dataset: str) -> None:
+        self.finish(await self.change(self.registry.revoke, project, dataset))
+
+
+class OpenAPIDocument(web.RequestHandler):
+    def get(self) -> None:
+        self.finish(openapi_document(self.settings["prefix"]))
+
+
+def _operation(summary: str, body: str | None = None, status: str = "200") -> dict:
+    operation: dict = {
+        "summary": summary,
+        "responses": {
+            status: {"description": "the project, as it is now"},
+            "400": {"description": "bad input; the error names it"},
+            "403": {"description": "not an admin (or, for reading, not an auditor)"},
+            "404": {"description": "no such project, member or grant"},
+            "409": {"description": "conflicts with what is there"},
+        },
+    }
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
+        }
+    return operation
+
+
+def openapi_document(prefix: str) -> dict:
+    text = {"type": "string"}
+    when = {"type": "string", "description": "ISO 8601 date or time; UTC unless an offset"}
+    day = {"type": "string", "format": "date"}
+    project_id = {"name": "project", "in": "path", "required": True, "schema": text}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Enclave project registry", "version": "1"},
+        "servers": [{"url": f"{prefix}api"}],
+        "components": {
+            "securitySchemes": {
+                "hubToken": {"type": "apiKey", "in": "header", "name": "Authorization"}
+            },
+            "schemas": {
+                "NewProject": {
+                    "type": "object",
+                    "required": ["id", "title"],
+                    "properties": {
+                        "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"},
+                        "title": text,
+                        "description": text,
+                        "agreement": {"type": "string", "description": "data-use agreement"},
+                        "starts": day,
+                        "ends": day,
+                        "profile": text,
+                        "egress_allow": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+                "ProjectChange": {
+                    "type": "object",
+                    "properties": {
+                        "title": text,
+                        "description": text,
+                        "agreement": text,
+                        "starts": day,
+                        "ends": day,
+                        "profile": text,
+                        "status": {"enum": sorted(STATUS_CHANGES)},
+                    },
+                },
+                "NewMember": {
+                    "type": "object",
+                    "required": ["username"],
+                    "properties": {
+                        "username": text,
+                        "role": {"enum": ["researcher", "output-checker", "project-admin"]},
+                        "expires": when,
+                    },
+                },
+                "NewGrant": {
+                    "type": "object",
+                    "required": ["dataset"],
+                    "properties": {"dataset": text, "expires": when},
+                },
+            },
+        },
+        "security": [{"hubToken": []}],
+        "paths": {
+            "/projects": {
+                "get": _operation("every project"),
+                "post": _operation("create a project", "NewProject", "201"),
+            },
+            "/projects/{project}": {
+                "parameters": [project_id],
+                "get": _operation("one project, its members and grants"),
+                "patch": _operation("edit, suspend, archive or reopen", "ProjectChange"),
+            },
+            "/projects/{project}/members": {
+                "parameters": [project_id],
+                "post": _operation("add a member", "NewMember", "201"),
+            },
+            "/projects/{project}/members/{username}": {
+                "parameters": [
+                    project_id,
+                    {"name": "username", "in": "path", "required": True, "schema": text},
+                ],
+                "delete": _operation("end a membership now"),
+            },
+            "/projects/{project}/datasets": {
+                "parameters": [project_id],
+                "post": _operation("grant a dataset", "NewGrant", "201"),
+            },
+            "/projects/{project}/datasets/{dataset}": {
+                "parameters": [
+                    project_id,
+                    {"name": "dataset", "in": "path", "required": True, "schema": text},
+                ],
+                "delete": _operation("withdraw a dataset grant now"),
+            },
+        },
+    }
+
+
+def api_handlers(prefix: str) -> list[tuple]:
+    segment = r"([^/]+)"
+    return [
+        (prefix + "api/openapi.json", OpenAPIDocument),
+        (prefix + "api/projects", ProjectsAPI),
+        (prefix + f"api/projects/{segment}", ProjectAPI),
+        (prefix + f"api/projects/{segment}/members", MembersAPI),
+        (prefix + f"api/projects/{segment}/members/{segment}", MemberAPI),
+        (prefix + f"api/projects/{segment}/datasets", GrantsAPI),
+        (prefix + f"api/projects/{segment}/datasets/{segment}", GrantAPI),
+    ]

@@ -1,0 +1,36 @@
+"""Signing users in to a hub-side service's pages through the hub (OAuth), as JupyterHub does
+for its services. Each service keeps its own `HubOAuth` client in its application settings."""
+
+from __future__ import annotations
+
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
+from tornado import web
+
+from .config import SiteConfig
+
+
+class ServiceAuth:
+    """The application's own HubOAuth client (not the process-wide default instance)."""
+
+    @property
+    def hub_auth(self) -> HubOAuth:
+        return self.settings["hub_auth"]
+
+
+class OAuthCallback(ServiceAuth, HubOAuthCallbackHandler):
+    """Where the hub sends a user back after signing in."""
+
+
+class SignedInHandler(ServiceAuth, HubOAuthenticated, web.RequestHandler):
+    """A page or API call of a user the hub let in to this service."""
+
+
+def hub_oauth(site: SiteConfig, prefix: str, service_name: str, api_token: str) -> HubOAuth:
+    """The service's OAuth client at the hub (registered there as a service of that name)."""
+    return HubOAuth(
+        api_token=api_token,
+        api_url=f"{site.hub_url}/hub/api",
+        base_url=prefix,
+        oauth_client_id=f"service-{service_name}",
+        access_scopes={f"access:services!service={service_name}"},
+    )
