@@ -31,12 +31,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Debian packages: Python, the sandbox tools, Node.js for the proxy, a virtual display and
-# Mesa for napari, and Chromium for the browser tests.
+# Mesa for napari, and Chromium and PostgreSQL (the registry's other database) for the tests.
 packages=(python3 python3-venv python3-dev ca-certificates bubblewrap nftables iproute2
           xvfb libgl1-mesa-dri libegl1 libxkbcommon-x11-0)
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
-[ "$mode" = test ] && packages+=(chromium)
+[ "$mode" = test ] && packages+=(chromium postgresql)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -6,6 +6,7 @@ import subprocess
 from dataclasses import dataclass
 
 import pytest
+from postgres_harness import postgresql_server
 
 from enclave_harness import (
     RunningEnclave,
@@ -49,6 +50,14 @@ def test_host() -> TestHost:
     yield host
     for address in (f"{host.ipv4}/32", f"{host.ipv6}/128"):
         subprocess.run(["ip", "addr", "del", address, "dev", "lo"], check=False)
+
+
+@pytest.fixture(scope="session")
+def postgresql():
+    """A real PostgreSQL server for the tests that run against both of the registry's databases."""
+    require_root()
+    with postgresql_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from postgres_harness import new_database
 
 from enclave_hub.audit import AuditLog
 from enclave_hub.audit.query import records
@@ -15,9 +16,17 @@ from enclave_hub.registry.registry import Registry, RegistryError
 from enclave_hub.registry.validation import InvalidInput
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """The registry's two databases: SQLite in a file, and a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    return new_database(request.getfixturevalue("postgresql"))
+
+
 @pytest.fixture
-def world(tmp_path):
-    """A registry on SQLite whose changes go to a real audit log; data root with two datasets."""
+def world(tmp_path, database_url):
+    """A registry whose changes go to a real audit log; a data root with two datasets."""
     data = tmp_path / "site" / "data"
     for dataset in ("proj", "proj-secret"):
         (data / dataset).mkdir(parents=True)
@@ -25,9 +34,7 @@ def world(tmp_path):
     (tmp_path / "site" / "data-secret").mkdir()
     (data / "leak").symlink_to(tmp_path / "site" / "data-secret")
     log = AuditLog(tmp_path / "audit", tmp_path / "signing.key", interval=3600)
-    registry = Registry(
-        f"sqlite:///{tmp_path / 'registry.sqlite'}", data, ["default", "small"], log.append
-    )
+    registry = Registry(database_url, data, ["default", "small"], log.append)
     yield registry, tmp_path / "audit"
     log.close()
 

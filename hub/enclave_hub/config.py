@@ -185,7 +185,7 @@ class RegistrySettings(_Section):
 
     database_url: str | None = Field(
         default=None,
-        description="SQLAlchemy URL (sqlite:///... or postgresql://...); default: SQLite in state",
+        description="sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DB; default: SQLite",
     )
     reconcile_interval: int = Field(
         default=30, ge=1, description="seconds between checks of running sessions"
