@@ -3,6 +3,8 @@
 Both acknowledge an event only once it is on disk. W writer threads each append the same
 records; the figure is events acknowledged per second, with the ratio Enclave / SQLite. SQLite
 gets one connection per writer (its usual concurrent use); each insert is its own transaction.
+The last columns send the same events through the audit service's HTTP endpoint (the path the
+hub and the sessions take), the service running in a process of its own.
 
     .venv/bin/python bench/audit_ingest.py [--writers 1 8 64] [--seconds 5]
 """
@@ -10,8 +12,13 @@ gets one connection per writer (its usual concurrent use); each insert is its ow
 from __future__ import annotations
 
 import argparse
+import asyncio
+import http.client
 import json
+import multiprocessing
 import resource
+import secrets
+import socket
 import sqlite3
 import tempfile
 import threading
@@ -19,7 +26,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+from tornado import httpserver
+
 from enclave_hub.audit import AuditLog
+from enclave_hub.audit.attribution import TokenResolver
+from enclave_hub.audit.service import EVENTS_PATH, AuditService, make_app
+from enclave_hub.config import SiteConfig
 
 
 def sample_event(writer: int, n: int) -> dict:
@@ -67,6 +80,62 @@ def enclave_rate(folder: Path, writers: int, seconds: float) -> float:
         log.close()
 
 
+def _serve(folder: Path, port: int, token: str) -> None:
+    """The audit service's HTTP ingest over its own log, in a process of its own."""
+
+    async def serve() -> None:
+        site = SiteConfig(state_dir=folder)
+        log = AuditLog(folder / "service-log", folder / "signing.key")
+        resolver = TokenResolver("http://127.0.0.1:9/hub/api")  # sessions do not send here
+        service = AuditService(log, token, resolver, limit=5)
+        server = httpserver.HTTPServer(make_app(service, site, token))
+        server.listen(port, address="127.0.0.1")
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+def service_rate(folder: Path, writers: int, seconds: float) -> float:
+    """Events acknowledged through the service's HTTP endpoint (a kept-alive connection each)."""
+    token, port = secrets.token_hex(32), free_port()
+    server = multiprocessing.Process(target=_serve, args=(folder, port, token), daemon=True)
+    server.start()
+    url = f"http://127.0.0.1:{port}{EVENTS_PATH}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+
+        def make_append() -> Callable[[dict], None]:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            headers = {"Authorization": f"token {token}", "Content-Type": "application/json"}
+
+            def append(event: dict) -> None:
+                body = {k: v for k, v in event.items() if k != "time"}  # the service stamps it
+                connection.request("POST", EVENTS_PATH, json.dumps(body), headers)
+                reply = connection.getresponse()
+                reply.read()
+                if reply.status != 201:
+                    raise RuntimeError(f"the audit service answered {reply.status}")
+
+            return append
+
+        return drive(writers, seconds, make_append) / seconds
+    finally:
+        server.terminate()
+        server.join()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def sqlite_rate(folder: Path, writers: int, seconds: float) -> float:
     path = folder / f"sqlite-{writers}.db"
     setup = sqlite3.connect(path)
@@ -99,13 +168,20 @@ def main() -> None:
         f"records of about {record_bytes} bytes; {args.seconds:.0f} s per run; "
         f"disk under {tempfile.gettempdir()}"
     )
-    print(f"{'writers':>8}{'enclave ev/s':>14}{'sqlite ev/s':>14}{'ratio':>8}")
+    print(
+        f"{'writers':>8}{'enclave ev/s':>14}{'sqlite ev/s':>14}{'ratio':>8}"
+        f"{'via HTTP ev/s':>16}{'ratio':>8}"
+    )
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         for writers in args.writers:
             ours = enclave_rate(folder, writers, args.seconds)
             theirs = sqlite_rate(folder, writers, args.seconds)
-            print(f"{writers:>8}{ours:>14.0f}{theirs:>14.0f}{ours / theirs:>8.2f}")
+            served = service_rate(folder / f"service-{writers}", writers, args.seconds)
+            print(
+                f"{writers:>8}{ours:>14.0f}{theirs:>14.0f}{ours / theirs:>8.2f}"
+                f"{served:>16.0f}{served / theirs:>8.2f}"
+            )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory of this process: {peak:.0f} MiB")
 
