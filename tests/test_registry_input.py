@@ -154,6 +154,7 @@ def test_every_change_is_recorded_with_who_made_it(world):
         ("dave", "project.dataset.revoke"),
         ("carol", "project.suspended"),
     ]
+    assert registry.revision() == 5, "each change moves the revision the reconciler watches"
 
 
 def test_what_is_in_force_follows_expiry_and_status(project):

@@ -62,3 +62,12 @@ class DatasetGrant(Base):
     expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     project: Mapped[Project] = relationship(back_populates="grants")
+
+
+class Revision(Base):
+    """One row counting the registry's changes, whichever process made them."""
+
+    __tablename__ = "revision"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[int] = mapped_column(default=0)

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,7 +22,7 @@ from ..audit.client import AuditRefused
 from ..config import HostPort
 from ..config import Project as SeedProject
 from . import validation
-from .models import Base, DatasetGrant, Membership, Project
+from .models import Base, DatasetGrant, Membership, Project, Revision
 
 Recorder = Callable[[dict], None]
 HOST_PORT = TypeAdapter(HostPort)
@@ -93,6 +93,13 @@ class Registry:
                 f"cannot open the project registry {self.engine.url!r}: {error.orig}"
             ) from None
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+        with self._session() as db:
+            if db.get(Revision, 1) is None:
+                db.add(Revision(id=1, number=0))
+                try:
+                    db.commit()
+                except IntegrityError:
+                    db.rollback()  # another process made it first
         self.data_root = data_root
         self.profiles = set(profiles)
         self.record = record
@@ -102,6 +109,11 @@ class Registry:
         return self
 
     # -- what the hub asks -------------------------------------------------------------------
+
+    def revision(self) -> int:
+        """How many changes the registry has seen: the reconciler acts when it moves."""
+        with self._session() as db:
+            return db.scalar(select(Revision.number).where(Revision.id == 1)) or 0
 
     def projects_of(self, username: str, now: datetime | None = None) -> list[ActiveProject]:
         """The projects `username` may start sessions for now."""
@@ -385,6 +397,7 @@ class Registry:
             event["dataset"] = detail.pop("dataset")
         if detail:
             event["detail"] = detail
+        db.execute(update(Revision).where(Revision.id == 1).values(number=Revision.number + 1))
         try:
             self.record({**event, "outcome": "ok"})
         except AuditRefused as error:

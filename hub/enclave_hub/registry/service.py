@@ -1,8 +1,9 @@
 """The registry service: the admins' REST API and pages, and the reconciler.
 
-It reconciles every `registry.reconcile_interval` seconds and after every change made through
-it. Listens on loopback; the hub routes `/services/enclave-registry/` to it. Started by
-`enclave up` after the audit service and before the hub:
+It reconciles every `registry.reconcile_interval` seconds and within a second of any change
+to the registry, whichever process made it (these pages, the API or `enclave project`).
+Listens on loopback; the hub routes `/services/enclave-registry/` to it. Started by `enclave up`
+after the audit service and before the hub:
 `python -m enclave_hub.registry.service --config <site.yaml>`.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import httpx
 from tornado import httpserver, web
@@ -26,6 +28,7 @@ from .site import site_registry
 
 SERVICE_NAME = "enclave-registry"
 PREFIX = f"/services/{SERVICE_NAME}/"
+CHANGE_CHECK_INTERVAL = 1.0  # seconds between looks at the registry's revision
 
 
 class Reconciler:
@@ -36,13 +39,6 @@ class Reconciler:
         token = load_secrets(site.state_dir).registry_service_token
         self.hub = HubSessions(f"{site.hub_url}/hub/api", token)
         self._lock = asyncio.Lock()
-        self._pending: set[asyncio.Task] = set()
-
-    def soon(self) -> None:
-        """Reconcile now, in the background (after a change)."""
-        task = asyncio.ensure_future(self.run())
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
 
     async def run(self) -> None:
         async with self._lock:
@@ -69,7 +65,6 @@ def make_app(site: SiteConfig, reconciler: Reconciler) -> web.Application:
         site=site,
         prefix=PREFIX,
         registry=reconciler.registry,
-        reconciler=reconciler,
         hub_auth=hub_oauth(site, PREFIX, SERVICE_NAME, secrets.registry_service_token),
         cookie_secret=os.urandom(32),
     )
@@ -81,11 +76,16 @@ async def serve(site: SiteConfig) -> None:
     server.listen(site.registry.port, address="127.0.0.1")
     stopped = stop_signal()
     print(f"The registry service is listening at http://127.0.0.1:{site.registry.port}{PREFIX}")
+    seen, last_run = -1, 0.0
     while not stopped.is_set():
         try:
-            await asyncio.wait_for(stopped.wait(), site.registry.reconcile_interval)
+            await asyncio.wait_for(stopped.wait(), CHANGE_CHECK_INTERVAL)
         except TimeoutError:
-            await reconciler.run()
+            revision = await asyncio.to_thread(reconciler.registry.revision)
+            due = time.monotonic() - last_run >= site.registry.reconcile_interval
+            if revision != seen or due:
+                seen, last_run = revision, time.monotonic()
+                await reconciler.run()
     server.stop()
 
 
