@@ -48,9 +48,6 @@ class LogIndex:
         self._early: dict[int, dict] = {}  # records whose predecessors are not indexed yet
         self._in_time_order = True  # then a period is found by bisection
 
-    def __len__(self) -> int:
-        return len(self.times)
-
     def add(self, seq: int, record: dict) -> None:
         """Index the record with this sequence number; records may arrive a little out of order."""
         with self._lock:
