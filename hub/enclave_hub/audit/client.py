@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 TIMEOUT = 15.0
@@ -26,12 +28,25 @@ class AuditClient:
         self.events_url = events_url
         self._headers = {"Authorization": f"token {token}"}
         self._timeout = timeout
+        self._connections: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
+
+    def __deepcopy__(self, memo: dict) -> AuditClient:
+        # JupyterHub copies each spawner's configuration; all of them share one client.
+        return self
+
+    def _client(self) -> httpx.AsyncClient:
+        """One kept-alive client per event loop: every cell and event reuses its connection."""
+        loop = asyncio.get_running_loop()
+        if self._connections is None or self._connections[0] is not loop:
+            self._connections = (loop, httpx.AsyncClient(timeout=self._timeout))
+        return self._connections[1]
 
     async def record(self, **event: object) -> int | None:
         """Record an event (unset fields left out); its sequence number once durable."""
         try:
-            async with httpx.AsyncClient(timeout=self._timeout) as client:
-                reply = await client.post(self.events_url, json=_body(event), headers=self._headers)
+            reply = await self._client().post(
+                self.events_url, json=_body(event), headers=self._headers
+            )
         except httpx.HTTPError as error:
             raise AuditRefused(f"the audit service cannot be reached ({error})", True) from None
         return _sequence_number(reply)
