@@ -88,6 +88,15 @@ def test_the_current_run_of_a_session_follows_its_start_and_end_records():
         ),
         # A user's own API token reaches all their servers: it speaks for no one session.
         ({"kind": "user", "name": "alice", "scopes": ["access:servers!user=alice"]}, None),
+        # Nor does it when alice has a single project: it can manage her tokens.
+        (
+            {
+                "kind": "user",
+                "name": "alice",
+                "scopes": ["access:servers!server=alice/p", "tokens!user=alice"],
+            },
+            None,
+        ),
         ({"kind": "user", "name": "alice", "scopes": ["access:servers!server=bob/p"]}, None),
         ({"kind": "service", "name": "x", "scopes": ["access:servers!server=x/p"]}, None),
     ],

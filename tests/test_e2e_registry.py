@@ -39,6 +39,34 @@ def project_cli(enclave, *argv: str) -> subprocess.CompletedProcess:
     return result
 
 
+def _hub_view(api: HubAPI) -> tuple[set[str], set[str]]:
+    """(groups, scopes) of the token holder, as the hub reports them."""
+    model = api.http.get("/user").json()
+    return set(model["groups"]), set(model["scopes"])
+
+
+def _wait_for_view(api: HubAPI, check, timeout: float = 15) -> tuple[set[str], set[str]]:
+    """Wait for the registry service to have the hub reflect a change made at the command line
+    (it looks for changes every second)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = _hub_view(api)
+        if check(*view):
+            return view
+        time.sleep(0.3)
+    raise AssertionError(f"the hub did not reflect the registry within {timeout}s: {view}")
+
+
+def _assert_no_access(reply: httpx.Response) -> None:
+    """The hub's refusal for lack of scopes (404: it does not say whether the server exists)."""
+    assert reply.status_code == 404, reply.text
+    assert "No access" in reply.json()["message"]
+
+
+def _wait_until_member(api: HubAPI, project: str) -> None:
+    _wait_for_view(api, lambda groups, scopes: f"project-{project}" in groups)
+
+
 @pytest.fixture(scope="module")
 def mona(enclave) -> HubAPI:
     for user in (USER, OTHER):
@@ -79,6 +107,7 @@ def test_a_cli_project_is_seen_by_its_member_with_its_dataset_and_by_no_one_else
     project_cli(enclave, "create", "cli-made", "--title", "Made at the command line")
     project_cli(enclave, "add-member", "cli-made", USER)
     project_cli(enclave, "grant", "cli-made", "ds-cardiac")
+    _wait_until_member(mona, "cli-made")
 
     client, _ = login(enclave, USER)
     assert "Made at the command line" in client.get("/hub/home").text
@@ -103,6 +132,7 @@ def test_an_expired_membership_stops_the_session_revokes_its_token_and_refuses_a
     project_cli(enclave, "create", "short-stay", "--title", "Short stay")
     expires = (datetime.now(UTC) + timedelta(seconds=15)).isoformat()
     project_cli(enclave, "add-member", "short-stay", USER, "--expires", expires)
+    _wait_until_member(mona, "short-stay")
     assert mona.start_session(USER, "short-stay").status_code in (201, 202)
     mona.wait_until_ready(USER, "short-stay")
     token = _server_token("short-stay")
@@ -110,9 +140,8 @@ def test_an_expired_membership_stops_the_session_revokes_its_token_and_refuses_a
 
     _wait_until_stopped(mona, "short-stay", timeout=45)
     assert not _token_works(enclave, token)
-    refused = mona.start_session(USER, "short-stay")
-    assert refused.status_code >= 400
-    assert "not a member" in refused.text
+    _wait_for_view(mona, lambda groups, scopes: "project-short-stay" not in groups)
+    _assert_no_access(mona.start_session(USER, "short-stay"))
     (revocation,) = _revocations(enclave, "short-stay")
     assert revocation["reason"] == "the membership or the project is no longer in force"
 
@@ -120,6 +149,7 @@ def test_an_expired_membership_stops_the_session_revokes_its_token_and_refuses_a
 def test_suspending_a_project_stops_its_sessions_and_refuses_new_ones(enclave, mona):
     project_cli(enclave, "create", "to-suspend", "--title", "To be suspended")
     project_cli(enclave, "add-member", "to-suspend", USER)
+    _wait_until_member(mona, "to-suspend")
     assert mona.start_session(USER, "to-suspend").status_code in (201, 202)
     mona.wait_until_ready(USER, "to-suspend")
     token = _server_token("to-suspend")
@@ -136,6 +166,7 @@ def test_a_withdrawn_grant_stops_the_session_and_is_absent_from_the_next(enclave
     project_cli(enclave, "add-member", "granted", USER)
     project_cli(enclave, "grant", "granted", "ds-imaging")
     project_cli(enclave, "grant", "granted", "ds-cardiac")
+    _wait_until_member(mona, "granted")
     url = session_url(enclave, USER, "granted")
     assert mona.start_session(USER, "granted").status_code in (201, 202)
     mona.wait_until_ready(USER, "granted")
@@ -152,3 +183,28 @@ def test_a_withdrawn_grant_stops_the_session_and_is_absent_from_the_next(enclave
         assert run_in_kernel(url, mona.token, LIST_DATA).strip() == "['ds-imaging']"
     finally:
         mona.stop_session(USER, "granted")
+
+
+def test_a_membership_is_a_hub_group_and_a_role_reaching_only_that_projects_session(enclave, mona):
+    server_scope = f"access:servers!server={USER}/reflected"
+    project_cli(enclave, "create", "reflected", "--title", "Reflected")
+    project_cli(enclave, "add-member", "reflected", USER)
+    # No new login: the registry service has the hub reflect the change.
+    groups, scopes = _wait_for_view(mona, lambda groups, scopes: server_scope in scopes)
+    assert "project-reflected" in groups
+    assert f"servers!server={USER}/reflected" in scopes
+    blanket = {s for s in scopes if s.split("!")[0] in ("servers", "access:servers")}
+    assert all("!server=" in s for s in blanket), f"a scope reaches every server: {blanket}"
+    assert not {s for s in scopes if s.startswith("users:shares")}, "sessions cannot be shared"
+
+    other, _ = login(enclave, OTHER)
+    other_groups, other_scopes = _hub_view(HubAPI(enclave, create_api_token(other, OTHER)))
+    assert "project-reflected" not in other_groups
+    assert not {s for s in other_scopes if s.endswith("/reflected")}
+    shared = mona.http.post(f"/shares/{USER}/reflected", json={"user": OTHER})
+    assert shared.status_code == 403, shared.text
+
+    project_cli(enclave, "remove-member", "reflected", USER)
+    groups, scopes = _wait_for_view(mona, lambda groups, scopes: server_scope not in scopes)
+    assert "project-reflected" not in groups
+    _assert_no_access(mona.start_session(USER, "reflected"))

@@ -17,6 +17,7 @@ from tornado import web
 from traitlets import Any
 
 from .audit.client import AuditRefused
+from .hub_access import REFLECT_ROUTE, ReflectAccessHandler
 
 CLAIMED_NAME = "enclave_claimed_name"
 
@@ -93,7 +94,8 @@ class AuditedTokenListHandler(UserTokenListAPIHandler):
 
 
 class EnclaveAuthenticator(GenericOAuthenticator):
-    """GenericOAuthenticator that audits logins and re-checks groups whenever auth is refreshed.
+    """GenericOAuthenticator that audits logins, re-checks groups whenever auth is refreshed,
+    and gives each user the groups and roles of their projects (`hub_access`).
 
     OAuthenticator checks `allowed_groups` at login only. A user whom the provider has since
     removed from every allowed group must not keep starting sessions on an old login, so a
@@ -104,11 +106,23 @@ class EnclaveAuthenticator(GenericOAuthenticator):
     callback_handler = AuditedCallbackHandler
     logout_handler = AuditedLogoutHandler
     audit = Any(help="the AuditClient that records logins").tag(config=True)
+    access = Any(help="the HubAccess that turns projects into groups and roles").tag(config=True)
 
     def get_handlers(self, app):
-        # The authenticator's handlers come before the hub's own: this one replaces its
+        # The authenticator's handlers come before the hub's own: the first replaces its
         # token-creation API with the audited one.
-        return [*super().get_handlers(app), (r"/api/users/([^/]+)/tokens", AuditedTokenListHandler)]
+        return [
+            *super().get_handlers(app),
+            (r"/api/users/([^/]+)/tokens", AuditedTokenListHandler),
+            (REFLECT_ROUTE, ReflectAccessHandler),
+        ]
+
+    def with_project_access(self, auth_model: dict) -> dict:
+        """The auth model with the user's groups and roles from the registry added."""
+        reflected = self.access.model(
+            auth_model["name"], bool(auth_model.get("admin")), auth_model.get("groups") or ()
+        )
+        return {**auth_model, **reflected}
 
     def user_info_to_username(self, user_info):
         if not user_info.get(self.username_claim):
@@ -142,7 +156,7 @@ class EnclaveAuthenticator(GenericOAuthenticator):
             raise web.HTTPError(
                 503, f"Login is refused because it cannot be audited: {error}"
             ) from None
-        return user
+        return self.with_project_access(user)
 
     async def refresh_user(self, user, handler=None, **kwargs):
         auth_model = await super().refresh_user(user, handler, **kwargs)
@@ -153,4 +167,4 @@ class EnclaveAuthenticator(GenericOAuthenticator):
                 "User %s is no longer in an allowed group; a fresh login is required", user.name
             )
             return False
-        return auth_model
+        return self.with_project_access(auth_model)

@@ -17,6 +17,7 @@ from .audit.service import EVENTS_PATH
 from .audit.service import SERVICE_NAME as AUDIT_SERVICE
 from .auth import EnclaveAuthenticator
 from .config import SiteConfig, SiteConfigError
+from .hub_access import REFLECT_SCOPE, USER_ROLE, HubAccess
 from .projects import ProjectGroups
 from .registry.registry import RegistryError
 from .registry.service import SERVICE_NAME as REGISTRY_SERVICE
@@ -115,23 +116,24 @@ def configure(c: Any, site: SiteConfig) -> None:
         },
         {
             "name": REGISTRY_SERVICE,
-            "description": "lets the reconciler stop sessions that the registry no longer allows",
-            "scopes": ["list:users", "read:users", "read:servers", "admin:server_state", "servers"],
+            "description": "lets the reconciler stop sessions that the registry no longer allows "
+            "and reflect the registry into groups and roles",
+            "scopes": [
+                "list:users",
+                "read:users",
+                "read:servers",
+                "admin:server_state",
+                "servers",
+                REFLECT_SCOPE,
+            ],
             "services": [REGISTRY_SERVICE],
         },
-        {
-            "name": "registry-user",
-            "description": "opens the project registry (admins change it, auditors read it)",
-            "scopes": [f"access:services!service={REGISTRY_SERVICE}"],
-            "groups": sorted({*site.identity.admin_groups, *site.audit.auditor_groups}),
-        },
-        {
-            "name": "auditor",
-            "description": "reads the audit log in the audit console",
-            "scopes": [f"access:services!service={AUDIT_SERVICE}"],
-            "groups": list(site.audit.auditor_groups),
-        },
+        # Users' roles are the authenticator's to give (hub_access); this one is only redefined.
+        USER_ROLE,
     ]
+    hub.custom_scopes = {
+        REFLECT_SCOPE: {"description": "re-apply the registry's project groups and roles"}
+    }
     audit = AuditClient(f"{site.audit_url}{EVENTS_PATH}", secrets.audit_ingest_token)
 
     c.ConfigurableHTTPProxy.should_start = False
@@ -154,6 +156,12 @@ def configure(c: Any, site: SiteConfig) -> None:
     auth.enable_pkce = True
     auth.enable_auth_state = True
     auth.manage_groups = True
+    auth.manage_roles = True
+    auth.access = HubAccess(
+        registry,
+        admin_groups=frozenset(identity.admin_groups),
+        auditor_groups=frozenset(site.audit.auditor_groups),
+    )
     auth.auth_state_groups_key = f"oauth_user.{identity.groups_claim}"
     auth.allowed_groups = set(identity.allowed_groups)
     auth.admin_groups = set(identity.admin_groups)

@@ -79,6 +79,8 @@ class TokenResolver:
     def _server_in(model: dict) -> tuple[str, str] | None:
         if model.get("kind") != "user":
             return None
+        if f"tokens!user={model.get('name')}" in model.get("scopes", []):
+            return None  # a person's own token (it manages tokens), never a session's
         servers = {m.groups() for s in model.get("scopes", []) if (m := SERVER_SCOPE.match(s))}
         servers = {s for s in servers if s[0] == model.get("name")}
         return servers.pop() if len(servers) == 1 else None

@@ -47,7 +47,8 @@ class RegistryHandler(SignedInHandler):
         return self.current_user["name"]
 
     async def change(self, operation: Callable[..., dict], *args, **kwargs) -> dict:
-        """Make a change as the signed-in admin (the reconciler sees it within a second)."""
+        """Make a change as the signed-in admin, and reconcile before answering: the hub's
+        sessions, groups and roles follow it by the time the admin sees the result."""
         actor = self.require_admin()
         try:
             result = await asyncio.to_thread(operation, actor, *args, **kwargs)
@@ -57,6 +58,7 @@ class RegistryHandler(SignedInHandler):
             raise web.HTTPError(404, str(error)) from None
         except RegistryError as error:
             raise web.HTTPError(409, str(error)) from None
+        await self.settings["reconciler"].run()
         return result
 
     def read(self, operation: Callable[..., object], *args) -> object:

@@ -4,6 +4,10 @@ A session may run while its user's membership and its project are in force and e
 it mounted is still granted. The reconciler compares the hub's running sessions with the
 registry and stops each one that no longer may run, recording why in the audit log; the hub
 revokes the session's token as it stops it, and the spawner refuses a new start.
+
+After each pass the registry service asks the hub to reflect the registry into its groups and
+roles again (`HubSessions.reflect_access`, served by `enclave_hub.hub_access`): tokens lose the
+scopes of a revoked project, and a new member's gain those of the new one.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import httpx
 from .registry import ActiveProject, Registry, now_utc
 
 TIMEOUT = 30.0
+REFLECT_ACCESS_PATH = "/enclave/access"  # under the hub's API
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,12 @@ class HubSessions:
                     )
                 )
         return found
+
+    def reflect_access(self) -> list[str]:
+        """Have the hub re-apply every user's project groups and roles; who changed."""
+        reply = self.http.post(REFLECT_ACCESS_PATH)
+        reply.raise_for_status()
+        return reply.json()["changed"]
 
     def stop(self, session: RunningSession) -> None:
         reply = self.http.delete(f"/users/{session.user}/servers/{session.project}")

@@ -32,7 +32,8 @@ CHANGE_CHECK_INTERVAL = 1.0  # seconds between looks at the registry's revision
 
 
 class Reconciler:
-    """Runs `reconcile` now and then, one run at a time, reporting what it did."""
+    """Runs `reconcile`, then has the hub reflect the registry into its groups and roles; now
+    and then, one run at a time, reporting what it did."""
 
     def __init__(self, site: SiteConfig):
         self.registry = site_registry(site)
@@ -46,11 +47,14 @@ class Reconciler:
                 stopped = await asyncio.to_thread(
                     reconcile, self.registry, self.hub, self.registry.record
                 )
+                for session, reason in stopped:
+                    print(f"Stopped {session.user}/{session.project}: {reason}", flush=True)
+                changed = await asyncio.to_thread(self.hub.reflect_access)
             except (httpx.HTTPError, AuditRefused) as error:
                 print(f"Reconciling sessions failed, will try again: {error}", flush=True)
                 return
-            for session, reason in stopped:
-                print(f"Stopped {session.user}/{session.project}: {reason}", flush=True)
+            if changed:
+                print(f"Project groups and roles changed for {', '.join(changed)}", flush=True)
 
 
 def make_app(site: SiteConfig, reconciler: Reconciler) -> web.Application:
@@ -65,6 +69,7 @@ def make_app(site: SiteConfig, reconciler: Reconciler) -> web.Application:
         site=site,
         prefix=PREFIX,
         registry=reconciler.registry,
+        reconciler=reconciler,
         hub_auth=hub_oauth(site, PREFIX, SERVICE_NAME, secrets.registry_service_token),
         cookie_secret=os.urandom(32),
     )

@@ -1,0 +1,133 @@
+"""The project registry reflected into JupyterHub's groups and roles.
+
+Each project is a JupyterHub group `project-<id>` of the users whose membership is in force.
+Each such user also holds a role of their own granting exactly their project sessions (the
+named servers `<user>/<project>`): the hub's standard `user` role is cut down so that it no
+longer carries the servers, and the sharing, of every server of its holder. A token, which
+never has more than its owner, therefore reaches only sessions of projects in force. The
+platform roles (`registry-user`, `auditor`) follow identity-provider groups.
+
+The authenticator applies this at every login and auth refresh (`manage_groups`,
+`manage_roles`). The registry service asks the hub to apply it again, to every user, after
+each change and each reconcile (`POST /hub/api/enclave/access`), so a new membership can be
+used at once and a revoked one stops being usable at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from jupyterhub import orm
+from jupyterhub.apihandlers.base import APIHandler
+from tornado import web
+
+from .audit.service import SERVICE_NAME as AUDIT_SERVICE
+from .registry.reconciler import REFLECT_ACCESS_PATH
+from .registry.service import SERVICE_NAME as REGISTRY_SERVICE
+
+PROJECT_GROUP_PREFIX = "project-"
+REFLECT_SCOPE = "custom:enclave:reflect-access"
+REFLECT_ROUTE = f"/api{REFLECT_ACCESS_PATH}"
+
+# The hub's `user` role without starting, entering or sharing servers: those come from
+# project roles only. Reading their own servers' status stays.
+USER_ROLE = {
+    "name": "user",
+    "description": "a signed-in user: their own profile, activity, tokens and server status",
+    "scopes": ["read:users!user", "users:activity!user", "tokens!user", "read:servers!user"],
+}
+REGISTRY_USER_ROLE = {
+    "name": "registry-user",
+    "description": "opens the project registry (admins change it, auditors read it)",
+    "scopes": [f"access:services!service={REGISTRY_SERVICE}"],
+}
+AUDITOR_ROLE = {
+    "name": "auditor",
+    "description": "reads the audit log in the audit console",
+    "scopes": [f"access:services!service={AUDIT_SERVICE}"],
+}
+SESSION_SCOPES = ("servers", "access:servers")
+
+
+def project_group(project_id: str) -> str:
+    return PROJECT_GROUP_PREFIX + project_id
+
+
+def sessions_role_name(username: str) -> str:
+    """A valid, unambiguous role name for one user ('@' cannot occur in role names)."""
+    return f"sessions.{username.replace('@', '~')}.role"
+
+
+def identity_groups(groups: Iterable[str]) -> list[str]:
+    """The groups that come from the identity provider: the reflected ones are Enclave's own."""
+    return sorted(g for g in groups if not g.startswith(PROJECT_GROUP_PREFIX))
+
+
+@dataclass(frozen=True)
+class HubAccess:
+    """Computes a user's JupyterHub groups and roles from the registry and their IdP groups."""
+
+    registry: object  # the project registry: projects_of(username)
+    admin_groups: frozenset[str]
+    auditor_groups: frozenset[str]
+
+    def model(self, username: str, admin: bool, groups: Iterable[str]) -> dict:
+        """`groups` and `roles` as an Authenticator's auth model carries them."""
+        idp_groups = identity_groups(groups)
+        projects = [p.id for p in self.registry.projects_of(username)]
+        roles = [USER_ROLE]
+        if admin:
+            roles.append({"name": "admin"})
+        if set(idp_groups) & (self.admin_groups | self.auditor_groups):
+            roles.append(REGISTRY_USER_ROLE)
+        if set(idp_groups) & self.auditor_groups:
+            roles.append(AUDITOR_ROLE)
+        if projects:
+            servers = [f"{username}/{project}" for project in projects]
+            scopes = [f"{scope}!server={s}" for s in servers for scope in SESSION_SCOPES]
+            # The default server's spawn page lists the projects to choose from; the spawner
+            # never starts that server itself.
+            scopes.append(f"servers!server={username}/")
+            roles.append(
+                {
+                    "name": sessions_role_name(username),
+                    "description": f"the sessions of {username} in {', '.join(projects)}",
+                    "scopes": scopes,
+                }
+            )
+        return {"groups": [*idp_groups, *map(project_group, projects)], "roles": roles}
+
+
+def apply(user, model: dict) -> bool:
+    """Give a hub user the groups and roles of `model`; True if anything changed."""
+    before = _holdings(user.orm_user)
+    user.sync_groups(model["groups"])
+    user.sync_roles(model["roles"])
+    return _holdings(user.orm_user) != before
+
+
+def _holdings(orm_user: orm.User) -> tuple:
+    roles = {(r.name, tuple(r.scopes)) for r in orm_user.roles}
+    return frozenset(g.name for g in orm_user.groups), frozenset(roles)
+
+
+class ReflectAccessHandler(APIHandler):
+    """`POST /hub/api/enclave/access`: re-apply every user's groups and roles now.
+
+    Only the registry service holds the scope. Answers the names of the users whose access
+    changed.
+    """
+
+    async def post(self):
+        if not self.has_scope(REFLECT_SCOPE):
+            raise web.HTTPError(403, f"reflecting project access needs the {REFLECT_SCOPE} scope")
+        access: HubAccess = self.authenticator.access
+        changed = []
+        for orm_user in self.db.query(orm.User).all():
+            user = self.users[orm_user]
+            groups = [g.name for g in orm_user.groups]
+            if apply(user, access.model(user.name, bool(user.admin), groups)):
+                changed.append(user.name)
+        self.write(json.dumps({"changed": changed}))
