@@ -33,7 +33,9 @@ fi
 # Debian packages: Python, the sandbox tools, Node.js for the proxy, a virtual display and
 # Mesa for napari, and Chromium and PostgreSQL (the registry's other database) for the tests.
 packages=(python3 python3-venv python3-dev ca-certificates bubblewrap nftables iproute2
-          xvfb libgl1-mesa-dri libegl1 libxkbcommon-x11-0)
+          xvfb libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libfontconfig1 libglib2.0-0
+          libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0
+          libxcb-shape0 libxcb-render0 libxcb-util1 libxcb-randr0 libxcb-xkb1)
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 [ "$mode" = test ] && packages+=(chromium postgresql)
@@ -52,8 +54,8 @@ fi
 # Python packages, pinned in pyproject.toml, into .venv (Debian's Python, so that sessions
 # running under their own uids can execute it).
 [ -x "$VENV/bin/python" ] || /usr/bin/python3 -m venv "$VENV"
-extras=hub
-[ "$mode" = test ] && extras=hub,dev
+extras=hub,data,viz
+[ "$mode" = test ] && extras=hub,data,viz,dev
 "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[$extras]"
 
 # configurable-http-proxy, installed beside the virtual environment's programs.

@@ -12,6 +12,7 @@ from .config import (
     parse_site_config,
     site_config,
 )
+from .datasets_cli import add_dataset_verbs
 from .registry.cli import add_project_verbs
 from .registry.registry import RegistryError
 from .registry.validation import InvalidInput
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(handler=cmd_up)
     add_audit_verbs(verbs)
     add_project_verbs(verbs)
+    add_dataset_verbs(verbs)
     return parser
 
 

@@ -1,6 +1,32 @@
 """The library researchers import in their notebook sessions (`import enclave`).
 
-Readers for slides, volumes and matrices arrive with the data issues.
+    enclave.datasets()                        what this session's project may read
+    enclave.dataset("ds-id").objects          the objects of one dataset
+    s = enclave.open_slide("ds-id/slide-id")  a pathology slide: levels, regions, tiles
+    enclave.view(s)                           napari, at physical scale
+
+Readers load their libraries on first use, so `import enclave` stays quick.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
+from .catalog import CatalogError, Dataset, dataset, datasets
+
 __version__ = "0.1.0"
+__all__ = ["CatalogError", "Dataset", "dataset", "datasets", "open_slide", "view"]
+
+
+def open_slide(reference, root=None) -> Any:
+    """A slide by `dataset-id/object-id`, or a source file or store by path (see `Slide`)."""
+    from .slides.slide import open_slide as open_
+
+    return open_(reference, root)
+
+
+def view(item, **options) -> Any:
+    """Show a slide in napari at physical scale (inline as an image when there is no screen)."""
+    from .viewer import view as show
+
+    return show(item, **options)

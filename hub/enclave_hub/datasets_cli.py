@@ -1,0 +1,87 @@
+"""`enclave dataset ...`: ingesting source files into datasets, and listing what is there.
+
+The work is done by the `enclave` library (shared_lib), which reads and writes the data; this
+module only parses the verbs and finds the data root (`--data-root`, else the site's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import site_config
+
+
+def _data_root(args: argparse.Namespace) -> Path:
+    return args.data_root if args.data_root is not None else site_config(args.config).data_root
+
+
+def cmd_ingest_slides(args: argparse.Namespace) -> int:
+    from enclave.catalog import CatalogError, check_id
+    from enclave.slides.ingest import ingest_slides
+
+    try:
+        check_id(args.dataset, "dataset")
+    except CatalogError as error:
+        print(f"enclave: {error}", file=sys.stderr)
+        return 2
+    outcomes = ingest_slides(
+        args.sources,
+        args.dataset,
+        _data_root(args),
+        workers=args.workers,
+        show_progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    return 1 if any(o.error for o in outcomes) else 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from enclave.catalog import dataset, datasets
+
+    root = _data_root(args)
+    for dataset_id in datasets(root):
+        found = dataset(dataset_id, root)
+        manifest = found.manifest
+        print(f"{dataset_id:<24} {manifest.get('kind', '-'):<10} {len(found.objects)} objects")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from enclave.catalog import CatalogError, dataset
+
+    try:
+        print(json.dumps(dataset(args.dataset, _data_root(args)).manifest, indent=2))
+    except CatalogError as error:
+        print(f"enclave: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_dataset_verbs(verbs: argparse._SubParsersAction) -> None:
+    dataset = verbs.add_parser("dataset", help="ingest data into datasets, list them")
+    sub = dataset.add_subparsers(dest="dataset_verb", required=True)
+
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--data-root", type=Path, help="default: the site's data root")
+        parser.add_argument("--config", type=Path, help="site configuration file (YAML)")
+
+    ingest = sub.add_parser("ingest", help="convert source files into a dataset")
+    kinds = ingest.add_subparsers(dest="kind", required=True)
+    slides = kinds.add_parser("slides", help="whole-slide images (SVS, tiled TIFF) to OME-Zarr")
+    slides.add_argument("sources", nargs="+", type=Path, metavar="SOURCE")
+    slides.add_argument("--dataset", required=True, help="the dataset id to add them to")
+    slides.add_argument("--workers", type=int, default=2, help="threads per slide (default 2)")
+    slides.add_argument("--no-progress", action="store_true", help="no progress bar")
+    common(slides)
+    slides.set_defaults(handler=cmd_ingest_slides)
+
+    listing = sub.add_parser("list", help="the datasets in the data root")
+    common(listing)
+    listing.set_defaults(handler=cmd_list)
+
+    show = sub.add_parser("show", help="a dataset's dataset.json")
+    show.add_argument("dataset")
+    common(show)
+    show.set_defaults(handler=cmd_show)

@@ -1,0 +1,122 @@
+"""Adding objects to a dataset so that a half-written object is never registered.
+
+An object is written into a staging folder inside the dataset folder, then moved into place
+and entered in `dataset.json` in one step under the dataset's lock; a failure on the way
+removes the staging folder and leaves `dataset.json` as it was. `dataset.json` itself is
+replaced atomically (written beside, fsynced, renamed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .catalog import MANIFEST, CatalogError, check_id, contained
+
+LOCK = ".dataset.lock"
+STAGING_PREFIX = ".staging-"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def tree_digest(path: Path) -> str:
+    """sha256 over every file of a folder (relative path and content), in path order."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        content = hashlib.sha256()
+        with file.open("rb") as stream:
+            while block := stream.read(1 << 20):
+                content.update(block)
+        digest.update(f"{file.relative_to(path).as_posix()}\0{content.hexdigest()}\n".encode())
+    return "sha256:" + digest.hexdigest()
+
+
+@contextlib.contextmanager
+def dataset_lock(folder: Path) -> Iterator[None]:
+    with (folder / LOCK).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _write_manifest(folder: Path, manifest: dict) -> None:
+    target = folder / MANIFEST
+    temporary = folder / f".{MANIFEST}.{secrets.token_hex(4)}"
+    with temporary.open("w") as stream:
+        json.dump(manifest, stream, indent=2, sort_keys=True)
+        stream.write("\n")
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(temporary, target)
+    directory = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+class DatasetWriter:
+    """Writes objects into one dataset folder (created if missing)."""
+
+    def __init__(self, data_root: Path, dataset_id: str, kind: str):
+        check_id(dataset_id, "dataset")
+        data_root.mkdir(parents=True, exist_ok=True)
+        self.id = dataset_id
+        self.kind = kind
+        self.folder = contained(data_root, dataset_id)
+        self.folder.mkdir(exist_ok=True)
+
+    def manifest(self) -> dict:
+        path = self.folder / MANIFEST
+        if path.is_file():
+            return json.loads(path.read_text())
+        return {"id": self.id, "title": self.id, "kind": self.kind, "version": 0, "objects": {}}
+
+    def has(self, object_id: str) -> bool:
+        return object_id in self.manifest()["objects"]
+
+    @contextlib.contextmanager
+    def staging(self, object_id: str) -> Iterator[Path]:
+        """A fresh folder to write one object into; removed unless `register` moved it."""
+        check_id(object_id, "object")
+        staging = self.folder / f"{STAGING_PREFIX}{object_id}-{secrets.token_hex(4)}"
+        staging.mkdir()
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def register(self, object_id: str, staged: Path, file_name: str, entry: dict) -> dict:
+        """Move a staged object into place and enter it in `dataset.json`; the entry as written."""
+        checksum = tree_digest(staged)
+        with dataset_lock(self.folder):
+            manifest = self.manifest()
+            if object_id in manifest["objects"]:
+                raise CatalogError(f"dataset {self.id!r} already has an object {object_id!r}")
+            final = contained(self.folder, file_name)
+            if final.exists():
+                raise CatalogError(f"{final} is in the way (not registered in {MANIFEST})")
+            os.rename(staged, final)
+            entry = {**entry, "path": file_name, "checksum": checksum, "registered_at": now_iso()}
+            manifest["objects"][object_id] = entry
+            manifest["version"] = int(manifest.get("version", 0)) + 1
+            manifest["updated_at"] = entry["registered_at"]
+            try:
+                _write_manifest(self.folder, manifest)
+            except OSError:
+                os.rename(final, staged)  # not registered: back to staging, removed there
+                raise
+        return entry

@@ -1,0 +1,1 @@
+"""Whole-slide pathology images: ingest into OME-Zarr, read lazily, tile, view."""

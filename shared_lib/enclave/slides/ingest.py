@@ -1,0 +1,112 @@
+"""`enclave dataset ingest slides`: source slides into a dataset as OME-Zarr stores.
+
+Each slide is converted into a staging folder and registered only once complete; a slide that
+cannot be read is reported by name and the others go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..catalog import CatalogError, object_id_for
+from ..registration import DatasetWriter
+from .convert import SlideConverter
+from .source import SlideError, open_source
+
+STORE_SUFFIX = ".ome.zarr"
+TOOLS = ("enclave", "tiffslide", "tifffile", "imagecodecs", "zarr", "numcodecs")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    source: Path
+    object_id: str | None = None
+    error: str | None = None
+
+
+def tool_versions() -> dict[str, str]:
+    return {name: metadata.version(name) for name in TOOLS}
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(1 << 22):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def ingest_slide(writer: DatasetWriter, path: Path, workers: int, show_progress: bool) -> str:
+    """Convert and register one slide; its object id. Raises SlideError or CatalogError."""
+    object_id = object_id_for(path.name.split(".")[0])
+    if writer.has(object_id):
+        raise CatalogError(f"{path}: dataset {writer.id!r} already has an object {object_id!r}")
+    source = open_source(path)
+    try:
+        with writer.staging(object_id) as staging:
+            converter = SlideConverter(source, staging, workers)
+            with tqdm(
+                total=converter.total_pixels(),
+                unit="px",
+                unit_scale=True,
+                desc=object_id,
+                disable=not show_progress,
+                leave=False,
+            ) as bar:
+                try:
+                    pixels = converter.run(object_id, bar.update)
+                except Exception as error:  # a damaged tile deep in the file, a full disk...
+                    raise SlideError(
+                        f"{path}: conversion failed ({type(error).__name__}: {error})"
+                    ) from None
+            entry = {
+                "kind": "slide",
+                "format": "ome-zarr-0.5",
+                "pixels": pixels,
+                "metadata": source.kept_metadata(),
+                "source": {
+                    "file": path.name,
+                    "bytes": path.stat().st_size,
+                    "checksum": file_sha256(path),
+                },
+                "deidentification": {
+                    "images_dropped": source.dropped_images(),
+                    "metadata_dropped": source.dropped_metadata(),
+                },
+                "tools": tool_versions(),
+            }
+            writer.register(object_id, staging, object_id + STORE_SUFFIX, entry)
+    finally:
+        source.close()
+    return object_id
+
+
+def ingest_slides(
+    sources: Iterable[Path],
+    dataset_id: str,
+    data_root: Path,
+    workers: int = 2,
+    show_progress: bool = True,
+    report: Callable[[str], object] = print,
+) -> list[Outcome]:
+    """Ingest every source, reporting each; one outcome per source."""
+    writer = DatasetWriter(data_root, dataset_id, kind="slides")
+    outcomes = []
+    for path in sources:
+        try:
+            object_id = ingest_slide(writer, Path(path), workers, show_progress)
+        except (SlideError, CatalogError, OSError) as error:
+            report(f"FAILED  {error}")
+            outcomes.append(Outcome(Path(path), error=str(error)))
+        else:
+            report(f"ok      {path} → {dataset_id}/{object_id}")
+            outcomes.append(Outcome(Path(path), object_id=object_id))
+    failed = sum(1 for o in outcomes if o.error)
+    report(f"{len(outcomes) - failed} slide(s) ingested into {dataset_id}, {failed} failed")
+    return outcomes
