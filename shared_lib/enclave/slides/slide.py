@@ -29,13 +29,15 @@ TISSUE_THUMBNAIL = 1024
 
 
 def _tensorstore(path: Path) -> tensorstore.TensorStore:
+    """A level for region reads, its channels last: reads come out (y, x, c), contiguous."""
     spec = {
         "driver": "zarr3",
         "kvstore": {"driver": "file", "path": str(path)},
         # No cache: random regions rarely repeat, and memory stays the caller's.
         "context": {"cache_pool": {"total_bytes_limit": 0}},
     }
-    return tensorstore.open(spec, read=True, open=True).result()
+    level = tensorstore.open(spec, read=True, open=True).result()
+    return level[tensorstore.d[0].transpose[2]]
 
 
 class StorePyramid:
@@ -61,8 +63,7 @@ class StorePyramid:
         return [array.shape[1:] for array in self.arrays]
 
     def read(self, level: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        pixels = self.readers[level][:, y0:y1, x0:x1].read().result()
-        return np.moveaxis(pixels, 0, 2)
+        return self.readers[level][y0:y1, x0:x1].read().result()
 
     def lazy(self, level: int) -> da.Array:
         return da.from_zarr(self.arrays[level], chunks=(3, LAZY_CHUNK, LAZY_CHUNK))
@@ -192,11 +193,10 @@ class Slide:
             return self.pyramid.read(level, y0, y1, x0, x1)
         region = np.zeros((height, width, 4), np.uint8)
         if inside:
-            region[y0 - top : y1 - top, x0 - left : x1 - left, :3] = self.pyramid.read(
-                level, y0, y1, x0, x1
-            )
-            region[y0 - top : y1 - top, x0 - left : x1 - left, 3] = 255
-        return region[..., :3] if as_array else Image.fromarray(region, "RGBA")
+            window = region[y0 - top : y1 - top, x0 - left : x1 - left]
+            window[..., :3] = self.pyramid.read(level, y0, y1, x0, x1)
+            window[..., 3] = 255
+        return np.ascontiguousarray(region[..., :3]) if as_array else Image.fromarray(region)
 
     def thumbnail(self, max_size: tuple[int, int] = (512, 512)) -> Image.Image:
         """The whole slide, fitting in `max_size` (width, height), aspect kept."""
