@@ -29,15 +29,21 @@ TISSUE_THUMBNAIL = 1024
 
 
 def _tensorstore(path: Path) -> tensorstore.TensorStore:
-    """A level for region reads, its channels last: reads come out (y, x, c), contiguous."""
     spec = {
         "driver": "zarr3",
         "kvstore": {"driver": "file", "path": str(path)},
         # No cache: random regions rarely repeat, and memory stays the caller's.
         "context": {"cache_pool": {"total_bytes_limit": 0}},
     }
-    level = tensorstore.open(spec, read=True, open=True).result()
-    return level[tensorstore.d[0].transpose[2]]
+    return tensorstore.open(spec, read=True, open=True).result()
+
+
+def _opaque_image(planes: np.ndarray) -> Image.Image:
+    """An opaque RGBA image from (3, h, w) planes, interleaved by PIL (numpy's strided copy
+    is several times slower)."""
+    _, height, width = planes.shape
+    bands = [Image.frombuffer("L", (width, height), plane, "raw", "L", 0, 1) for plane in planes]
+    return Image.merge("RGBA", [*bands, Image.new("L", (width, height), 255)])
 
 
 class StorePyramid:
@@ -63,7 +69,13 @@ class StorePyramid:
         return [array.shape[1:] for array in self.arrays]
 
     def read(self, level: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        return self.readers[level][y0:y1, x0:x1].read().result()
+        # TensorStore writes the pixels channels-last itself, faster than numpy would.
+        channels_last = self.readers[level][tensorstore.d[0].transpose[2]]
+        return channels_last[y0:y1, x0:x1].read().result()
+
+    def image(self, level: int, y0: int, y1: int, x0: int, x1: int) -> Image.Image:
+        """The region as an opaque RGBA image (PIL interleaves the planes, in C)."""
+        return _opaque_image(self.readers[level][:, y0:y1, x0:x1].read().result())
 
     def lazy(self, level: int) -> da.Array:
         return da.from_zarr(self.arrays[level], chunks=(3, LAZY_CHUNK, LAZY_CHUNK))
@@ -89,6 +101,12 @@ class TiffPyramid:
 
     def read(self, level: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         return np.asarray(self.arrays[level][y0:y1, x0:x1, :3])
+
+    def image(self, level: int, y0: int, y1: int, x0: int, x1: int) -> Image.Image:
+        """The region as an opaque RGBA image."""
+        image = Image.fromarray(self.read(level, y0, y1, x0, x1))
+        image.putalpha(255)
+        return image
 
     def lazy(self, level: int) -> da.Array:
         array = da.from_zarr(self.arrays[level], chunks=(LAZY_CHUNK, LAZY_CHUNK, -1))
@@ -189,8 +207,9 @@ class Slide:
         x0, y0 = max(left, 0), max(top, 0)
         x1, y1 = min(left + width, level_width), min(top + height, level_height)
         inside = x1 > x0 and y1 > y0
-        if as_array and inside and (x0, y0, x1, y1) == (left, top, left + width, top + height):
-            return self.pyramid.read(level, y0, y1, x0, x1)
+        if inside and (x0, y0, x1, y1) == (left, top, left + width, top + height):
+            read = self.pyramid.read if as_array else self.pyramid.image
+            return read(level, y0, y1, x0, x1)
         region = np.zeros((height, width, 4), np.uint8)
         if inside:
             window = region[y0 - top : y1 - top, x0 - left : x1 - left]
