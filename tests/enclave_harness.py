@@ -323,3 +323,13 @@ def session_server_pids(username: str, project: str) -> list[int]:
 def require_root() -> None:
     if os.geteuid() != 0:
         raise RuntimeError("these tests start sessions under their own uids and need root")
+
+
+def project_cli(enclave: RunningEnclave, *argv: str) -> subprocess.CompletedProcess:
+    """`enclave project ARGV...` against the running enclave's site configuration."""
+    command = [sys.executable, "-m", "enclave_hub.cli", "project", *argv]
+    result = subprocess.run(
+        [*command, "--config", str(enclave.base / "enclave.yaml")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return result

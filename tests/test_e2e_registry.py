@@ -3,8 +3,6 @@ expiry, suspension and withdrawn grant within the reconcile interval."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +15,7 @@ from enclave_harness import (
     create_api_token,
     environ_of,
     login,
+    project_cli,
     run_in_kernel,
     session_server_pids,
     session_url,
@@ -28,15 +27,6 @@ pytestmark = pytest.mark.e2e
 
 USER, OTHER = "mona", "nils"
 LIST_DATA = "import os\nprint(sorted(os.listdir('/data')) if os.path.isdir('/data') else [])"
-
-
-def project_cli(enclave, *argv: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "enclave_hub.cli", "project", *argv]
-    result = subprocess.run(
-        [*command, "--config", str(enclave.base / "enclave.yaml")], capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr
-    return result
 
 
 def _hub_view(api: HubAPI) -> tuple[set[str], set[str]]:
