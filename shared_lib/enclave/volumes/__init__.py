@@ -1,0 +1,1 @@
+"""Medical image volumes: DICOM series grouped, checked and assembled with their geometry."""
