@@ -9,8 +9,11 @@ import nibabel
 import numpy as np
 import pydicom
 import pytest
+import zarr
+from ome_zarr_models.v05.image import Image as OmeImage
 from pydicom.data import get_testdata_file
 
+import enclave
 from enclave.volumes.series import (
     SeriesError,
     find_instances,
@@ -83,3 +86,30 @@ def test_irregular_series_are_refused_with_the_reason_and_the_series_named(folde
     message = str(refused.value)
     assert reason in message
     assert series.uid in message, "the message names the series"
+
+
+def test_a_volume_written_to_a_store_opens_in_millimetres_and_exports_to_nifti(tmp_path):
+    from enclave.volumes.store import write_volume
+
+    series = _only_series(_folder(DICOM / "generic" / "anatomical" / "001"))
+    voxels, geometry = read_volume(series)
+    store = tmp_path / "anatomical.ome.zarr"
+    record = write_volume(store, "anatomical", voxels, geometry, series.modality)
+    assert record["shape"] == [4, 256, 256] and record["modality"] == "MR"
+    OmeImage.from_zarr(zarr.open_group(store, mode="r"))
+
+    volume = enclave.open_volume(store)
+    assert volume.dims == ("z", "y", "x")
+    np.testing.assert_array_equal(volume.values, voxels)
+    assert float(volume.z[1]) == pytest.approx(geometry.spacing[0])
+    np.testing.assert_allclose(volume.volume.affine("LPS"), geometry.affine("LPS"))
+    assert volume.attrs["modality"] == "MR"
+
+    exported = nibabel.as_closest_canonical(
+        nibabel.load(volume.volume.to_nifti(tmp_path / "v.nii.gz"))
+    )
+    truth = nibabel.as_closest_canonical(
+        nibabel.load(DICOM / "generic" / "anatomical" / "001_ground_truth.nii.gz")
+    )
+    np.testing.assert_allclose(exported.affine, truth.affine, atol=1e-3)
+    np.testing.assert_array_equal(np.asarray(exported.dataobj), np.asarray(truth.dataobj))

@@ -3,6 +3,7 @@
     enclave.datasets()                        what this session's project may read
     enclave.dataset("ds-id").objects          the objects of one dataset
     s = enclave.open_slide("ds-id/slide-id")  a pathology slide: levels, regions, tiles
+    v = enclave.open_volume("ds-id/series")   a CT or MR volume (z, y, x) in millimetres
     enclave.view(s)                           napari, at physical scale
 
 Readers load their libraries on first use, so `import enclave` stays quick.
@@ -15,7 +16,7 @@ from typing import Any
 from .catalog import CatalogError, Dataset, dataset, datasets
 
 __version__ = "0.1.0"
-__all__ = ["CatalogError", "Dataset", "dataset", "datasets", "open_slide", "view"]
+__all__ = ["CatalogError", "Dataset", "dataset", "datasets", "open_slide", "open_volume", "view"]
 
 
 def open_slide(reference, root=None) -> Any:
@@ -25,8 +26,15 @@ def open_slide(reference, root=None) -> Any:
     return open_(reference, root)
 
 
+def open_volume(reference, root=None) -> Any:
+    """A volume by `dataset-id/object-id`, or a store by path: an xarray DataArray (z, y, x)."""
+    from .volumes.volume import open_volume as open_
+
+    return open_(reference, root)
+
+
 def view(item, **options) -> Any:
-    """Show a slide in napari at physical scale (inline as an image when there is no screen)."""
+    """Show a slide or volume in napari at physical scale (inline when there is no screen)."""
     from .viewer import view as show
 
     return show(item, **options)

@@ -69,7 +69,8 @@ def start_virtual_display() -> str:
 
 
 def view(slide, show: bool | None = None, size: tuple[int, int] = VIEW_SIZE):
-    """Show `slide` (anything with `to_napari()`) as one RGB multiscale layer.
+    """Show a slide (one RGB multiscale layer) or a volume (`open_volume`'s DataArray) at
+    physical scale.
 
     On a display (or with `show=True`) returns the napari Viewer; otherwise a `Snapshot`.
     """
@@ -78,7 +79,8 @@ def view(slide, show: bool | None = None, size: tuple[int, int] = VIEW_SIZE):
         start_virtual_display()
     import napari  # after DISPLAY is set: Qt reads it once
 
-    data, options, _ = slide.to_napari()
+    layer = slide.to_napari() if hasattr(slide, "to_napari") else slide.volume.to_napari()
+    data, options, _ = layer
     viewer = napari.Viewer(show=on_screen)
     viewer.add_image(data, **options)
     if on_screen:
