@@ -37,6 +37,35 @@ def cmd_ingest_slides(args: argparse.Namespace) -> int:
     return 1 if any(o.error for o in outcomes) else 0
 
 
+def cmd_ingest_dicom(args: argparse.Namespace) -> int:
+    from enclave.catalog import CatalogError, check_id
+    from enclave.volumes.ingest import ingest_dicom, load_key
+
+    try:
+        check_id(args.dataset, "dataset")
+        key_file = (
+            args.key_file
+            or _keys_dir(args) / f"{check_id(args.key_name or args.dataset, 'key name')}.key"
+        )
+        outcomes = ingest_dicom(
+            args.source,
+            args.dataset,
+            _data_root(args),
+            load_key(key_file),
+            shift_dates=args.shift_dates,
+            show_progress=not args.no_progress and sys.stderr.isatty(),
+        )
+    except CatalogError as error:
+        print(f"enclave: {error}", file=sys.stderr)
+        return 2
+    return 1 if any(o.error for o in outcomes) else 0
+
+
+def _keys_dir(args: argparse.Namespace) -> Path:
+    """Where de-identification keys live: the state directory, which sessions never see."""
+    return site_config(args.config).state_dir / "deid-keys"
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from enclave.catalog import dataset, datasets
 
@@ -76,6 +105,22 @@ def add_dataset_verbs(verbs: argparse._SubParsersAction) -> None:
     slides.add_argument("--no-progress", action="store_true", help="no progress bar")
     common(slides)
     slides.set_defaults(handler=cmd_ingest_slides)
+
+    dicom = kinds.add_parser("dicom", help="DICOM series to de-identified OME-Zarr volumes")
+    dicom.add_argument("source", type=Path, metavar="SOURCE", help="a folder or a DICOMDIR")
+    dicom.add_argument("--dataset", required=True, help="the dataset id to add them to")
+    dicom.add_argument(
+        "--key-name",
+        help="the pseudonym key to use (one per project or release; default: the dataset id), "
+        "kept in the state directory",
+    )
+    dicom.add_argument("--key-file", type=Path, help="a key file instead of a named key")
+    dicom.add_argument(
+        "--shift-dates", action="store_true", help="shift dates per patient instead of removing"
+    )
+    dicom.add_argument("--no-progress", action="store_true", help="no progress bar")
+    common(dicom)
+    dicom.set_defaults(handler=cmd_ingest_dicom)
 
     listing = sub.add_parser("list", help="the datasets in the data root")
     common(listing)
