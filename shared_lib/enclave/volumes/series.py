@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels import pixel_array
 
 MIN_SLICES = 3
 SPACING_TOLERANCE = 0.01  # relative difference between slice gaps that counts as uneven
@@ -46,6 +47,8 @@ class Instance:
     columns: int
     frames: int
     gantry_tilt: float
+    rescale: tuple[float, float]  # slope, intercept
+    stored_range: tuple[int, int]  # the smallest and largest value its pixels can hold
 
     @classmethod
     def read(cls, path: Path) -> Instance:
@@ -66,7 +69,19 @@ class Instance:
             columns=int(header.get("Columns", 0)),
             frames=int(header.get("NumberOfFrames", 1) or 1),
             gantry_tilt=float(header.get("GantryDetectorTilt", 0) or 0),
+            rescale=(
+                float(header.get("RescaleSlope", 1) or 1),
+                float(header.get("RescaleIntercept", 0) or 0),
+            ),
+            stored_range=_stored_range(header),
         )
+
+
+def _stored_range(header) -> tuple[int, int]:
+    bits = int(header.get("BitsStored", 16) or 16)
+    if int(header.get("PixelRepresentation", 0) or 0):
+        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1
 
 
 def _int(value) -> int | None:
@@ -226,22 +241,33 @@ def slice_geometry(series: Series) -> tuple[list[Instance], Geometry]:
 
 
 def read_volume(series: Series) -> tuple[np.ndarray, Geometry]:
-    """The voxels (z, y, x), rescaled per slice (HU for CT), and their geometry."""
+    """The voxels (z, y, x), rescaled per slice (HU for CT), and their geometry.
+
+    Integral rescaling (the usual CT slope 1) keeps integers, int16 when every value the
+    headers allow fits, else int32; any other rescaling gives float32. Only the pixel data
+    of each file is read here: its header was read while finding the series.
+    """
     instances, geometry = slice_geometry(series)
-    slices = []
-    integral = True
-    for instance in instances:
-        dataset = pydicom.dcmread(instance.path)
-        pixels = dataset.pixel_array
-        slope = float(dataset.get("RescaleSlope", 1) or 1)
-        intercept = float(dataset.get("RescaleIntercept", 0) or 0)
-        integral &= slope.is_integer() and intercept.is_integer()
-        slices.append(
-            pixels.astype(np.float64) * slope + intercept
-            if (slope, intercept) != (1, 0)
-            else pixels
-        )
-    volume = np.stack(slices)
-    if volume.dtype == np.float64:
-        volume = volume.astype(np.int32 if integral else np.float32)
+    volume = np.empty((len(instances), instances[0].rows, instances[0].columns), _dtype(instances))
+    for index, instance in enumerate(instances):
+        slope, intercept = instance.rescale
+        pixels = pixel_array(instance.path)
+        if slope == 1:
+            np.add(pixels, intercept, out=volume[index], casting="unsafe")
+        else:
+            np.multiply(pixels, slope, out=volume[index], casting="unsafe")
+            volume[index] += intercept
     return volume, geometry
+
+
+def _dtype(instances: list[Instance]) -> type:
+    rescales = {i.rescale for i in instances}
+    if not all(slope.is_integer() and intercept.is_integer() for slope, intercept in rescales):
+        return np.float32
+    ends = [
+        end * slope + intercept
+        for i in instances
+        for end in i.stored_range
+        for slope, intercept in [i.rescale]
+    ]
+    return np.int16 if min(ends) >= -(2**15) and max(ends) < 2**15 else np.int32

@@ -32,7 +32,9 @@ def open_volume(reference: str | os.PathLike, root: Path | None = None) -> xr.Da
     try:
         group = zarr.open_group(path, mode="r")
         geometry, modality, units = read_geometry(dict(group.attrs))
-        voxels = da.from_zarr(group["0"])
+        level = group["0"]
+        # One dask chunk per shard: whole shards are what zarr reads fastest.
+        voxels = da.from_zarr(level, chunks=level.shards or level.chunks)
     except (FileNotFoundError, KeyError, ValueError) as error:
         raise CatalogError(f"{path}: {error}") from None
     depth, height, width = voxels.shape
