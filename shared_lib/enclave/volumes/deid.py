@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from dicomanonymizer.dicom_anonymization_databases import dicomfields_2026c as annex_e
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
@@ -117,8 +118,6 @@ class Report:
 
 
 def _name(tag: BaseTag) -> str:
-    from pydicom.datadict import keyword_for_tag
-
     return keyword_for_tag(tag) or f"({tag.group:04X},{tag.element:04X})"
 
 

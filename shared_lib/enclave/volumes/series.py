@@ -23,7 +23,6 @@ from pydicom.pixels import pixel_array
 MIN_SLICES = 3
 SPACING_TOLERANCE = 0.01  # relative difference between slice gaps that counts as uneven
 DIRECTION_TOLERANCE = 1e-3
-HEADER_TAGS = None  # read every header element: grouping needs several
 
 
 class SeriesError(ValueError):
