@@ -35,7 +35,8 @@ def write_volume(
         data=voxels,
         chunks=chunks,
         shards=shards,
-        compressors=BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"),
+        # Bit-shuffled LZ4: smaller than Zstandard on CT and MR values, and faster to read.
+        compressors=BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"),
         dimension_names=("z", "y", "x"),
     )
     units = "HU" if modality == "CT" else "arbitrary"

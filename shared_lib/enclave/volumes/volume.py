@@ -13,11 +13,26 @@ from pathlib import Path
 
 import dask.array as da
 import numpy as np
+import tensorstore
 import xarray as xr
 import zarr
 
 from ..catalog import CatalogError, resolve
 from .store import read_geometry
+
+
+class ShardReader:
+    """A zarr array read through TensorStore, as dask's `from_array` wants it."""
+
+    def __init__(self, path: Path):
+        spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)}}
+        self.store = tensorstore.open(spec, read=True, open=True).result()
+        self.shape = tuple(self.store.shape)
+        self.dtype = np.dtype(self.store.dtype.numpy_dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key) -> np.ndarray:
+        return self.store[key].read().result()
 
 
 def open_volume(reference: str | os.PathLike, root: Path | None = None) -> xr.DataArray:
@@ -33,8 +48,10 @@ def open_volume(reference: str | os.PathLike, root: Path | None = None) -> xr.Da
         group = zarr.open_group(path, mode="r")
         geometry, modality, units = read_geometry(dict(group.attrs))
         level = group["0"]
-        # One dask chunk per shard: whole shards are what zarr reads fastest.
-        voxels = da.from_zarr(level, chunks=level.shards or level.chunks)
+        # One dask chunk per shard, read by TensorStore: several times faster than
+        # zarr-python under dask's threads.
+        reader = ShardReader(path / "0")
+        voxels = da.from_array(reader, chunks=level.shards or level.chunks, asarray=True)
     except (FileNotFoundError, KeyError, ValueError) as error:
         raise CatalogError(f"{path}: {error}") from None
     depth, height, width = voxels.shape
