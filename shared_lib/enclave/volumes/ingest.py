@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from ..catalog import CatalogError, check_id
 from ..registration import DatasetWriter
-from .deid import PROFILE_EDITION, Deidentifier, has_burned_in_annotation
+from .deid import PROFILE_EDITION, Deidentifier
 from .series import Series, SeriesError, find_instances, group_series, read_volume
 from .store import write_volume
 
@@ -127,11 +127,7 @@ def ingest_dicom(
     deidentifier = Deidentifier(key, shift_dates)
     outcomes = []
     for series in tqdm(group_series(instances), desc="series", disable=not show_progress):
-        flagged = [
-            i.path
-            for i in series.instances
-            if has_burned_in_annotation(pydicom.dcmread(i.path, stop_before_pixels=True))
-        ]
+        flagged = [i.path for i in series.instances if i.burned_in]
         if flagged:
             quarantine(flagged, data_root / QUARANTINE / dataset_id)
             error = (

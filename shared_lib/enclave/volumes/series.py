@@ -20,6 +20,8 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import pixel_array
 
+from .deid import has_burned_in_annotation
+
 MIN_SLICES = 3
 SPACING_TOLERANCE = 0.01  # relative difference between slice gaps that counts as uneven
 DIRECTION_TOLERANCE = 1e-3
@@ -48,6 +50,7 @@ class Instance:
     gantry_tilt: float
     rescale: tuple[float, float]  # slope, intercept
     stored_range: tuple[int, int]  # the smallest and largest value its pixels can hold
+    burned_in: str | None  # why its pixels may show identifying text, if they may
 
     @classmethod
     def read(cls, path: Path) -> Instance:
@@ -73,6 +76,7 @@ class Instance:
                 float(header.get("RescaleIntercept", 0) or 0),
             ),
             stored_range=_stored_range(header),
+            burned_in=has_burned_in_annotation(header),
         )
 
 
