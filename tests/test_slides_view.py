@@ -3,16 +3,12 @@ session has no screen, as in a notebook."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from PIL import Image
 
 import enclave
+from offscreen import bounding_box, run_without_display
 from slide_data import slide_path
 
 RENDER = """
@@ -39,26 +35,11 @@ print(json.dumps({
 """
 
 
-def _bounding_box(pixels: np.ndarray) -> tuple[int, int, int, int]:
-    """Where the canvas is not its black background."""
-    rows, cols = np.nonzero(pixels[..., :3].max(axis=2) > 40)
-    return rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-
-
 @pytest.mark.slow
 def test_napari_renders_the_slide_off_screen_at_physical_scale(tmp_path):
     source = slide_path("cmu-1-small-region.svs")
     shot = tmp_path / "view.png"
-    environment = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    result = subprocess.run(
-        [sys.executable, "-c", RENDER, str(source), str(shot)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    facts = json.loads(result.stdout.strip().splitlines()[-1])
+    facts = run_without_display(RENDER, str(source), str(shot))
     assert facts["display"].startswith(":")
     assert facts["layers"] == 1 and facts["rgb"]
     assert facts["scale"] == pytest.approx([0.499, 0.499])
@@ -68,7 +49,7 @@ def test_napari_renders_the_slide_off_screen_at_physical_scale(tmp_path):
 
     pixels = np.asarray(Image.open(shot).convert("RGB"))
     assert pixels.std() > 20, "the screenshot is not blank"
-    top, bottom, left, right = _bounding_box(pixels)
+    top, bottom, left, right = bounding_box(pixels)
     assert (right - left) / (bottom - top) == pytest.approx(2220 / 2967, rel=0.03)
     shown = pixels[top:bottom, left:right].astype(float).mean(axis=2)
     slide = enclave.open_slide(source)

@@ -4,6 +4,7 @@ are refused by name, and nothing identifying or secret reaches the dataset."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,26 @@ def test_the_command_line_keeps_the_key_outside_the_data(tmp_path):
     for path in (tmp_path / "data").rglob("*"):
         if path.is_file():
             assert secret not in path.read_bytes()
+
+
+def test_instances_that_may_show_burned_in_text_are_quarantined_not_ingested(tmp_path):
+    source = tmp_path / "incoming"
+    shutil.copytree(DICOMDIR_TESTS / "98892001" / "CT5N", source / "ct")
+    marked = pydicom.dcmread(source / "ct" / "2062")
+    marked.BurnedInAnnotation = "YES"
+    marked.save_as(source / "ct" / "2062")
+    # A real secondary capture that does not say it is free of burned-in annotation.
+    shutil.copy(get_testdata_file("SC_rgb_small_odd.dcm"), source / "capture.dcm")
+    root, lines = tmp_path / "data", []
+    outcomes = ingest_dicom(source, "ds-q", root, KEY, show_progress=False, report=lines.append)
+
+    assert [o.object_id for o in outcomes] == [None, None]
+    errors = " ".join(o.error for o in outcomes)
+    assert "1 instance(s) may show burned-in annotation (quarantined, not ingested)" in errors
+    assert marked.SeriesInstanceUID in errors
+    held = root / ".quarantine" / "ds-q"
+    assert held.stat().st_mode & 0o777 == 0o700
+    kept = sorted(path.name.split("-", 1)[1] for path in held.iterdir())
+    assert kept == ["2062", "capture.dcm"]
+    assert not list(root.glob("ds-q/*.ome.zarr")), "nothing quarantined is registered"
+    assert lines[-1] == "0 series ingested into ds-q, 2 refused"

@@ -14,13 +14,8 @@ from ome_zarr_models.v05.image import Image as OmeImage
 from pydicom.data import get_testdata_file
 
 import enclave
-from enclave.volumes.series import (
-    SeriesError,
-    find_instances,
-    group_series,
-    read_volume,
-    slice_geometry,
-)
+from enclave.volumes.series import SeriesError, group_series, read_volume, slice_geometry
+from enclave.volumes.slices import find_slices
 
 DICOM = Path(__file__).resolve().parents[2] / "shared" / "data" / "dicom" / "dicom2nifti"
 DICOMDIR_TESTS = Path(get_testdata_file("CT_small.dcm")).parent / "dicomdirtests"
@@ -33,9 +28,9 @@ def _folder(path: Path) -> Path:
 
 
 def _only_series(folder: Path):
-    instances, skipped = find_instances(folder)
+    slices, skipped = find_slices(folder)
     assert not skipped
-    (series,) = group_series(instances)
+    (series,) = group_series(slices)
     return series
 
 
@@ -94,7 +89,7 @@ def test_a_volume_written_to_a_store_opens_in_millimetres_and_exports_to_nifti(t
     series = _only_series(_folder(DICOM / "generic" / "anatomical" / "001"))
     voxels, geometry = read_volume(series)
     store = tmp_path / "anatomical.ome.zarr"
-    record = write_volume(store, "anatomical", voxels, geometry, series.modality)
+    record = write_volume(store, "anatomical", voxels, geometry, series.modality, series.units)
     assert record["shape"] == [4, 256, 256] and record["modality"] == "MR"
     OmeImage.from_zarr(zarr.open_group(store, mode="r"))
 

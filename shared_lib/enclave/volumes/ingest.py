@@ -25,7 +25,8 @@ from tqdm import tqdm
 from ..catalog import CatalogError, check_id
 from ..registration import DatasetWriter
 from .deid import PROFILE_EDITION, Deidentifier
-from .series import Series, SeriesError, find_instances, group_series, read_volume
+from .series import Series, SeriesError, group_series, read_volume
+from .slices import find_slices
 from .store import write_volume
 
 STORE_SUFFIX = ".ome.zarr"
@@ -79,21 +80,21 @@ def ingest_series(writer: DatasetWriter, series: Series, deidentifier: Deidentif
         raise CatalogError(f"{series.name}: dataset {writer.id!r} already has {object_id!r}")
     voxels, geometry = read_volume(series)
     headers, removed = [], set()
-    for instance in series.instances:
-        dataset = pydicom.dcmread(instance.path, stop_before_pixels=True)
+    for path in series.paths:
+        dataset = pydicom.dcmread(path, stop_before_pixels=True)
         report = deidentifier.apply(dataset)
         removed |= report.removed | report.emptied | report.replaced
         headers.append(
             dataset.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=lambda _: "")
         )
     with writer.staging(object_id) as staging:
-        pixels = write_volume(staging, object_id, voxels, geometry, series.modality)
+        pixels = write_volume(staging, object_id, voxels, geometry, series.modality, series.units)
         (staging / HEADERS).write_text(json.dumps(headers))
         entry = {
             "kind": "volume",
             "format": "ome-zarr-0.5",
             "pixels": pixels,
-            "slices": len(series.instances),
+            "slices": len(series.slices),
             "deidentification": {
                 "profile": f"DICOM PS3.15 Annex E, Basic Profile ({PROFILE_EDITION})",
                 "attributes_removed_or_replaced": sorted(removed),
@@ -121,13 +122,13 @@ def ingest_dicom(
     if not folder.is_dir():
         raise CatalogError(f"{source} is neither a folder nor a DICOMDIR")
     writer = DatasetWriter(data_root, dataset_id, kind="volumes")
-    instances, skipped = find_instances(folder)
+    slices, skipped = find_slices(folder)
     if skipped:
         report(f"skipped {len(skipped)} file(s) that are not DICOM images")
     deidentifier = Deidentifier(key, shift_dates)
     outcomes = []
-    for series in tqdm(group_series(instances), desc="series", disable=not show_progress):
-        flagged = [i.path for i in series.instances if i.burned_in]
+    for series in tqdm(group_series(slices), desc="series", disable=not show_progress):
+        flagged = list(dict.fromkeys(s.path for s in series.slices if s.burned_in))
         if flagged:
             quarantine(flagged, data_root / QUARANTINE / dataset_id)
             error = (

@@ -1,5 +1,5 @@
-"""DICOM series: instances found in a folder, grouped, ordered along the slice normal and
-checked before any volume is built.
+"""DICOM series: slices grouped, ordered along their normal and checked before any volume is
+built from them.
 
 Spacing comes from the positions of the slices, never from SliceThickness. A series with too
 few slices, two slices at one place, a missing slice, uneven spacing, a tilted gantry or an
@@ -9,22 +9,21 @@ never resampled.
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pydicom
-from pydicom.errors import InvalidDicomError
-from pydicom.pixels import pixel_array
 
-from .deid import has_burned_in_annotation
+from .pixels import read_frames
+from .slices import Slice
 
 MIN_SLICES = 3
 SPACING_TOLERANCE = 0.01  # relative difference between slice gaps that counts as uneven
 DIRECTION_TOLERANCE = 1e-3
+READ_THREADS = 4
 
 
 class SeriesError(ValueError):
@@ -32,88 +31,24 @@ class SeriesError(ValueError):
 
 
 @dataclass(frozen=True)
-class Instance:
-    """What grouping and geometry need from one DICOM file's header."""
-
-    path: Path
-    series_uid: str
-    series_number: int | None
-    description: str
-    modality: str
-    image_type: tuple[str, ...]
-    orientation: tuple[float, ...] | None  # row then column direction cosines
-    position: tuple[float, float, float] | None
-    pixel_spacing: tuple[float, float] | None  # (between rows, between columns)
-    rows: int
-    columns: int
-    frames: int
-    gantry_tilt: float
-    rescale: tuple[float, float]  # slope, intercept
-    stored_range: tuple[int, int]  # the smallest and largest value its pixels can hold
-    burned_in: str | None  # why its pixels may show identifying text, if they may
-
-    @classmethod
-    def read(cls, path: Path) -> Instance:
-        header = pydicom.dcmread(path, stop_before_pixels=True)
-        if "PixelData" not in header and "Rows" not in header:
-            raise InvalidDicomError(f"{path} holds no image")
-        return cls(
-            path=path,
-            series_uid=str(header.get("SeriesInstanceUID", "")),
-            series_number=_int(header.get("SeriesNumber")),
-            description=str(header.get("SeriesDescription", "")),
-            modality=str(header.get("Modality", "")),
-            image_type=tuple(str(v) for v in header.get("ImageType", ())),
-            orientation=_floats(header.get("ImageOrientationPatient"), 6),
-            position=_floats(header.get("ImagePositionPatient"), 3),
-            pixel_spacing=_floats(header.get("PixelSpacing"), 2),
-            rows=int(header.get("Rows", 0)),
-            columns=int(header.get("Columns", 0)),
-            frames=int(header.get("NumberOfFrames", 1) or 1),
-            gantry_tilt=float(header.get("GantryDetectorTilt", 0) or 0),
-            rescale=(
-                float(header.get("RescaleSlope", 1) or 1),
-                float(header.get("RescaleIntercept", 0) or 0),
-            ),
-            stored_range=_stored_range(header),
-            burned_in=has_burned_in_annotation(header),
-        )
-
-
-def _stored_range(header) -> tuple[int, int]:
-    bits = int(header.get("BitsStored", 16) or 16)
-    if int(header.get("PixelRepresentation", 0) or 0):
-        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    return 0, 2**bits - 1
-
-
-def _int(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _floats(value, count: int) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    try:
-        numbers = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-    return numbers if len(numbers) == count else None
-
-
-@dataclass(frozen=True)
 class Series:
-    """Instances of one series that share type, orientation and size, in file order."""
+    """Slices of one series that share type, size and stack, in file order."""
 
     uid: str
     number: int | None
     description: str
     modality: str
-    instances: tuple[Instance, ...]
+    slices: tuple[Slice, ...]
     orientation_changes: bool = False  # the same SeriesInstanceUID holds other orientations
+
+    @property
+    def paths(self) -> list[Path]:
+        """The files its slices come from, each once."""
+        return list(dict.fromkeys(s.path for s in self.slices))
+
+    @property
+    def units(self) -> str:
+        return self.slices[0].units
 
     @property
     def name(self) -> str:
@@ -122,29 +57,14 @@ class Series:
         return f"{label}{about} ({self.modality}, {self.uid})"
 
 
-def find_instances(folder: Path) -> tuple[list[Instance], list[Path]]:
-    """Every DICOM image under `folder` (DICOMDIR files skipped), and the files that are not."""
-    found, skipped = [], []
-    for directory, _, names in os.walk(folder):
-        for name in sorted(names):
-            path = Path(directory, name)
-            if name.upper() == "DICOMDIR":
-                continue
-            try:
-                found.append(Instance.read(path))
-            except (InvalidDicomError, OSError, ValueError, AttributeError):
-                skipped.append(path)
-    return found, skipped
-
-
-def group_series(instances: Iterable[Instance]) -> list[Series]:
-    """Instances grouped by SeriesInstanceUID, split further on image type and size. A group
-    whose slices do not all share one orientation stays one series, flagged: it is reported
-    once, as such, rather than as many one-slice stacks."""
-    by_key: dict[tuple, list[Instance]] = defaultdict(list)
-    for instance in instances:
-        key = (instance.series_uid, instance.image_type, instance.rows, instance.columns)
-        by_key[key].append(instance)
+def group_series(slices: Iterable[Slice]) -> list[Series]:
+    """Slices grouped by SeriesInstanceUID, split further on image type, size and (in an
+    enhanced object) stack. A group whose slices do not all share one orientation stays one
+    series, flagged: it is reported once, as such, rather than as many one-slice stacks."""
+    by_key: dict[tuple, list[Slice]] = defaultdict(list)
+    for item in slices:
+        key = (item.series_uid, item.image_type, item.rows, item.columns, item.stack)
+        by_key[key].append(item)
     series = []
     for members in by_key.values():
         first = members[0]
@@ -157,7 +77,7 @@ def group_series(instances: Iterable[Instance]) -> list[Series]:
                 number=first.series_number,
                 description=first.description,
                 modality=first.modality,
-                instances=tuple(sorted(members, key=lambda i: str(i.path))),
+                slices=tuple(sorted(members, key=lambda i: (str(i.path), i.frame))),
                 orientation_changes=len(orientations) > 1,
             )
         )
@@ -189,31 +109,36 @@ class Geometry:
         return matrix
 
 
-def slice_geometry(series: Series) -> tuple[list[Instance], Geometry]:
-    """The instances in order along the slice normal, and the volume's geometry; raises
-    SeriesError naming the series when it cannot be a regular volume."""
-    instances = list(series.instances)
+def slice_geometry(series: Series) -> tuple[list[Slice], Geometry]:
+    """The slices in order along their normal, and the volume's geometry; raises SeriesError
+    naming the series when it cannot be a regular volume."""
+    slices = list(series.slices)
     name = series.name
     if series.orientation_changes:
         raise SeriesError(f"{name}: the orientation changes within the series")
-    if any(i.frames > 1 for i in instances):
-        raise SeriesError(f"{name}: multi-frame instances are not read as slices here")
-    if len(instances) < MIN_SLICES:
-        raise SeriesError(f"{name}: too few slices ({len(instances)}, at least {MIN_SLICES})")
-    first = instances[0]
-    if first.orientation is None or any(i.position is None for i in instances):
+    if len(slices) < MIN_SLICES:
+        raise SeriesError(f"{name}: too few slices ({len(slices)}, at least {MIN_SLICES})")
+    first = slices[0]
+    if first.orientation is None or any(s.position is None for s in slices):
+        if first.pixels.frames > 1:
+            raise SeriesError(
+                f"{name}: its frames are not placed in space (no per-frame functional groups "
+                "or dose grid offsets): a cine or capture, not a volume"
+            )
         raise SeriesError(f"{name}: no ImageOrientationPatient or ImagePositionPatient")
     if first.pixel_spacing is None:
         raise SeriesError(f"{name}: no PixelSpacing")
-    if any(abs(i.gantry_tilt) > DIRECTION_TOLERANCE for i in instances):
+    if len({s.pixel_spacing for s in slices}) > 1:
+        raise SeriesError(f"{name}: the pixel spacing changes within the series")
+    if any(abs(s.gantry_tilt) > DIRECTION_TOLERANCE for s in slices):
         raise SeriesError(f"{name}: the gantry is tilted ({first.gantry_tilt} degrees)")
     row = np.array(first.orientation[:3])
     column = np.array(first.orientation[3:])
     normal = np.cross(row, column)
-    positions = np.array([i.position for i in instances])
+    positions = np.array([s.position for s in slices])
     distances = positions @ normal
     order = np.argsort(distances, kind="stable")
-    instances = [instances[k] for k in order]
+    slices = [slices[k] for k in order]
     positions, distances = positions[order], distances[order]
     gaps = np.diff(distances)
     if np.any(gaps < DIRECTION_TOLERANCE):
@@ -240,7 +165,7 @@ def slice_geometry(series: Series) -> tuple[list[Instance], Geometry]:
         directions=np.column_stack([row, column, normal]),
         spacing=(step, first.pixel_spacing[0], first.pixel_spacing[1]),
     )
-    return instances, geometry
+    return slices, geometry
 
 
 def read_volume(series: Series) -> tuple[np.ndarray, Geometry]:
@@ -248,29 +173,41 @@ def read_volume(series: Series) -> tuple[np.ndarray, Geometry]:
 
     Integral rescaling (the usual CT slope 1) keeps integers, int16 when every value the
     headers allow fits, else int32; any other rescaling gives float32. Only the pixel data
-    of each file is read here: its header was read while finding the series.
+    of each file is read here, once: its header was read while finding the series.
     """
-    instances, geometry = slice_geometry(series)
-    volume = np.empty((len(instances), instances[0].rows, instances[0].columns), _dtype(instances))
-    for index, instance in enumerate(instances):
-        slope, intercept = instance.rescale
-        pixels = pixel_array(instance.path)
-        if slope == 1:
-            np.add(pixels, intercept, out=volume[index], casting="unsafe")
-        else:
-            np.multiply(pixels, slope, out=volume[index], casting="unsafe")
-            volume[index] += intercept
+    slices, geometry = slice_geometry(series)
+    volume = np.empty((len(slices), slices[0].rows, slices[0].columns), _dtype(slices))
+    places: dict[Path, list[tuple[int, Slice]]] = defaultdict(list)
+    for index, item in enumerate(slices):
+        places[item.path].append((index, item))
+
+    def fill(path: Path) -> None:
+        members = places[path]
+        try:
+            frames = read_frames(path, members[0][1].pixels)
+        except (ValueError, OSError) as error:
+            raise SeriesError(f"{series.name}: {error}") from None
+        for index, item in members:
+            slope, intercept = item.rescale
+            if slope == 1:
+                np.add(frames[item.frame], intercept, out=volume[index], casting="unsafe")
+            else:
+                np.multiply(frames[item.frame], slope, out=volume[index], casting="unsafe")
+                volume[index] += intercept
+
+    # Reading and rescaling release the GIL: files are filled in parallel.
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        for _ in pool.map(fill, places):
+            pass
     return volume, geometry
 
 
-def _dtype(instances: list[Instance]) -> type:
-    rescales = {i.rescale for i in instances}
+def _dtype(slices: list[Slice]) -> type:
+    rescales = {s.rescale for s in slices}
     if not all(slope.is_integer() and intercept.is_integer() for slope, intercept in rescales):
         return np.float32
+    ranges = {s.pixels.stored_range for s in slices}
     ends = [
-        end * slope + intercept
-        for i in instances
-        for end in i.stored_range
-        for slope, intercept in [i.rescale]
+        end * slope + intercept for slope, intercept in rescales for span in ranges for end in span
     ]
     return np.int16 if min(ends) >= -(2**15) and max(ends) < 2**15 else np.int32

@@ -21,7 +21,7 @@ SHARD = (64, 512, 512)
 
 
 def write_volume(
-    target: Path, name: str, voxels: np.ndarray, geometry: Geometry, modality: str
+    target: Path, name: str, voxels: np.ndarray, geometry: Geometry, modality: str, units: str
 ) -> dict:
     """Write `voxels` (z, y, x) into a new store at `target`; what dataset.json should say."""
     root = zarr.open_group(target, mode="w", zarr_format=3)
@@ -39,7 +39,6 @@ def write_volume(
         compressors=BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"),
         dimension_names=("z", "y", "x"),
     )
-    units = "HU" if modality == "CT" else "arbitrary"
     root.attrs.update(
         {
             "ome": {

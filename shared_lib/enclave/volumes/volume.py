@@ -1,38 +1,52 @@
 """`enclave.open_volume`: a volume as an xarray DataArray (z, y, x) in millimetres.
 
-The DataArray is dask-backed; its attributes carry the modality, the unit of its values (HU
-for CT) and the voxel-to-patient affine in both conventions (`affine_lps` as DICOM states it,
-`affine_ras` as NIfTI does). The `volume` accessor adds what a DataArray lacks:
-`v.volume.to_nifti(path)`, `v.volume.to_napari()` (and so `enclave.view(v)`).
+The DataArray is lazy, as xarray's own backends make it: indexing it reads only the chunks
+it needs, and `.values` reads the whole volume in one TensorStore call, decoding shards in
+parallel, with no task graph in between. `.chunk()` turns it into dask for a cluster. Its
+attributes carry the modality, the unit of its values (HU for CT) and the voxel-to-patient
+affine in both conventions (`affine_lps` as DICOM states it, `affine_ras` as NIfTI does). The
+`volume` accessor adds what a DataArray lacks: `v.volume.to_nifti(path)`,
+`v.volume.to_napari()` (and so `enclave.view(v)`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-import dask.array as da
 import numpy as np
 import tensorstore
 import xarray as xr
-import zarr
+from xarray.backends import BackendArray
+from xarray.core import indexing
 
 from ..catalog import CatalogError, resolve
 from .store import read_geometry
 
 
-class ShardReader:
-    """A zarr array read through TensorStore, as dask's `from_array` wants it."""
+class TensorStoreArray(BackendArray):
+    """A zarr array read through TensorStore, as xarray's lazy indexing wants it."""
 
     def __init__(self, path: Path):
         spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)}}
         self.store = tensorstore.open(spec, read=True, open=True).result()
         self.shape = tuple(self.store.shape)
         self.dtype = np.dtype(self.store.dtype.numpy_dtype)
-        self.ndim = len(self.shape)
+        self.shard = tuple(self.store.chunk_layout.write_chunk.shape)
 
-    def __getitem__(self, key) -> np.ndarray:
-        return self.store[key].read().result()
+    def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
+        return indexing.explicit_indexing_adapter(
+            key, self.shape, indexing.IndexingSupport.OUTER, self._read
+        )
+
+    def _read(self, key: tuple) -> np.ndarray:
+        # Into an array numpy allocates (on huge pages, where the kernel offers them): faster
+        # to fill than one TensorStore allocates for itself.
+        region = self.store.oindex[key]
+        voxels = np.empty(region.shape, self.dtype)
+        tensorstore.array(voxels, copy=False, write=True).write(region).result()
+        return voxels
 
 
 def open_volume(reference: str | os.PathLike, root: Path | None = None) -> xr.DataArray:
@@ -45,20 +59,15 @@ def open_volume(reference: str | os.PathLike, root: Path | None = None) -> xr.Da
             raise CatalogError(f"{reference} is a {found.kind}, not a volume")
         path, name = found.path, found.id
     try:
-        group = zarr.open_group(path, mode="r")
-        geometry, modality, units = read_geometry(dict(group.attrs))
-        level = group["0"]
-        # One dask chunk per shard, read by TensorStore: several times faster than
-        # zarr-python under dask's threads.
-        reader = ShardReader(path / "0")
-        voxels = da.from_array(reader, chunks=level.shards or level.chunks, asarray=True)
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        raise CatalogError(f"{path}: {error}") from None
+        attributes = json.loads((path / "zarr.json").read_text())["attributes"]
+        geometry, modality, units = read_geometry(attributes)
+        voxels = TensorStoreArray(path / "0")
+    except (OSError, KeyError, ValueError) as error:
+        raise CatalogError(f"{path}: not a readable volume store ({error})") from None
     depth, height, width = voxels.shape
     sz, sy, sx = geometry.spacing
-    return xr.DataArray(
-        voxels,
-        dims=("z", "y", "x"),
+    volume = xr.DataArray(
+        xr.Variable(("z", "y", "x"), indexing.LazilyIndexedArray(voxels)),
         coords={
             "z": ("z", np.arange(depth) * sz, {"units": "mm"}),
             "y": ("y", np.arange(height) * sy, {"units": "mm"}),
@@ -73,6 +82,8 @@ def open_volume(reference: str | os.PathLike, root: Path | None = None) -> xr.Da
             "spacing_mm": list(geometry.spacing),
         },
     )
+    volume.encoding["preferred_chunks"] = dict(zip(volume.dims, voxels.shard, strict=True))
+    return volume
 
 
 @xr.register_dataarray_accessor("volume")
@@ -98,9 +109,11 @@ class VolumeAccessor:
         return Path(path)
 
     def to_napari(self) -> tuple:
-        """A napari layer data tuple: the volume at its voxel spacing, in millimetres."""
+        """A napari layer data tuple: the volume at its voxel spacing, in millimetres, read
+        shard by shard as napari asks for slices."""
+        chunks = self._array.encoding.get("preferred_chunks", {})
         return (
-            self._array.data,
+            self._array.chunk({dim: chunks.get(dim, "auto") for dim in self._array.dims}).data,
             {
                 "name": self._array.name,
                 "scale": tuple(self._array.attrs["spacing_mm"]),

@@ -1,0 +1,212 @@
+"""DICOM files as the 2-D slices they hold, read from their headers only.
+
+A single-frame image is one slice. A multi-frame one is a slice per frame: an enhanced object
+(CT, MR, PET...) places each frame through its per-frame functional groups (falling back on the
+shared ones), an RT dose grid through GridFrameOffsetVector. Frames that nothing places (a cine
+loop, a multi-frame secondary capture) keep no position, and cannot become a volume.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from .deid import has_burned_in_annotation
+from .pixels import PixelLayout, pixel_layout
+
+AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+PARALLEL_FROM = 64  # files; below this, starting processes costs more than it saves
+MAX_WORKERS = 8
+
+
+@dataclass(frozen=True)
+class Slice:
+    """What grouping and geometry need to know of one frame of one DICOM file."""
+
+    path: Path
+    frame: int  # the frame's index in its file
+    series_uid: str
+    series_number: int | None
+    description: str
+    modality: str
+    image_type: tuple[str, ...]
+    stack: str  # an enhanced object's StackID; '' where there is none
+    orientation: tuple[float, ...] | None  # row then column direction cosines
+    position: tuple[float, float, float] | None
+    pixel_spacing: tuple[float, float] | None  # (between rows, between columns)
+    gantry_tilt: float
+    rescale: tuple[float, float]  # slope, intercept
+    units: str  # of the rescaled values
+    pixels: PixelLayout
+    burned_in: str | None  # why its pixels may show identifying text, if they may
+
+    @property
+    def rows(self) -> int:
+        return self.pixels.rows
+
+    @property
+    def columns(self) -> int:
+        return self.pixels.columns
+
+
+def read_slices(path: Path) -> list[Slice]:
+    """The slices of the DICOM file at `path`, from its header; raises InvalidDicomError for
+    a file that is not a DICOM image."""
+    with open(path, "rb") as stream:
+        header = pydicom.dcmread(stream, stop_before_pixels=True)
+        if "Rows" not in header:
+            raise InvalidDicomError(f"{path} holds no image")
+        layout = pixel_layout(header, stream)
+    modality = str(header.get("Modality", ""))
+    common = {
+        "path": path,
+        "series_uid": str(header.get("SeriesInstanceUID", "")),
+        "series_number": _int(header.get("SeriesNumber")),
+        "description": str(header.get("SeriesDescription", "")),
+        "modality": modality,
+        "image_type": tuple(str(v) for v in header.get("ImageType", ())),
+        "gantry_tilt": float(header.get("GantryDetectorTilt", 0) or 0),
+        "units": _units(header, modality),
+        "pixels": layout,
+        "burned_in": has_burned_in_annotation(header),
+    }
+    if "PerFrameFunctionalGroupsSequence" in header:
+        return _enhanced_frames(header, common)
+    orientation = _floats(header.get("ImageOrientationPatient"), 6)
+    position = _floats(header.get("ImagePositionPatient"), 3)
+    plane = {
+        "stack": "",
+        "orientation": orientation,
+        "pixel_spacing": _floats(header.get("PixelSpacing"), 2),
+        "rescale": _rescale(header),
+    }
+    if layout.frames == 1:
+        return [Slice(frame=0, position=position, **plane, **common)]
+    positions = _dose_grid_positions(header, orientation, position, layout.frames)
+    return [
+        Slice(frame=index, position=positions[index], **plane, **common)
+        for index in range(layout.frames)
+    ]
+
+
+def find_slices(folder: Path) -> tuple[list[Slice], list[Path]]:
+    """Every slice of every DICOM image under `folder` (DICOMDIR files skipped), and the
+    files that are not DICOM images. Headers are read in parallel processes when there are
+    enough files to pay for them."""
+    paths = [
+        Path(directory, name)
+        for directory, _, names in os.walk(folder)
+        for name in sorted(names)
+        if name.upper() != "DICOMDIR"
+    ]
+    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    if workers > 1 and len(paths) >= PARALLEL_FROM:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            chunk = -(-len(paths) // (workers * 4))
+            results = list(pool.map(_slices_or_none, paths, chunksize=chunk))
+    else:
+        results = [_slices_or_none(path) for path in paths]
+    found = [item for slices in results if slices for item in slices]
+    skipped = [path for path, slices in zip(paths, results, strict=True) if slices is None]
+    return found, skipped
+
+
+def _slices_or_none(path: Path) -> list[Slice] | None:
+    try:
+        return read_slices(path)
+    except (InvalidDicomError, OSError, ValueError, AttributeError, TypeError):
+        return None
+
+
+def _enhanced_frames(header: Dataset, common: dict) -> list[Slice]:
+    """A slice per frame of an enhanced multi-frame object, placed by its functional groups."""
+    shared = (header.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
+    slices = []
+    for index, own in enumerate(header.PerFrameFunctionalGroupsSequence):
+        groups = (own, shared)
+        slope = _group_value(groups, "PixelValueTransformationSequence", "RescaleSlope")
+        intercept = _group_value(groups, "PixelValueTransformationSequence", "RescaleIntercept")
+        slices.append(
+            Slice(
+                frame=index,
+                stack=str(_group_value(groups, "FrameContentSequence", "StackID") or ""),
+                orientation=_floats(
+                    _group_value(groups, "PlaneOrientationSequence", "ImageOrientationPatient"), 6
+                ),
+                position=_floats(
+                    _group_value(groups, "PlanePositionSequence", "ImagePositionPatient"), 3
+                ),
+                pixel_spacing=_floats(
+                    _group_value(groups, "PixelMeasuresSequence", "PixelSpacing"), 2
+                ),
+                rescale=(float(slope or 1), float(intercept or 0)),
+                **common,
+            )
+        )
+    return slices
+
+
+def _group_value(groups: tuple[Dataset, ...], macro: str, keyword: str):
+    """A value of a functional group macro: the frame's own before the shared one."""
+    for group in groups:
+        items = group.get(macro)
+        if items and keyword in items[0]:
+            return items[0][keyword].value
+    return None
+
+
+def _dose_grid_positions(header, orientation, position, frames: int) -> list:
+    """Where the frames of an RT dose grid lie, from GridFrameOffsetVector: offsets along the
+    normal from the first frame (relative form) or, for an axial grid, z positions (absolute
+    form). Frames of other multi-frame objects have no position."""
+    offsets = _floats(header.get("GridFrameOffsetVector"), frames)
+    if offsets is None or orientation is None or position is None:
+        return [None] * frames
+    row, column = np.array(orientation[:3]), np.array(orientation[3:])
+    normal = np.cross(row, column)
+    if offsets[0] != 0:
+        if not np.allclose(orientation, AXIAL):
+            return [None] * frames
+        offsets = tuple(offset - position[2] for offset in offsets)
+    return [tuple(float(v) for v in np.array(position) + offset * normal) for offset in offsets]
+
+
+def _rescale(header: Dataset) -> tuple[float, float]:
+    if "DoseGridScaling" in header:
+        return float(header.DoseGridScaling), 0.0
+    return float(header.get("RescaleSlope", 1) or 1), float(header.get("RescaleIntercept", 0) or 0)
+
+
+def _units(header: Dataset, modality: str) -> str:
+    if modality == "CT":
+        return "HU"
+    if modality == "RTDOSE":
+        dose_units = str(header.get("DoseUnits", ""))
+        return {"GY": "Gy", "RELATIVE": "relative"}.get(dose_units, "arbitrary")
+    return "arbitrary"
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _floats(value, count: int) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        numbers = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return numbers if len(numbers) == count else None
