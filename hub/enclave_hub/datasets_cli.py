@@ -39,19 +39,15 @@ def cmd_ingest_slides(args: argparse.Namespace) -> int:
 
 def cmd_ingest_dicom(args: argparse.Namespace) -> int:
     from enclave.catalog import CatalogError, check_id
-    from enclave.volumes.ingest import ingest_dicom, load_key
+    from enclave.volumes.ingest import ingest_dicom
 
     try:
         check_id(args.dataset, "dataset")
-        key_file = (
-            args.key_file
-            or _keys_dir(args) / f"{check_id(args.key_name or args.dataset, 'key name')}.key"
-        )
         outcomes = ingest_dicom(
             args.source,
             args.dataset,
             _data_root(args),
-            load_key(key_file),
+            _key(args),
             shift_dates=args.shift_dates,
             show_progress=not args.no_progress and sys.stderr.isatty(),
         )
@@ -59,6 +55,37 @@ def cmd_ingest_dicom(args: argparse.Namespace) -> int:
         print(f"enclave: {error}", file=sys.stderr)
         return 2
     return 1 if any(o.error for o in outcomes) else 0
+
+
+def cmd_ingest_matrix(args: argparse.Namespace) -> int:
+    from enclave.catalog import CatalogError, check_id
+    from enclave.matrices.ingest import ingest_matrices
+
+    try:
+        check_id(args.dataset, "dataset")
+        # A key is made or read only when there is something to pseudonymise.
+        key = _key(args) if args.pseudonymise else b""
+        outcomes = ingest_matrices(
+            args.sources,
+            args.dataset,
+            _data_root(args),
+            key,
+            pseudonymise=args.pseudonymise,
+            show_progress=not args.no_progress and sys.stderr.isatty(),
+        )
+    except CatalogError as error:
+        print(f"enclave: {error}", file=sys.stderr)
+        return 2
+    return 1 if any(o.error for o in outcomes) else 0
+
+
+def _key(args: argparse.Namespace) -> bytes:
+    """The pseudonym key named on the command line (default: the dataset's own)."""
+    from enclave.catalog import check_id
+    from enclave.pseudonyms import load_key
+
+    name = check_id(args.key_name or args.dataset, "key name")
+    return load_key(args.key_file or _keys_dir(args) / f"{name}.key")
 
 
 def _keys_dir(args: argparse.Namespace) -> Path:
@@ -92,6 +119,14 @@ def add_dataset_verbs(verbs: argparse._SubParsersAction) -> None:
     dataset = verbs.add_parser("dataset", help="ingest data into datasets, list them")
     sub = dataset.add_subparsers(dest="dataset_verb", required=True)
 
+    def key_options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--key-name",
+            help="the pseudonym key to use (one per project or release; default: the dataset "
+            "id), kept in the state directory",
+        )
+        parser.add_argument("--key-file", type=Path, help="a key file instead of a named key")
+
     def common(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--data-root", type=Path, help="default: the site's data root")
         parser.add_argument("--config", type=Path, help="site configuration file (YAML)")
@@ -109,18 +144,30 @@ def add_dataset_verbs(verbs: argparse._SubParsersAction) -> None:
     dicom = kinds.add_parser("dicom", help="DICOM series to de-identified OME-Zarr volumes")
     dicom.add_argument("source", type=Path, metavar="SOURCE", help="a folder or a DICOMDIR")
     dicom.add_argument("--dataset", required=True, help="the dataset id to add them to")
-    dicom.add_argument(
-        "--key-name",
-        help="the pseudonym key to use (one per project or release; default: the dataset id), "
-        "kept in the state directory",
-    )
-    dicom.add_argument("--key-file", type=Path, help="a key file instead of a named key")
+    key_options(dicom)
     dicom.add_argument(
         "--shift-dates", action="store_true", help="shift dates per patient instead of removing"
     )
     dicom.add_argument("--no-progress", action="store_true", help="no progress bar")
     common(dicom)
     dicom.set_defaults(handler=cmd_ingest_dicom)
+
+    matrix = kinds.add_parser(
+        "matrix", help="genomic matrices (.h5ad, 10x .h5, Matrix Market folders) to AnnData Zarr"
+    )
+    matrix.add_argument("sources", nargs="+", type=Path, metavar="SOURCE")
+    matrix.add_argument("--dataset", required=True, help="the dataset id to add them to")
+    matrix.add_argument(
+        "--pseudonymise",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="an obs column of sample or donor ids to replace by keyed pseudonyms (repeatable)",
+    )
+    key_options(matrix)
+    matrix.add_argument("--no-progress", action="store_true", help="no progress bar")
+    common(matrix)
+    matrix.set_defaults(handler=cmd_ingest_matrix)
 
     listing = sub.add_parser("list", help="the datasets in the data root")
     common(listing)

@@ -4,6 +4,7 @@
     enclave.dataset("ds-id").objects          the objects of one dataset
     s = enclave.open_slide("ds-id/slide-id")  a pathology slide: levels, regions, tiles
     v = enclave.open_volume("ds-id/series")   a CT or MR volume (z, y, x) in millimetres
+    a = enclave.open_matrix("ds-id/name")     a genomic matrix: AnnData with a lazy X
     enclave.view(s)                           napari, at physical scale
 
 Readers load their libraries on first use, so `import enclave` stays quick.
@@ -16,7 +17,16 @@ from typing import Any
 from .catalog import CatalogError, Dataset, dataset, datasets
 
 __version__ = "0.1.0"
-__all__ = ["CatalogError", "Dataset", "dataset", "datasets", "open_slide", "open_volume", "view"]
+__all__ = [
+    "CatalogError",
+    "Dataset",
+    "dataset",
+    "datasets",
+    "open_matrix",
+    "open_slide",
+    "open_volume",
+    "view",
+]
 
 
 def open_slide(reference, root=None) -> Any:
@@ -31,6 +41,13 @@ def open_volume(reference, root=None) -> Any:
     from .volumes.volume import open_volume as open_
 
     return open_(reference, root)
+
+
+def open_matrix(reference, root=None, rows_per_block=None) -> Any:
+    """A matrix by `dataset-id/object-id`, or a store by path: AnnData, X dask-backed by rows."""
+    from .matrices.matrix import open_matrix as open_
+
+    return open_(reference, root, rows_per_block)
 
 
 def view(item, **options) -> Any:

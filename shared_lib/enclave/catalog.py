@@ -129,3 +129,15 @@ def resolve(reference: str, root: Path | None = None) -> DataObject:
     """The object a `dataset-id/object-id` reference names."""
     dataset_id, object_id = parse_reference(reference)
     return Dataset(dataset_id, root).object(object_id)
+
+
+def locate(reference: str | os.PathLike, kind: str, root: Path | None = None) -> tuple[Path, str]:
+    """Where the `kind` of object a `dataset-id/object-id` reference names is stored, and its
+    name; a path that exists (or any PathLike) is taken as it is."""
+    path = Path(reference)
+    if isinstance(reference, os.PathLike) or path.exists():
+        return path, path.name.split(".")[0]
+    found = resolve(str(reference), root)
+    if found.kind != kind:
+        raise CatalogError(f"{reference} is a {found.kind}, not a {kind}")
+    return found.path, found.id

@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +28,23 @@ STAGING_PREFIX = ".staging-"
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one source given to an ingest: its object, or why it failed."""
+
+    source: Path
+    object_id: str | None = None
+    error: str | None = None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(1 << 22):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
 
 
 def tree_digest(path: Path) -> str:

@@ -6,16 +6,14 @@ cannot be read is reported by name and the others go on.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from tqdm import tqdm
 
 from ..catalog import CatalogError, object_id_for
-from ..registration import DatasetWriter
+from ..registration import DatasetWriter, Outcome, file_sha256
 from .convert import SlideConverter
 from .source import SlideError, open_source
 
@@ -23,23 +21,8 @@ STORE_SUFFIX = ".ome.zarr"
 TOOLS = ("enclave", "tiffslide", "tifffile", "imagecodecs", "zarr", "numcodecs")
 
 
-@dataclass(frozen=True)
-class Outcome:
-    source: Path
-    object_id: str | None = None
-    error: str | None = None
-
-
 def tool_versions() -> dict[str, str]:
     return {name: metadata.version(name) for name in TOOLS}
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while block := stream.read(1 << 22):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
 
 
 def ingest_slide(writer: DatasetWriter, path: Path, workers: int, show_progress: bool) -> str:

@@ -19,7 +19,7 @@ import xarray as xr
 import zarr
 from PIL import Image
 
-from ..catalog import CatalogError, resolve
+from ..catalog import CatalogError, locate
 from .ome import read_levels
 from .source import open_source
 from .tissue import tissue_mask
@@ -309,12 +309,5 @@ def _coverage(mask, dimensions, downsample, left, top, size) -> float:
 
 def open_slide(reference: str | os.PathLike, root: Path | None = None) -> Slide:
     """A slide by its `dataset-id/object-id` reference, or a source file or store by path."""
-    path = Path(reference)
-    if isinstance(reference, os.PathLike) or path.exists():
-        if path.is_dir():
-            return Slide(StorePyramid(path), path.name.split(".")[0])
-        return Slide(TiffPyramid(path), path.name.split(".")[0])
-    found = resolve(str(reference), root)
-    if found.kind != "slide":
-        raise CatalogError(f"{reference} is a {found.kind}, not a slide")
-    return Slide(StorePyramid(found.path), found.id)
+    path, name = locate(reference, "slide", root)
+    return Slide(StorePyramid(path) if path.is_dir() else TiffPyramid(path), name)

@@ -13,8 +13,6 @@ emptied. The key itself never enters a dataset.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -24,10 +22,10 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 
+from ..pseudonyms import Pseudonymizer
+
 REMOVE, EMPTY, DUMMY, REMAP = "X", "Z", "D", "U"
 PROFILE_EDITION = "2026c"
-PSEUDONYM_PREFIX = "ENC"
-MAX_SHIFT_DAYS = 365
 PATIENT_ID, PATIENT_NAME = Tag(0x0010, 0x0020), Tag(0x0010, 0x0010)
 DATE_VRS = ("DA", "DT")
 
@@ -82,28 +80,6 @@ DUMMIES = {
     "CS": "ANONYMOUS",
     "UI": "2.25.0",
 }
-
-
-class Pseudonymizer:
-    """Keyed, stable replacements: the same input and key always give the same output."""
-
-    def __init__(self, key: bytes):
-        if len(key) < 16:
-            raise ValueError("a de-identification key needs at least 16 bytes")
-        self._key = key
-
-    def _digest(self, kind: str, value: str) -> bytes:
-        return hmac.new(self._key, f"{kind}\0{value}".encode(), hashlib.sha256).digest()
-
-    def uid(self, original: str) -> str:
-        return f"2.25.{int.from_bytes(self._digest('uid', original)[:16], 'big')}"
-
-    def patient(self, patient_id: str) -> str:
-        return f"{PSEUDONYM_PREFIX}{self._digest('patient', patient_id).hex()[:16].upper()}"
-
-    def day_shift(self, patient_id: str) -> timedelta:
-        days = int.from_bytes(self._digest("dates", patient_id)[:4], "big") % MAX_SHIFT_DAYS
-        return timedelta(days=-(days + 1))
 
 
 @dataclass

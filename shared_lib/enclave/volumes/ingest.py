@@ -10,7 +10,6 @@ marked with burned-in annotation are moved aside (quarantined), never ingested.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import shutil
@@ -40,19 +39,6 @@ class SeriesOutcome:
     series: str
     object_id: str | None = None
     error: str | None = None
-
-
-def load_key(path: Path) -> bytes:
-    """The de-identification key at `path`, made (32 random bytes, mode 0600) if missing."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(secrets.token_bytes(32))
-    key = path.read_bytes()
-    if len(key) < 16:
-        raise CatalogError(f"the de-identification key {path} is too short (16 bytes at least)")
-    return key
 
 
 def series_object_id(series: Series) -> str:

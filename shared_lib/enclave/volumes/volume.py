@@ -21,7 +21,7 @@ import xarray as xr
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
-from ..catalog import CatalogError, resolve
+from ..catalog import CatalogError, locate
 from .store import read_geometry
 
 
@@ -51,13 +51,7 @@ class TensorStoreArray(BackendArray):
 
 def open_volume(reference: str | os.PathLike, root: Path | None = None) -> xr.DataArray:
     """A volume by its `dataset-id/object-id` reference, or a store by path."""
-    if isinstance(reference, os.PathLike) or Path(reference).exists():
-        path, name = Path(reference), Path(reference).name.split(".")[0]
-    else:
-        found = resolve(str(reference), root)
-        if found.kind != "volume":
-            raise CatalogError(f"{reference} is a {found.kind}, not a volume")
-        path, name = found.path, found.id
+    path, name = locate(reference, "volume", root)
     try:
         attributes = json.loads((path / "zarr.json").read_text())["attributes"]
         geometry, modality, units = read_geometry(attributes)

@@ -1,0 +1,1 @@
+"""Genomic matrices: cells x features, ingested as AnnData Zarr and read lazily."""

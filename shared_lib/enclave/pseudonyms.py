@@ -1,0 +1,55 @@
+"""Keyed pseudonyms: the same value and key always give the same replacement, another key
+another one, and nothing of the key shows in it.
+
+A key is 32 random bytes, one per project or release, kept in a file (mode 0600) in the site's
+state directory, which sessions never see. Pseudonyms are HMAC-SHA-256 digests of the value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+from .catalog import CatalogError
+
+PSEUDONYM_PREFIX = "ENC"
+MAX_SHIFT_DAYS = 365
+
+
+def load_key(path: Path) -> bytes:
+    """The de-identification key at `path`, made (32 random bytes, mode 0600) if missing."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(secrets.token_bytes(32))
+    key = path.read_bytes()
+    if len(key) < 16:
+        raise CatalogError(f"the de-identification key {path} is too short (16 bytes at least)")
+    return key
+
+
+class Pseudonymizer:
+    """Keyed, stable replacements: the same input and key always give the same output."""
+
+    def __init__(self, key: bytes):
+        if len(key) < 16:
+            raise ValueError("a de-identification key needs at least 16 bytes")
+        self._key = key
+
+    def _digest(self, kind: str, value: str) -> bytes:
+        return hmac.new(self._key, f"{kind}\0{value}".encode(), hashlib.sha256).digest()
+
+    def uid(self, original: str) -> str:
+        return f"2.25.{int.from_bytes(self._digest('uid', original)[:16], 'big')}"
+
+    def patient(self, patient_id: str) -> str:
+        return f"{PSEUDONYM_PREFIX}{self._digest('patient', patient_id).hex()[:16].upper()}"
+
+    def day_shift(self, patient_id: str) -> timedelta:
+        days = int.from_bytes(self._digest("dates", patient_id)[:4], "big") % MAX_SHIFT_DAYS
+        return timedelta(days=-(days + 1))
