@@ -10,20 +10,39 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+
+
+def _kibibytes(path: str, field: str) -> int:
+    """A `Field: N kB` line of a /proc file, in bytes."""
+    with open(path) as lines:
+        for line in lines:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in {path}")
 
 
 def peak_rss() -> int:
     """This process's peak resident memory, bytes."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    return _kibibytes("/proc/self/status", "VmHWM")
+
+
+def available_memory() -> int:
+    """What this machine could still give a process, bytes."""
+    return _kibibytes("/proc/meminfo", "MemAvailable")
 
 
 def report(result: dict) -> None:
     """What a child prints: its result and its peak memory, as one JSON line."""
     print(json.dumps({**result, "peak_rss": peak_rss()}), flush=True)
+
+
+def main_or_child(main: Callable[[], None], child: Callable[..., None]) -> None:
+    """A benchmark's entry point: `child(ARGS...)` when started by `in_child`, else `main()`."""
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(*sys.argv[2:])
+    else:
+        main()
 
 
 def in_child(script: str, *arguments: str) -> tuple[dict, int]:

@@ -12,12 +12,11 @@ its own process; throughput counts level-0 pixels.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from measure import folder_bytes, in_child, report
+from measure import folder_bytes, in_child, main_or_child, report
 from synthetic_slide import write_slide
 
 
@@ -54,10 +53,10 @@ def convert_with_dask(source: Path, target: Path, workers: int) -> None:
             da.store(pixels, array, lock=False)
 
 
-def child(tool: str, source: str, target: str, workers: int) -> None:
+def child(tool: str, source: str, target: str, workers: str) -> None:
     began = time.perf_counter()
     convert = convert_with_enclave if tool == "enclave" else convert_with_dask
-    convert(Path(source), Path(target), workers)
+    convert(Path(source), Path(target), int(workers))
     report({"seconds": time.perf_counter() - began})
 
 
@@ -92,8 +91,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        tool, source, target, workers = sys.argv[2:6]
-        child(tool, source, target, int(workers))
-    else:
-        main()
+    main_or_child(main, child)

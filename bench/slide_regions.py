@@ -12,13 +12,12 @@ returns PIL images as each library's `read_region` does by default.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from measure import folder_bytes, in_child, report
+from measure import folder_bytes, in_child, main_or_child, report
 from synthetic_slide import write_slide
 
 REGION = 512
@@ -39,7 +38,8 @@ def open_reader(reader: str, path: str):
     return openslide.OpenSlide(path)
 
 
-def child(reader: str, path: str, level: int, reads: int) -> None:
+def child(reader: str, path: str, level_text: str, reads_text: str) -> None:
+    level, reads = int(level_text), int(reads_text)
     slide = open_reader(reader, path)
     width, height = slide.level_dimensions[0]
     downsample = slide.level_downsamples[level]
@@ -93,8 +93,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        reader, path, level, reads = sys.argv[2:6]
-        child(reader, path, int(level), int(reads))
-    else:
-        main()
+    main_or_child(main, child)

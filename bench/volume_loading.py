@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from measure import in_child, report
+from measure import in_child, main_or_child, report
 
 SIZE = 512
 
@@ -176,7 +175,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(sys.argv[2], sys.argv[3])
-    else:
-        main()
+    main_or_child(main, child)
