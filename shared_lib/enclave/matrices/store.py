@@ -29,7 +29,11 @@ def write_anndata(
 ) -> dict:
     """Write `source` as a new AnnData store at `target`; what dataset.json should say.
     `progress` is told how many rows of each matrix were written as they are."""
-    ad.settings.zarr_write_format = 3
+    with ad.settings.override(zarr_write_format=3, auto_shard_zarr_v3=False):
+        return _write(target, source, progress)
+
+
+def _write(target: Path, source: MatrixSource, progress: Callable[[int], object]) -> dict:
     root = zarr.open_group(target, mode="w", zarr_format=3)
     root.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
     ad.io.write_elem(root, "obs", source.obs)
