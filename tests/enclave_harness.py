@@ -333,3 +333,24 @@ def project_cli(enclave: RunningEnclave, *argv: str) -> subprocess.CompletedProc
     )
     assert result.returncode == 0, result.stderr
     return result
+
+
+def run_in_project_session(
+    enclave: RunningEnclave, user: str, project: str, datasets: list[str], code: str
+) -> dict:
+    """Make `project` with `user` its member and `datasets` granted, start the user's session
+    for it, run `code` in a kernel there, stop the session; the JSON object printed last."""
+    project_cli(enclave, "create", project, "--title", project)
+    project_cli(enclave, "add-member", project, user)
+    for dataset in datasets:
+        project_cli(enclave, "grant", project, dataset)
+    set_provider_claims(enclave, user, {"preferred_username": user, "groups": ["researchers"]})
+    client, _ = login(enclave, user)
+    api = HubAPI(enclave, create_api_token(client, user))
+    assert api.start_session(user, project).status_code in (201, 202)
+    api.wait_until_ready(user, project)
+    try:
+        printed = run_in_kernel(session_url(enclave, user, project), api.token, code, 180)
+    finally:
+        api.stop_session(user, project)
+    return json.loads(printed.strip().splitlines()[-1])

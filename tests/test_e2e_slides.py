@@ -4,22 +4,13 @@ and viewed by the library inside that project's sandboxed session."""
 from __future__ import annotations
 
 import hashlib
-import json
 
 import numpy as np
 import pytest
 import tiffslide
 
 from enclave.slides.ingest import ingest_slides
-from enclave_harness import (
-    HubAPI,
-    create_api_token,
-    login,
-    project_cli,
-    run_in_kernel,
-    session_url,
-    set_provider_claims,
-)
+from enclave_harness import run_in_project_session
 from slide_data import slide_path
 
 pytestmark = pytest.mark.e2e
@@ -47,19 +38,7 @@ def test_a_granted_slide_is_read_tiled_and_viewed_inside_a_session(enclave):
     source = slide_path("cmu-1-small-region.svs")
     (outcome,) = ingest_slides([source], DATASET, enclave.site.data_root, show_progress=False)
     assert outcome.error is None
-    project_cli(enclave, "create", PROJECT, "--title", "Pathology study")
-    project_cli(enclave, "add-member", PROJECT, USER)
-    project_cli(enclave, "grant", PROJECT, DATASET)
-    set_provider_claims(enclave, USER, {"preferred_username": USER, "groups": ["researchers"]})
-    client, _ = login(enclave, USER)
-    api = HubAPI(enclave, create_api_token(client, USER))
-    assert api.start_session(USER, PROJECT).status_code in (201, 202)
-    api.wait_until_ready(USER, PROJECT)
-    try:
-        printed = run_in_kernel(session_url(enclave, USER, PROJECT), api.token, IN_SESSION, 180)
-    finally:
-        api.stop_session(USER, PROJECT)
-    found = json.loads(printed.strip().splitlines()[-1])
+    found = run_in_project_session(enclave, USER, PROJECT, [DATASET], IN_SESSION)
     assert found["datasets"] == [DATASET], "only the granted dataset is mounted"
     assert found["objects"] == ["cmu-1-small-region"]
     expected = np.asarray(tiffslide.TiffSlide(source).read_region((100, 200), 0, (256, 256)))

@@ -3,7 +3,6 @@ library inside that project's sandboxed session, where the datasets are mounted 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import anndata as ad
@@ -15,15 +14,7 @@ from pydicom.data import get_testdata_file
 
 from enclave.matrices.ingest import ingest_matrices
 from enclave.volumes.ingest import ingest_dicom
-from enclave_harness import (
-    HubAPI,
-    create_api_token,
-    login,
-    project_cli,
-    run_in_kernel,
-    session_url,
-    set_provider_claims,
-)
+from enclave_harness import run_in_project_session
 
 pytestmark = pytest.mark.e2e
 
@@ -61,20 +52,7 @@ def test_a_volume_and_a_matrix_are_read_inside_a_session(enclave, tmp_path):
         [tmp_path / "counts.h5ad"], "ds-rna", root, KEY, show_progress=False
     )
     assert outcome.error is None
-    project_cli(enclave, "create", PROJECT, "--title", "Imaging and genomics")
-    project_cli(enclave, "add-member", PROJECT, USER)
-    project_cli(enclave, "grant", PROJECT, "ds-ct")
-    project_cli(enclave, "grant", PROJECT, "ds-rna")
-    set_provider_claims(enclave, USER, {"preferred_username": USER, "groups": ["researchers"]})
-    client, _ = login(enclave, USER)
-    api = HubAPI(enclave, create_api_token(client, USER))
-    assert api.start_session(USER, PROJECT).status_code in (201, 202)
-    api.wait_until_ready(USER, PROJECT)
-    try:
-        printed = run_in_kernel(session_url(enclave, USER, PROJECT), api.token, IN_SESSION, 180)
-    finally:
-        api.stop_session(USER, PROJECT)
-    found = json.loads(printed.strip().splitlines()[-1])
+    found = run_in_project_session(enclave, USER, PROJECT, ["ds-ct", "ds-rna"], IN_SESSION)
     assert sorted(found["datasets"]) == ["ds-ct", "ds-rna"]
     lowest = pydicom.dcmread(dicom / "3353")
     expected = lowest.pixel_array * float(lowest.RescaleSlope) + float(lowest.RescaleIntercept)

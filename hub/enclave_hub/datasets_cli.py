@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .config import site_config
@@ -18,65 +19,57 @@ def _data_root(args: argparse.Namespace) -> Path:
     return args.data_root if args.data_root is not None else site_config(args.config).data_root
 
 
-def cmd_ingest_slides(args: argparse.Namespace) -> int:
+def _ingest(args: argparse.Namespace, run: Callable[[bool], list]) -> int:
+    """Check the dataset id, then `run(show_progress)`: 0 when every source went in, 1 when
+    one failed (each named by the run), 2 when nothing could start."""
     from enclave.catalog import CatalogError, check_id
-    from enclave.slides.ingest import ingest_slides
 
     try:
         check_id(args.dataset, "dataset")
+        outcomes = run(not args.no_progress and sys.stderr.isatty())
     except CatalogError as error:
         print(f"enclave: {error}", file=sys.stderr)
         return 2
-    outcomes = ingest_slides(
-        args.sources,
-        args.dataset,
-        _data_root(args),
-        workers=args.workers,
-        show_progress=not args.no_progress and sys.stderr.isatty(),
-    )
     return 1 if any(o.error for o in outcomes) else 0
+
+
+def cmd_ingest_slides(args: argparse.Namespace) -> int:
+    from enclave.slides.ingest import ingest_slides
+
+    return _ingest(
+        args,
+        lambda progress: ingest_slides(
+            args.sources, args.dataset, _data_root(args), args.workers, progress
+        ),
+    )
 
 
 def cmd_ingest_dicom(args: argparse.Namespace) -> int:
-    from enclave.catalog import CatalogError, check_id
     from enclave.volumes.ingest import ingest_dicom
 
-    try:
-        check_id(args.dataset, "dataset")
-        outcomes = ingest_dicom(
-            args.source,
-            args.dataset,
-            _data_root(args),
-            _key(args),
-            shift_dates=args.shift_dates,
-            show_progress=not args.no_progress and sys.stderr.isatty(),
-        )
-    except CatalogError as error:
-        print(f"enclave: {error}", file=sys.stderr)
-        return 2
-    return 1 if any(o.error for o in outcomes) else 0
+    return _ingest(
+        args,
+        lambda progress: ingest_dicom(
+            args.source, args.dataset, _data_root(args), _key(args), args.shift_dates, progress
+        ),
+    )
 
 
 def cmd_ingest_matrix(args: argparse.Namespace) -> int:
-    from enclave.catalog import CatalogError, check_id
     from enclave.matrices.ingest import ingest_matrices
 
-    try:
-        check_id(args.dataset, "dataset")
-        # A key is made or read only when there is something to pseudonymise.
-        key = _key(args) if args.pseudonymise else b""
-        outcomes = ingest_matrices(
+    # A key is made or read only when there is something to pseudonymise.
+    return _ingest(
+        args,
+        lambda progress: ingest_matrices(
             args.sources,
             args.dataset,
             _data_root(args),
-            key,
-            pseudonymise=args.pseudonymise,
-            show_progress=not args.no_progress and sys.stderr.isatty(),
-        )
-    except CatalogError as error:
-        print(f"enclave: {error}", file=sys.stderr)
-        return 2
-    return 1 if any(o.error for o in outcomes) else 0
+            _key(args) if args.pseudonymise else b"",
+            args.pseudonymise,
+            progress,
+        ),
+    )
 
 
 def _key(args: argparse.Namespace) -> bytes:
