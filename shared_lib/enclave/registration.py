@@ -32,9 +32,10 @@ def now_iso() -> str:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one source given to an ingest: its object, or why it failed."""
+    """What became of one source given to an ingest (a file, or a DICOM series by name): its
+    object, or why it failed."""
 
-    source: Path
+    source: Path | str
     object_id: str | None = None
     error: str | None = None
 

@@ -14,7 +14,6 @@ import re
 import secrets
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import pydicom
 from tqdm import tqdm
 
 from ..catalog import CatalogError, check_id
-from ..registration import DatasetWriter
+from ..registration import DatasetWriter, Outcome
 from .deid import PROFILE_EDITION, Deidentifier
 from .series import Series, SeriesError, group_series, read_volume
 from .slices import find_slices
@@ -32,13 +31,6 @@ STORE_SUFFIX = ".ome.zarr"
 HEADERS = "headers.json"
 QUARANTINE = ".quarantine"
 TOOLS = ("enclave", "pydicom", "pylibjpeg", "dicom-anonymizer", "zarr")
-
-
-@dataclass(frozen=True)
-class SeriesOutcome:
-    series: str
-    object_id: str | None = None
-    error: str | None = None
 
 
 def series_object_id(series: Series) -> str:
@@ -71,7 +63,7 @@ def ingest_series(writer: DatasetWriter, series: Series, deidentifier: Deidentif
         report = deidentifier.apply(dataset)
         removed |= report.removed | report.emptied | report.replaced
         headers.append(
-            dataset.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=lambda _: "")
+            dataset.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=_no_bulk)
         )
     with writer.staging(object_id) as staging:
         pixels = write_volume(staging, object_id, voxels, geometry, series.modality, series.units)
@@ -102,7 +94,7 @@ def ingest_dicom(
     shift_dates: bool = False,
     show_progress: bool = True,
     report: Callable[[str], object] = print,
-) -> list[SeriesOutcome]:
+) -> list[Outcome]:
     """Ingest every series under `source` (a folder, or a DICOMDIR's folder)."""
     folder = source.parent if source.is_file() else source
     if not folder.is_dir():
@@ -122,16 +114,16 @@ def ingest_dicom(
                 "(quarantined, not ingested)"
             )
             report(f"FAILED  {error}")
-            outcomes.append(SeriesOutcome(series.name, error=error))
+            outcomes.append(Outcome(series.name, error=error))
             continue
         try:
             object_id = ingest_series(writer, series, deidentifier)
         except (SeriesError, CatalogError, OSError, ValueError) as error:
             report(f"FAILED  {error}")
-            outcomes.append(SeriesOutcome(series.name, error=str(error)))
+            outcomes.append(Outcome(series.name, error=str(error)))
         else:
             report(f"ok      {series.name} → {dataset_id}/{object_id}")
-            outcomes.append(SeriesOutcome(series.name, object_id=object_id))
+            outcomes.append(Outcome(series.name, object_id=object_id))
     failed = sum(1 for o in outcomes if o.error)
     report(f"{len(outcomes) - failed} series ingested into {dataset_id}, {failed} refused")
     return outcomes
