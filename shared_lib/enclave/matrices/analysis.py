@@ -22,6 +22,8 @@ import scanpy as sc
 from scipy import sparse
 from scipy.linalg.blas import dsyrk
 
+from .matrix import BLOCK_ENTRIES
+
 DENSE_ROWS = 2048  # cells densified at a time for the gene-by-gene products
 
 
@@ -78,7 +80,7 @@ def scaled_pca(adata: ad.AnnData, n_comps: int = 50, mask_var: str = "highly_var
 def _as_dask(matrix) -> da.Array:
     if isinstance(matrix, da.Array):
         return matrix
-    return da.from_array(matrix, chunks=(max(1, (1 << 22) // max(1, matrix.shape[1])), -1))
+    return da.from_array(matrix, chunks=(max(1, BLOCK_ENTRIES // max(1, matrix.shape[1])), -1))
 
 
 def _moments(matrix: da.Array) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:

@@ -62,7 +62,7 @@ def open_matrix(
 def _rows_per_block(element) -> int:
     """Rows making about BLOCK_ENTRIES stored values, in whole storage chunks for dense."""
     if isinstance(element, zarr.Array):
-        rows, columns = element.shape
+        columns = element.shape[1]
         chunk = element.chunks[0]
         per_block = max(1, BLOCK_ENTRIES // max(1, columns))
         return max(chunk, per_block // chunk * chunk)

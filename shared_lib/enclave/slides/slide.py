@@ -20,22 +20,13 @@ import zarr
 from PIL import Image
 
 from ..catalog import CatalogError, locate
+from ..tensorstores import open_zarr3
 from .ome import read_levels
 from .source import open_source
 from .tissue import tissue_mask
 
 LAZY_CHUNK = 2048  # pixels per side of a dask chunk
 TISSUE_THUMBNAIL = 1024
-
-
-def _tensorstore(path: Path) -> tensorstore.TensorStore:
-    spec = {
-        "driver": "zarr3",
-        "kvstore": {"driver": "file", "path": str(path)},
-        # No cache: random regions rarely repeat, and memory stays the caller's.
-        "context": {"cache_pool": {"total_bytes_limit": 0}},
-    }
-    return tensorstore.open(spec, read=True, open=True).result()
 
 
 def _opaque_image(planes: np.ndarray) -> Image.Image:
@@ -62,7 +53,7 @@ class StorePyramid:
         except (FileNotFoundError, KeyError, ValueError) as error:
             raise CatalogError(f"{path}: {error}") from None
         self.scales = [level.scale for level in levels]
-        self.readers = [_tensorstore(path / level.path) for level in levels]
+        self.readers = [open_zarr3(path / level.path) for level in levels]
 
     @property
     def shapes(self) -> list[tuple[int, int]]:

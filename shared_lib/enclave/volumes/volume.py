@@ -22,6 +22,7 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 
 from ..catalog import CatalogError, locate
+from ..tensorstores import open_zarr3
 from .store import read_geometry
 
 
@@ -29,8 +30,7 @@ class TensorStoreArray(BackendArray):
     """A zarr array read through TensorStore, as xarray's lazy indexing wants it."""
 
     def __init__(self, path: Path):
-        spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)}}
-        self.store = tensorstore.open(spec, read=True, open=True).result()
+        self.store = open_zarr3(path)
         self.shape = tuple(self.store.shape)
         self.dtype = np.dtype(self.store.dtype.numpy_dtype)
         self.shard = tuple(self.store.chunk_layout.write_chunk.shape)
