@@ -48,6 +48,11 @@ def write_site_config(base: Path, **overrides: object) -> Path:
         "hub": {"port": free_port(), "proxy_api_port": free_port(), "hub_port": free_port()},
         "identity": {"dev_provider": {"port": free_port()}},
         "audit": {"port": free_port()},
+        "dask": {
+            "api_port": free_port(),
+            "proxy_port": free_port(),
+            "scheduler_proxy_port": free_port(),
+        },
         "registry": {"port": free_port(), "reconcile_interval": 3},
     }
     for key, value in overrides.items():

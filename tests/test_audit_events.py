@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from enclave_hub.audit.attribution import ActiveSessions, TokenResolver
+from enclave_hub.audit.attribution import ActiveSessions, session_server
 from enclave_hub.audit.events import BadEvent, SessionIdentity, platform_event, session_event
 from enclave_hub.audit.ratelimit import FailureLimiter
 
@@ -102,4 +102,4 @@ def test_the_current_run_of_a_session_follows_its_start_and_end_records():
     ],
 )
 def test_only_a_token_for_exactly_one_of_its_owners_servers_names_a_session(model, server):
-    assert TokenResolver._server_in(model) == server
+    assert session_server(model) == server

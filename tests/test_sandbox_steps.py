@@ -27,7 +27,7 @@ def _sandbox() -> SessionSandbox:
             number=reserve_session_number(),
             uid=299999,
             gid=199999,
-            server_port=8888,
+            inbound_ports=(8888,),
             allowed=(Endpoint(ipaddress.ip_address("169.254.250.1"), 8081),),
             host_names=(),
             limits=Limits(memory_bytes=256 * 2**20, cpus=0.5, pids=32),

@@ -118,13 +118,44 @@ class IdentitySettings(_Section):
         return self
 
 
+class DaskLimits(_Section):
+    """What a project's Dask clusters may use: each worker, each cluster, and all together.
+
+    Worker cores and memory are both the default and the most a user may ask for. Limits count
+    workers only; each cluster's scheduler has `dask.scheduler_memory` and one core besides.
+    """
+
+    worker_cores: int = Field(default=1, ge=1)
+    worker_memory: ByteSize = Field(default=ByteSize(2 * 1024**3))
+    default_workers: int = Field(default=2, ge=0, description="what enclave.dask_client() asks")
+    cluster_workers: int = Field(default=4, ge=0)
+    cluster_cores: int = Field(default=4, ge=0)
+    cluster_memory: ByteSize = Field(default=ByteSize(8 * 1024**3))
+    project_workers: int = Field(default=8, ge=0, description="over all the project's clusters")
+    project_cores: int = Field(default=8, ge=0)
+    project_memory: ByteSize = Field(default=ByteSize(16 * 1024**3))
+    idle_timeout: int = Field(
+        default=1800, ge=0, description="seconds without work before a cluster stops; 0: never"
+    )
+
+    @model_validator(mode="after")
+    def _limits_nest(self) -> DaskLimits:
+        for what in ("workers", "cores", "memory"):
+            if getattr(self, f"cluster_{what}") > getattr(self, f"project_{what}"):
+                raise ValueError(f"cluster_{what} is above project_{what}")
+        if self.default_workers > self.cluster_workers:
+            raise ValueError("default_workers is above cluster_workers")
+        return self
+
+
 class Profile(_Section):
-    """The resources of a session."""
+    """The resources of a session, and of its project's Dask clusters."""
 
     cpus: float = Field(default=1.0, gt=0)
     memory: ByteSize = Field(default=ByteSize(4 * 1024**3), description="limit, e.g. 4GiB")
     pids: int = Field(default=1024, ge=16, description="most processes and threads at once")
     gpus: int = Field(default=0, ge=0)
+    dask: DaskLimits = Field(default_factory=DaskLimits)
 
 
 class SessionSettings(_Section):
@@ -193,6 +224,23 @@ class RegistrySettings(_Section):
     port: Port = Field(default=8083, description="the registry service, on loopback")
 
 
+class DaskSettings(_Section):
+    """The Dask gateway: its ports on the hub's address, and what its clusters run as."""
+
+    api_port: Port = Field(default=8084, description="the gateway's own API: schedulers report")
+    proxy_port: Port = Field(default=8085, description="HTTP: the API as sessions reach it")
+    scheduler_proxy_port: Port = Field(
+        default=8086, description="TLS: sessions' connections to their schedulers"
+    )
+    uid_base: int = Field(
+        default=300000, ge=1000, description="a cluster runs as uid_base + its sandbox number"
+    )
+    scheduler_memory: ByteSize = Field(default=ByteSize(1024**3))
+    check_interval: int = Field(
+        default=5, ge=1, description="seconds between checks that each cluster's session runs"
+    )
+
+
 class Project(_Section):
     """A seed project: put into the registry when it is empty (on first start)."""
 
@@ -216,6 +264,7 @@ class SiteConfig(_Section):
     sessions: SessionSettings = Field(default_factory=SessionSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    dask: DaskSettings = Field(default_factory=DaskSettings)
     projects: list[Project] = Field(default_factory=lambda: list(SEED_PROJECTS))
 
     @model_validator(mode="after")
@@ -226,6 +275,9 @@ class SiteConfig(_Section):
             "hub.hub_port": self.hub.hub_port,
             "audit.port": self.audit.port,
             "registry.port": self.registry.port,
+            "dask.api_port": self.dask.api_port,
+            "dask.proxy_port": self.dask.proxy_port,
+            "dask.scheduler_proxy_port": self.dask.scheduler_proxy_port,
         }
         if self.identity.issuer is None:
             ports["identity.dev_provider.port"] = self.identity.dev_provider.port
@@ -273,6 +325,16 @@ class SiteConfig(_Section):
     def hub_url(self) -> str:
         """Where the hub itself listens: the address sessions, the proxy and tools reach."""
         return f"http://{self.sessions.hub_address}:{self.hub.hub_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        """The Dask gateway's API as sessions reach it, on the hub's address."""
+        return f"http://{self.sessions.hub_address}:{self.dask.proxy_port}"
+
+    @property
+    def gateway_scheduler_proxy(self) -> str:
+        """Where sessions' Dask clients connect (TLS, routed to the cluster by name)."""
+        return f"gateway://{self.sessions.hub_address}:{self.dask.scheduler_proxy_port}"
 
     @property
     def uses_dev_provider(self) -> bool:

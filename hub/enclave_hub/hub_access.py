@@ -24,6 +24,7 @@ from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
 from .audit.service import SERVICE_NAME as AUDIT_SERVICE
+from .dask import ACCESS_SCOPE as DASK_GATEWAY_SCOPE
 from .registry.reconciler import REFLECT_ACCESS_PATH
 from .registry.service import SERVICE_NAME as REGISTRY_SERVICE
 
@@ -90,6 +91,8 @@ class HubAccess:
             # The default server's spawn page lists the projects to choose from; the spawner
             # never starts that server itself.
             scopes.append(f"servers!server={username}/")
+            # Their sessions' tokens carry it too (server_token_scopes): Dask clusters.
+            scopes.append(DASK_GATEWAY_SCOPE)
             roles.append(
                 {
                     "name": sessions_role_name(username),

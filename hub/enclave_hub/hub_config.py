@@ -17,6 +17,8 @@ from .audit.service import EVENTS_PATH
 from .audit.service import SERVICE_NAME as AUDIT_SERVICE
 from .auth import EnclaveAuthenticator
 from .config import SiteConfig, SiteConfigError
+from .dask import ACCESS_SCOPE as DASK_GATEWAY_SCOPE
+from .dask import SERVICE_NAME as DASK_GATEWAY_SERVICE
 from .hub_access import REFLECT_SCOPE, USER_ROLE, HubAccess
 from .projects import ProjectGroups
 from .registry.registry import RegistryError
@@ -106,6 +108,12 @@ def configure(c: Any, site: SiteConfig) -> None:
             "oauth_no_confirm": True,
             "display": True,
         },
+        {
+            # No URL: the gateway is reached by sessions on the hub's address, never through
+            # the public proxy (its dashboards would be open there to anyone with a link).
+            "name": DASK_GATEWAY_SERVICE,
+            "api_token": secrets.gateway_service_token,
+        },
     ]
     hub.load_roles = [
         {
@@ -127,6 +135,12 @@ def configure(c: Any, site: SiteConfig) -> None:
                 REFLECT_SCOPE,
             ],
             "services": [REGISTRY_SERVICE],
+        },
+        {
+            "name": DASK_GATEWAY_SERVICE,
+            "description": "lets the Dask gateway see which sessions run, to end their clusters",
+            "scopes": ["list:users", "read:users", "read:servers", "admin:server_state"],
+            "services": [DASK_GATEWAY_SERVICE],
         },
         # Users' roles are the authenticator's to give (hub_access); this one is only redefined.
         USER_ROLE,
@@ -188,3 +202,11 @@ def configure(c: Any, site: SiteConfig) -> None:
     spawner.audit = audit
     spawner.audit_port = site.audit.port
     spawner.audit_events_path = EVENTS_PATH
+    # A session's token: its own server, its activity, and the Dask gateway.
+    spawner.server_token_scopes = [
+        "access:servers!server",
+        "users:activity!user",
+        DASK_GATEWAY_SCOPE,
+    ]
+    spawner.gateway_url = site.gateway_url
+    spawner.gateway_scheduler_proxy = site.gateway_scheduler_proxy

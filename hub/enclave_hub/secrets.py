@@ -21,6 +21,7 @@ SECRET_NAMES = (
     "audit_ingest_token",
     "audit_service_token",
     "registry_service_token",
+    "gateway_service_token",
 )
 
 
@@ -40,6 +41,7 @@ class Secrets:
     audit_ingest_token: str  # the hub's credential for sending events to the audit service
     audit_service_token: str  # the audit service's own token at the hub
     registry_service_token: str  # the registry service's token at the hub (the reconciler)
+    gateway_service_token: str  # the Dask gateway's token at the hub (who holds a token)
 
     def values(self) -> list[str]:
         return [getattr(self, name) for name in SECRET_NAMES]

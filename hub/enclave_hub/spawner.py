@@ -19,24 +19,22 @@ import html
 import ipaddress
 import os
 import secrets
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jupyterhub.spawner import LocalProcessSpawner, SpawnException
 from jupyterhub.utils import random_port
 from traitlets import Any as AnyTrait
 from traitlets import Dict, Integer, List, Unicode, default
 
-import enclave
-
 from . import notebook_audit, sandbox
 from .audit.client import AuditRefused
 from .registry import validation
 from .registry.registry import HOST_PORT
-from .sandbox.bubblewrap import DATA_MOUNT, PROJECT_MOUNT, SandboxView, bwrap_argv
+from .sandbox.bubblewrap import DATA_MOUNT, PROJECT_MOUNT, SandboxView, bwrap_argv, runtime_paths
 from .sandbox.gpu import GpuUnavailable, nvidia_devices, visible_devices
 
 LOG_TAIL_LINES = 15
@@ -47,46 +45,8 @@ SESSION_CONFIG_DIR = Path(__file__).with_name("session_jupyter_config")
 SESSION_KEEPER = ("setsid", "--fork", "--wait")
 
 
-def process_start_time(pid: int) -> int | None:
-    """The start time of a process in clock ticks since boot, or None if it is gone.
-
-    Together with the pid it names one process: a pid reused by a later process has
-    another start time.
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Fields after the command name, which is in parentheses and may hold spaces.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[19])
-
-
 def first_line(error: BaseException) -> str:
     return (str(error) or type(error).__name__).splitlines()[0]
-
-
-def resolve_endpoints(entries: list[Any]) -> tuple[list[sandbox.Endpoint], list[tuple[str, str]]]:
-    """Allow-list entries as addresses, and the host names sessions may look up."""
-    endpoints, names = [], []
-    for entry in entries:
-        try:
-            addresses = [ipaddress.ip_address(entry.host)]
-        except ValueError:
-            infos = socket.getaddrinfo(entry.host, entry.port, type=socket.SOCK_STREAM)
-            addresses = sorted({ipaddress.ip_address(info[4][0]) for info in infos}, key=str)
-            names += [(entry.host, str(address)) for address in addresses]
-        endpoints += [sandbox.Endpoint(address, entry.port) for address in addresses]
-    return endpoints, names
-
-
-def runtime_paths() -> list[Path]:
-    """The Python environment and Enclave's own code, which sessions see read-only."""
-    paths = {Path(sys.prefix).resolve()}
-    for package in (enclave, sys.modules[__package__]):
-        paths.add(Path(package.__file__).resolve().parent.parent)
-    # Drop any path that lies inside another.
-    return sorted(p for p in paths if not any(q != p and q in p.parents for q in paths))
 
 
 class EnclaveSpawner(LocalProcessSpawner):
@@ -112,6 +72,10 @@ class EnclaveSpawner(LocalProcessSpawner):
     audit = AnyTrait(help="the AuditClient that records session events").tag(config=True)
     audit_port = Integer(help="the audit service's port on the hub address").tag(config=True)
     audit_events_path = Unicode(help="the audit service's event URL path").tag(config=True)
+    gateway_url = Unicode(help="the Dask gateway's API, on the hub address").tag(config=True)
+    gateway_scheduler_proxy = Unicode(
+        help="gateway://host:port where Dask clients reach their schedulers"
+    ).tag(config=True)
 
     pid_start_time = Integer(0, help="start time of the recorded pid, in clock ticks")
     firewall_fingerprint = Unicode("", help="hash of the session's rules as loaded")
@@ -203,13 +167,17 @@ class EnclaveSpawner(LocalProcessSpawner):
         hub_ip = ipaddress.ip_address(self.hub_address)
         hub = sandbox.Endpoint(hub_ip, self.hub_port)
         audit = sandbox.Endpoint(hub_ip, self.audit_port)
+        gateway = [
+            sandbox.Endpoint(hub_ip, urlsplit(url).port)
+            for url in (self.gateway_url, self.gateway_scheduler_proxy)
+        ]
         return sandbox.SessionSandbox(
             sandbox.SessionSpec(
                 number=self.sandbox_number,
                 uid=self.session_uid,
                 gid=gid,
-                server_port=port,
-                allowed=(hub, audit, *allowed),
+                inbound_ports=(port,),
+                allowed=(hub, audit, *gateway, *allowed),
                 host_names=tuple(names),
                 limits=sandbox.Limits(
                     memory_bytes=int(profile.memory), cpus=profile.cpus, pids=profile.pids
@@ -279,6 +247,10 @@ class EnclaveSpawner(LocalProcessSpawner):
         env["ENCLAVE_PROJECT_FOLDER"] = PROJECT_MOUNT
         env["ENCLAVE_AUDIT_URL"] = f"http://{self.hub_address}:{self.audit_port}"
         env["ENCLAVE_AUDIT_EVENTS_PATH"] = self.audit_events_path
+        # dask-gateway's client reads these: Gateway() reaches this deployment's gateway.
+        env["DASK_GATEWAY__ADDRESS"] = self.gateway_url
+        env["DASK_GATEWAY__PROXY_ADDRESS"] = self.gateway_scheduler_proxy
+        env["DASK_GATEWAY__AUTH__TYPE"] = "jupyterhub"
         # No Jupyter configuration from the home folder: it could switch the recording off.
         env["JUPYTER_CONFIG_DIR"] = str(SESSION_CONFIG_DIR)
         env["JUPYTERLAB_SETTINGS_DIR"] = f"{self.home_inside}/.jupyter/lab/user-settings"
@@ -297,7 +269,7 @@ class EnclaveSpawner(LocalProcessSpawner):
         self.port = random_port()
         self.sandbox_number = await asyncio.to_thread(sandbox.reserve_session_number)
         egress = [*self.egress_allow, *map(HOST_PORT.validate_python, project.egress_allow)]
-        allowed, names = await asyncio.to_thread(resolve_endpoints, egress)
+        allowed, names = await asyncio.to_thread(sandbox.resolve_endpoints, egress)
         box = self._sandbox(self.port, gid, profile, allowed, names)
         self.ip = box.session_ip
         self._prepare_folders(gid)
@@ -330,6 +302,7 @@ class EnclaveSpawner(LocalProcessSpawner):
             devices=devices,
         )
         env = self.get_env()
+        env["ENCLAVE_DASK_WORKERS"] = str(profile.dask.default_workers)
         if devices:
             env["CUDA_VISIBLE_DEVICES"] = visible_devices(profile.gpus)
         try:
@@ -398,7 +371,7 @@ class EnclaveSpawner(LocalProcessSpawner):
                 stderr=subprocess.STDOUT,
             )
         self.pid = self.proc.pid
-        self.pid_start_time = process_start_time(self.pid) or 0
+        self.pid_start_time = sandbox.process_start_time(self.pid) or 0
         self.log.info(
             "Session %s/%s started as pid %d, uid %d, in %s",
             self.user.name,
@@ -464,7 +437,7 @@ class EnclaveSpawner(LocalProcessSpawner):
 
     async def poll(self) -> int | None:
         if self.proc is None and self.pid:
-            current = process_start_time(self.pid)
+            current = sandbox.process_start_time(self.pid)
             if current is None or current != self.pid_start_time:
                 # Gone, or the pid now belongs to another process: never adopt that one.
                 self.log.warning(

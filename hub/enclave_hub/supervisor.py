@@ -1,8 +1,10 @@
-"""`enclave up`: start the identity provider, the audit service, the proxy and the hub.
+"""`enclave up`: start the identity provider, the audit service, the proxy, the registry
+service, the Dask gateway and the hub.
 
 Each component runs in its own process session with its output in `<state>/logs/`. The hub is
-restarted if it exits (sessions and the proxy survive a hub restart and are re-adopted); if
-any other component exits, everything stops. SIGINT or SIGTERM stops the sessions through the
+restarted if it exits (sessions and the proxy survive a hub restart and are re-adopted), and so
+is the Dask gateway (its clusters end with it, and users start new ones); if any other
+component exits, everything stops. SIGINT or SIGTERM stops the sessions through the
 hub's API, then the hub, the proxy and the provider.
 """
 
@@ -32,8 +34,8 @@ HUB_CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 SESSION_STOP_TIMEOUT = 60.0
-HUB_RESTART_LIMIT = 5
-HUB_RESTART_WINDOW = 300.0
+RESTART_LIMIT = 5
+RESTART_WINDOW = 300.0
 
 
 class StartupError(Exception):
@@ -49,6 +51,7 @@ class Component:
     env: dict[str, str]
     log_path: Path
     is_ready: Callable[[], bool]
+    restartable: bool = False
     process: subprocess.Popen | None = None
     restarts: list[float] = field(default_factory=list)
 
@@ -119,6 +122,10 @@ def check_ports(site: SiteConfig) -> None:
         ("audit.port", "the audit service", "0.0.0.0", site.audit.port),
         ("registry.port", "the registry service", "127.0.0.1", site.registry.port),
     ]
+    hub_address = str(site.sessions.hub_address)
+    for key in ("api_port", "proxy_port", "scheduler_proxy_port"):
+        port = getattr(site.dask, key)
+        wanted.append((f"dask.{key}", "the Dask gateway", hub_address, port))
     if site.uses_dev_provider:
         port = site.identity.dev_provider.port
         wanted.append(
@@ -254,12 +261,21 @@ class Supervisor:
                 lambda: _tcp_open(site.registry.port),
             )
         )
+        gateway = self._enclave_module(
+            "Dask gateway",
+            "enclave_hub.dask.service",
+            "dask-gateway.log",
+            lambda: _tcp_open(site.dask.api_port, str(site.sessions.hub_address)),
+        )
+        gateway.restartable = True
+        components.append(gateway)
         self.hub = Component(
             name="hub",
             argv=[sys.executable, "-m", "jupyterhub", "-f", str(HUB_CONFIG_FILE)],
             env={**env, "ENCLAVE_CONFIG": str(self.config_path)},
             log_path=self.log_dir / "hub.log",
             is_ready=lambda: _http_ok(f"{site.public_url}/hub/api/"),
+            restartable=True,
         )
         components.append(self.hub)
         return components
@@ -307,11 +323,11 @@ class Supervisor:
                 status = component.exit_status()
                 if status is None:
                     continue
-                if component is self.hub and self._may_restart_hub():
-                    print(f"The hub exited (status {status}); restarting it.", flush=True)
+                if component.restartable and self._may_restart(component):
+                    print(f"The {component.name} exited (status {status}); restarting it.")
                     component.start()
                     component.wait_ready()
-                    print("The hub is back; running sessions were kept.", flush=True)
+                    print(f"The {component.name} is back.", flush=True)
                     continue
                 print(
                     f"The {component.name} exited (status {status}); stopping Enclave. "
@@ -322,12 +338,12 @@ class Supervisor:
                 return 1
         return 0
 
-    def _may_restart_hub(self) -> bool:
+    @staticmethod
+    def _may_restart(component: Component) -> bool:
         now = time.monotonic()
-        assert self.hub is not None
-        self.hub.restarts = [t for t in self.hub.restarts if now - t < HUB_RESTART_WINDOW]
-        self.hub.restarts.append(now)
-        return len(self.hub.restarts) <= HUB_RESTART_LIMIT
+        component.restarts = [t for t in component.restarts if now - t < RESTART_WINDOW]
+        component.restarts.append(now)
+        return len(component.restarts) <= RESTART_LIMIT
 
     def _print_banner(self) -> None:
         site = self.site

@@ -5,6 +5,7 @@
     s = enclave.open_slide("ds-id/slide-id")  a pathology slide: levels, regions, tiles
     v = enclave.open_volume("ds-id/series")   a CT or MR volume (z, y, x) in millimetres
     a = enclave.open_matrix("ds-id/name")     a genomic matrix: AnnData with a lazy X
+    client = enclave.dask_client()            a Dask cluster of this session's project
     enclave.view(s)                           napari, at physical scale
 
 Readers load their libraries on first use, so `import enclave` stays quick.
@@ -15,11 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 from .catalog import CatalogError, Dataset, dataset, datasets
+from .compute import ClusterUnavailable, dask_client
 
 __version__ = "0.1.0"
 __all__ = [
     "CatalogError",
+    "ClusterUnavailable",
     "Dataset",
+    "dask_client",
     "dataset",
     "datasets",
     "open_matrix",

@@ -42,6 +42,17 @@ class ActiveSessions:
         return self._current.get((user, project))
 
 
+def session_server(model: dict) -> tuple[str, str] | None:
+    """(user, server name) if the hub's `/user` model is that of a notebook server's token."""
+    if model.get("kind") != "user":
+        return None
+    if f"tokens!user={model.get('name')}" in model.get("scopes", []):
+        return None  # a person's own token (it manages tokens), never a session's
+    servers = {m.groups() for s in model.get("scopes", []) if (m := SERVER_SCOPE.match(s))}
+    servers = {s for s in servers if s[0] == model.get("name")}
+    return servers.pop() if len(servers) == 1 else None
+
+
 class TokenResolver:
     """Whose session a token is, asked of the hub and remembered for a while.
 
@@ -71,19 +82,9 @@ class TokenResolver:
             return None
         if reply.status_code != 200:
             raise HubUnavailable(f"the hub answered {reply.status_code}")
-        server = self._server_in(reply.json())
+        server = session_server(reply.json())
         self._known[digest] = (now + self.remember_for, server)
         return server
-
-    @staticmethod
-    def _server_in(model: dict) -> tuple[str, str] | None:
-        if model.get("kind") != "user":
-            return None
-        if f"tokens!user={model.get('name')}" in model.get("scopes", []):
-            return None  # a person's own token (it manages tokens), never a session's
-        servers = {m.groups() for s in model.get("scopes", []) if (m := SERVER_SCOPE.match(s))}
-        servers = {s for s in servers if s[0] == model.get("name")}
-        return servers.pop() if len(servers) == 1 else None
 
     async def close(self) -> None:
         await self._client.aclose()

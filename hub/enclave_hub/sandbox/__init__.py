@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import ipaddress
 import logging
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .cgroup import CgroupError, Limits, SessionCgroup
 from .network import (
     Endpoint,
     NetworkError,
     SessionNetwork,
+    numbers_in_use,
     release_session_number,
     reserve_session_number,
 )
@@ -31,8 +35,11 @@ __all__ = [
     "SandboxError",
     "SessionSandbox",
     "SessionSpec",
+    "numbers_in_use",
+    "process_start_time",
     "release_session_number",
     "reserve_session_number",
+    "resolve_endpoints",
 ]
 
 log = logging.getLogger("enclave.sandbox")
@@ -43,6 +50,35 @@ class SandboxError(Exception):
     """The sandbox could not be built, or no longer holds."""
 
 
+def process_start_time(pid: int) -> int | None:
+    """The start time of a process in clock ticks since boot, or None if it is gone.
+
+    Together with the pid it names one process: a pid reused by a later process has
+    another start time.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the command name, which is in parentheses and may hold spaces.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+def resolve_endpoints(entries: list[Any]) -> tuple[list[Endpoint], list[tuple[str, str]]]:
+    """Allow-list entries as addresses, and the host names sessions may look up."""
+    endpoints, names = [], []
+    for entry in entries:
+        try:
+            addresses = [ipaddress.ip_address(entry.host)]
+        except ValueError:
+            infos = socket.getaddrinfo(entry.host, entry.port, type=socket.SOCK_STREAM)
+            addresses = sorted({ipaddress.ip_address(info[4][0]) for info in infos}, key=str)
+            names += [(entry.host, str(address)) for address in addresses]
+        endpoints += [Endpoint(address, entry.port) for address in addresses]
+    return endpoints, names
+
+
 @dataclass(frozen=True)
 class SessionSpec:
     """Everything that defines one session's sandbox."""
@@ -50,7 +86,7 @@ class SessionSpec:
     number: int
     uid: int
     gid: int
-    server_port: int
+    inbound_ports: tuple[int, ...]  # what the host may connect to inside
     allowed: tuple[Endpoint, ...]
     host_names: tuple[tuple[str, str], ...]
     limits: Limits
@@ -132,7 +168,7 @@ class SessionSandbox:
 
     def _apply_firewall(self) -> None:
         self.firewall_fingerprint = self.network.apply_rules(
-            list(self.spec.allowed), self.spec.server_port
+            list(self.spec.allowed), self.spec.inbound_ports
         )
 
     def _write_files(self) -> None:

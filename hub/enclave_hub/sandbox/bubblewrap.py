@@ -9,8 +9,12 @@ of the host: no hub state, no other homes, no host /proc or /sys.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import enclave
+import enclave_hub
 
 SYSTEM_READ_ONLY = ("/usr", "/etc")
 USR_MERGED_LINKS = {
@@ -48,6 +52,15 @@ def _system_mounts() -> list[str]:
         elif Path(link).exists():
             args += ["--ro-bind", link, link]
     return args
+
+
+def runtime_paths() -> list[Path]:
+    """The Python environment and Enclave's own code, which sandboxes see read-only."""
+    paths = {Path(sys.prefix).resolve()}
+    for package in (enclave, enclave_hub):
+        paths.add(Path(package.__file__).resolve().parent.parent)
+    # Drop any path that lies inside another.
+    return sorted(p for p in paths if not any(q != p and q in p.parents for q in paths))
 
 
 def bwrap_argv(view: SandboxView, command: list[str]) -> list[str]:

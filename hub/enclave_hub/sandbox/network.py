@@ -1,11 +1,12 @@
-"""A session's network: its own namespace, one veth to the host, and nftables that drop by default.
+"""A sandbox's network: its own namespace, one veth to the host, and nftables that drop by default.
 
-The namespace reaches the host through a point-to-point veth (IPv4 link-local and IPv6 ULA
-addresses derived from the session's number). Its `inet enclave` table lets out only loopback
-traffic, replies, the hub's API and the site's allow-list; it lets in only the proxy's
-connections to the session's server port. Everything else is counted; what goes out is
-rejected (so that programs fail at once rather than hang), what comes in is dropped. The
-session has no capability in this namespace, so it cannot change the rules.
+A sandbox is a notebook session or a Dask cluster. Its namespace reaches the host through a
+point-to-point veth (IPv4 link-local and IPv6 ULA addresses derived from the sandbox's number).
+Its `inet enclave` table lets out only loopback traffic, replies, the hub's API and the site's
+allow-list; it lets in only the host's connections to the sandbox's own ports (a session's
+server; a scheduler's). Everything else is counted; what goes out is rejected (so that programs
+fail at once rather than hang), what comes in is dropped. Nothing inside has any capability in
+this namespace, so nothing inside can change the rules.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ LINK_CONTROL_OUT = "nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert"
 LINK_CONTROL_IN = "nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert"
 IPV4_POOL = ipaddress.IPv4Network("169.254.0.0/17")
 IPV6_PREFIX = "fd3e:6e63:6c76"
+# Sandbox numbers: notebook sessions take the lower half, Dask clusters the upper, so that the
+# hub and the gateway, which reserve numbers in separate processes, never pick the same one.
+SESSION_NUMBERS = range(1, IPV4_POOL.num_addresses // 8)
+CLUSTER_NUMBERS = range(IPV4_POOL.num_addresses // 8, IPV4_POOL.num_addresses // 4)
 
 
 class NetworkError(Exception):
@@ -136,8 +141,9 @@ class SessionNetwork:
         run(self.netns("ip", "route", "add", "default", "via", str(self.host_ipv4)))
         run(self.netns("ip", "-6", "route", "add", "default", "via", str(self.host_ipv6)))
 
-    def ruleset(self, allowed: list[Endpoint], server_port: int) -> str:
+    def ruleset(self, allowed: list[Endpoint], inbound_ports: tuple[int, ...]) -> str:
         allow = "\n        ".join(endpoint.rule() for endpoint in allowed)
+        ports = ", ".join(str(port) for port in inbound_ports)
         return f"""
 table inet {TABLE} {{
     counter blocked_out {{ }}
@@ -160,7 +166,7 @@ table inet {TABLE} {{
         iif "lo" accept
         ct state established,related accept
         icmpv6 type {{ {LINK_CONTROL_IN} }} ip6 hoplimit 255 accept
-        ip saddr {self.host_ipv4} tcp dport {server_port} accept
+        ip saddr {self.host_ipv4} tcp dport {{ {ports} }} accept
         counter name "blocked_in" drop
     }}
     chain forward {{
@@ -169,9 +175,9 @@ table inet {TABLE} {{
 }}
 """
 
-    def apply_rules(self, allowed: list[Endpoint], server_port: int) -> str:
+    def apply_rules(self, allowed: list[Endpoint], inbound_ports: tuple[int, ...]) -> str:
         """Load the table; return the fingerprint that `verify_rules` checks against."""
-        run(self.netns("nft", "-f", "-"), stdin=self.ruleset(allowed, server_port))
+        run(self.netns("nft", "-f", "-"), stdin=self.ruleset(allowed, inbound_ports))
         return self.rules_fingerprint()
 
     def rules_fingerprint(self) -> str:
@@ -234,20 +240,23 @@ _reserved: set[int] = set()
 _reserving = threading.Lock()
 
 
-def reserve_session_number() -> int:
-    """The lowest session number that no namespace or link on this machine uses.
-
-    Numbers handed out here stay reserved in this process until released, so sessions that
-    start at the same time get different ones.
-    """
+def numbers_in_use() -> set[int]:
+    """The sandbox numbers that a namespace or a link on this machine carries."""
     namespaces = run(["ip", "netns", "list"])
     links = run(["ip", "-brief", "link"])
     taken = {int(n) for n in re.findall(r"^enclave-s(\d+)\b", namespaces, re.MULTILINE)}
-    taken |= {int(n) for n in re.findall(r"^enc(\d+)h\b", links, re.MULTILINE)}
+    return taken | {int(n) for n in re.findall(r"^enc(\d+)h\b", links, re.MULTILINE)}
+
+
+def reserve_session_number(numbers: range = SESSION_NUMBERS) -> int:
+    """The lowest number in `numbers` that no namespace or link on this machine uses.
+
+    Numbers handed out here stay reserved in this process until released, so sandboxes that
+    are built at the same time get different ones.
+    """
+    taken = numbers_in_use()
     with _reserving:
-        number = next(
-            n for n in range(1, IPV4_POOL.num_addresses // 4) if n not in taken | _reserved
-        )
+        number = next(n for n in numbers if n not in taken | _reserved)
         _reserved.add(number)
     return number
 

@@ -1,0 +1,5 @@
+"""Dask clusters per project session, through dask-gateway-server, inside the enclave."""
+
+SERVICE_NAME = "dask-gateway"
+# What a notebook session's token carries so that the gateway admits it.
+ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"

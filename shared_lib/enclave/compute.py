@@ -1,0 +1,50 @@
+"""Dask for this session's project: its cluster, through the deployment's gateway.
+
+In a session the gateway's address, its scheduler proxy and the session's token come from the
+environment the spawner sets, so `dask_gateway.Gateway()` works as it is; `dask_client` adds
+the profile's defaults and clear errors. A session sees only the clusters it started.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+DEFAULT_WORKERS_VARIABLE = "ENCLAVE_DASK_WORKERS"
+
+
+class ClusterUnavailable(RuntimeError):
+    """The gateway cannot be reached, or the session has no gateway configured."""
+
+
+def dask_client(workers: int | None = None, **options: Any):
+    """A `distributed.Client` of this session's cluster, started if there is none.
+
+    A new cluster gets `workers` workers (the profile's default when None); `options` are the
+    gateway's cluster options (`worker_cores`, `worker_memory` in GiB). `client.cluster` is
+    the cluster: `client.cluster.adapt(minimum=1, maximum=4)` scales it with the work.
+    """
+    import aiohttp
+    import dask
+    from dask_gateway import Gateway
+
+    address = dask.config.get("gateway.address", None)
+    if not address:
+        raise ClusterUnavailable(
+            "No Dask gateway is configured: enclave.dask_client() works in an Enclave session"
+        )
+    try:
+        with Gateway() as gateway:
+            running = gateway.list_clusters()
+            if running:
+                return gateway.connect(running[0].name).get_client()
+            cluster = gateway.new_cluster(**options)
+            cluster.scale(
+                int(os.environ.get(DEFAULT_WORKERS_VARIABLE, 2)) if workers is None else workers
+            )
+            return cluster.get_client()
+    except (aiohttp.ClientConnectionError, OSError) as error:
+        raise ClusterUnavailable(
+            f"The Dask gateway at {address} cannot be reached ({error}). It is restarted "
+            "automatically after a failure: try again in a minute."
+        ) from None
