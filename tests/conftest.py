@@ -29,8 +29,44 @@ EXTRA_PROJECTS = [
         "members": ["lena"],
         "datasets": ["ds-imaging"],
     },
+    # Dask clusters (test_e2e_dask): two projects under tight limits, one with a short idle
+    # timeout, one to suspend.
+    {
+        "id": "dask-a",
+        "title": "Dask A",
+        "members": ["nina", "oscar"],
+        "profile": "daskling",
+        "datasets": ["ds-dask"],
+    },
+    {
+        "id": "dask-b",
+        "title": "Dask B",
+        "members": ["pia"],
+        "profile": "daskling",
+        "datasets": ["ds-dask-b"],
+    },
+    {"id": "dask-idle", "title": "Dask, idle", "members": ["nina"], "profile": "dask-idle"},
+    {"id": "dask-halt", "title": "Dask, suspended", "members": ["pia"], "profile": "daskling"},
 ]
-DATASETS = {"cancer-imaging": ["ds-imaging"], "cardiac-mri": ["ds-cardiac"]}
+DATASETS = {
+    "cancer-imaging": ["ds-imaging"],
+    "cardiac-mri": ["ds-cardiac"],
+    "dask-a": ["ds-dask"],
+    "dask-b": ["ds-dask-b"],
+}
+# Workers of half a GiB; two per cluster, three per project.
+DASKLING = {
+    "worker_cores": 1,
+    "worker_memory": "512MiB",
+    "default_workers": 2,
+    "cluster_workers": 2,
+    "cluster_cores": 2,
+    "cluster_memory": "1GiB",
+    "project_workers": 3,
+    "project_cores": 3,
+    "project_memory": "1536MiB",
+    "idle_timeout": 0,
+}
 
 
 @dataclass(frozen=True)
@@ -80,6 +116,8 @@ def enclave(test_host) -> RunningEnclave:
             "default": {"cpus": 1, "memory": "2GiB", "pids": 512},
             "small": {"cpus": 0.5, "memory": "300MiB", "pids": 160},
             "gpu": {"gpus": 1},
+            "daskling": {"cpus": 1, "memory": "2GiB", "pids": 512, "dask": DASKLING},
+            "dask-idle": {"dask": {**DASKLING, "idle_timeout": 8}},
         },
     }
     running = start_enclave(write_site_config(base, projects=projects, sessions=sessions))

@@ -265,7 +265,7 @@ class Supervisor:
             "Dask gateway",
             "enclave_hub.dask.service",
             "dask-gateway.log",
-            lambda: _tcp_open(site.dask.api_port, str(site.sessions.hub_address)),
+            lambda: _http_ok(f"{site.gateway_url}/api/health"),
         )
         gateway.restartable = True
         components.append(gateway)

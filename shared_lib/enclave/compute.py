@@ -8,13 +8,32 @@ the profile's defaults and clear errors. A session sees only the clusters it sta
 from __future__ import annotations
 
 import os
+import urllib.error
+import urllib.request
 from typing import Any
 
 DEFAULT_WORKERS_VARIABLE = "ENCLAVE_DASK_WORKERS"
+HEALTH_TIMEOUT = 10.0
+
+
+def _default_workers() -> int:
+    return int(os.environ.get(DEFAULT_WORKERS_VARIABLE, 2))
 
 
 class ClusterUnavailable(RuntimeError):
     """The gateway cannot be reached, or the session has no gateway configured."""
+
+
+def _check_ready(address: str) -> None:
+    """Raise ClusterUnavailable unless the gateway answers its health check."""
+    try:
+        with urllib.request.urlopen(f"{address}/api/health", timeout=HEALTH_TIMEOUT):
+            return
+    except (urllib.error.URLError, OSError) as error:
+        raise ClusterUnavailable(
+            f"The Dask gateway at {address} cannot be reached ({error}). It is restarted "
+            "automatically after a failure: try again in a minute."
+        ) from None
 
 
 def dask_client(workers: int | None = None, **options: Any):
@@ -33,18 +52,19 @@ def dask_client(workers: int | None = None, **options: Any):
         raise ClusterUnavailable(
             "No Dask gateway is configured: enclave.dask_client() works in an Enclave session"
         )
+    _check_ready(address)
     try:
         with Gateway() as gateway:
             running = gateway.list_clusters()
             if running:
                 return gateway.connect(running[0].name).get_client()
             cluster = gateway.new_cluster(**options)
-            cluster.scale(
-                int(os.environ.get(DEFAULT_WORKERS_VARIABLE, 2)) if workers is None else workers
-            )
+            try:
+                cluster.scale(_default_workers() if workers is None else workers)
+            except BaseException:
+                cluster.shutdown()  # refused (over the project's limits): leave nothing behind
+                raise
             return cluster.get_client()
-    except (aiohttp.ClientConnectionError, OSError) as error:
-        raise ClusterUnavailable(
-            f"The Dask gateway at {address} cannot be reached ({error}). It is restarted "
-            "automatically after a failure: try again in a minute."
-        ) from None
+    except (aiohttp.ClientConnectionError, OSError):
+        _check_ready(address)  # gone since: say so; otherwise the error was the cluster's
+        raise

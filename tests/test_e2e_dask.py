@@ -1,0 +1,370 @@
+"""Dask clusters from real sessions, through the real gateway, in real sandboxes.
+
+The projects and their tight limits (two workers a cluster, three a project) are in
+conftest.py. Each attack is tried and asserted to fail, beside a control that succeeds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import zarr
+from distributed import Client
+
+from enclave_harness import (
+    HubAPI,
+    Kernel,
+    create_api_token,
+    environ_of,
+    login,
+    project_cli,
+    session_url,
+    set_provider_claims,
+)
+from enclave_hub.audit.query import records
+
+pytestmark = pytest.mark.e2e
+
+CLUSTER_WAIT = 120
+
+
+class Notebook:
+    """A user's session in one project, with one kernel kept open between cells."""
+
+    def __init__(self, enclave, user: str, project: str):
+        set_provider_claims(enclave, user, {"preferred_username": user, "groups": ["researchers"]})
+        client, _ = login(enclave, user)
+        self.token = create_api_token(client, user)
+        self.api = HubAPI(enclave, self.token)
+        self.user, self.project = user, project
+        assert self.api.start_session(user, project).status_code in (201, 202)
+        self.api.wait_until_ready(user, project)
+        self.kernel = Kernel(session_url(enclave, user, project), self.token, timeout=180)
+        self.kernel.wait_ready()
+
+    def run(self, code: str) -> dict:
+        """Run a cell that prints one JSON document last; return it."""
+        return json.loads(self.kernel.execute(code).strip().splitlines()[-1])
+
+    def start_cluster(self, workers: int = 2) -> str:
+        """`enclave.dask_client()`, waited on until its workers are up; the cluster's name."""
+        return self.run(
+            "import enclave, json\n"
+            f"client = enclave.dask_client(workers={workers})\n"
+            f"client.wait_for_workers({workers}, timeout={CLUSTER_WAIT})\n"
+            "print(json.dumps({'name': client.cluster.name}))\n"
+        )["name"]
+
+    def stop(self) -> None:
+        self.kernel.close()
+        self.api.stop_session(self.user, self.project)
+
+
+def cluster_processes(name: str) -> list[int]:
+    """Host pids of every process of one cluster (each carries the cluster's name)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if environ_of(int(proc.name)).get("DASK_GATEWAY_CLUSTER_NAME") == name:
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def wait_for(condition, what: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+def cluster_events(enclave, name: str) -> list[dict]:
+    return [r for r in records(enclave.state_dir / "audit") if r.get("target") == name]
+
+
+def stopped(enclave, name: str) -> dict | None:
+    """The cluster's stop record, once its processes and folder are gone too."""
+    gone = not cluster_processes(name) and not (cluster_home(enclave, name)).exists()
+    stops = [e for e in cluster_events(enclave, name) if e["action"] == "dask.cluster.stop"]
+    return stops[0] if gone and stops else None
+
+
+def cluster_home(enclave, name: str) -> Path:
+    return Path(enclave.config["sessions"]["workspace_root"], ".clusters", name)
+
+
+@pytest.fixture(scope="module")
+def dataset(enclave) -> int:
+    """A zarr array in project dask-a's dataset; its sum."""
+    values = np.random.default_rng(9).integers(0, 1000, size=(400, 300), dtype=np.int64)
+    array = zarr.create_array(
+        enclave.base / "data" / "ds-dask" / "values.zarr",
+        shape=values.shape,
+        chunks=(100, 100),
+        dtype=values.dtype,
+    )
+    array[:] = values
+    return int(values.sum())
+
+
+@pytest.fixture(scope="module")
+def nina(enclave) -> Notebook:
+    notebook = Notebook(enclave, "nina", "dask-a")
+    yield notebook
+    notebook.kernel.close()
+
+
+@pytest.fixture(scope="module")
+def nina_cluster(nina) -> str:
+    return nina.start_cluster()
+
+
+def test_a_session_computes_on_its_dataset_with_two_workers(enclave, nina, nina_cluster, dataset):
+    result = nina.run(
+        "import json, os\n"
+        "import dask.array as da\n"
+        "total = da.from_zarr('/data/ds-dask/values.zarr').sum().compute()\n"
+        "def probe():\n"
+        "    import os\n"
+        "    try:\n"
+        "        open('/data/ds-dask/written-by-a-worker', 'w')\n"
+        "        read_only = False\n"
+        "    except OSError:\n"
+        "        read_only = True\n"
+        "    return {'uid': os.getuid(), 'read_only': read_only,\n"
+        "            'data': sorted(os.listdir('/data')),\n"
+        "            'project': os.environ['ENCLAVE_PROJECT']}\n"
+        "print(json.dumps({'total': int(total), 'workers': list(client.run(probe).values()),\n"
+        "                  'session_uid': os.getuid()}))\n"
+    )
+    assert result["total"] == dataset
+    assert len(result["workers"]) == 2
+    for worker in result["workers"]:
+        assert worker["uid"] not in (0, result["session_uid"])
+        assert worker["read_only"] and worker["data"] == ["ds-dask"]
+        assert worker["project"] == "dask-a"
+    start = [
+        e for e in cluster_events(enclave, nina_cluster) if e["action"] == "dask.cluster.start"
+    ]
+    assert start and start[0]["actor"] == "nina" and start[0]["project"] == "dask-a"
+    assert start[0].get("session")
+
+
+def test_another_project_cannot_list_connect_to_or_stop_the_cluster(enclave, nina, nina_cluster):
+    pia = Notebook(enclave, "pia", "dask-b")
+    try:
+        seen = pia.run(
+            "import json\n"
+            "from dask_gateway import Gateway\n"
+            "gateway = Gateway()\n"
+            "out = {'listed': [c.name for c in gateway.list_clusters()]}\n"
+            f"for what, call in (('connect', lambda: gateway.connect({nina_cluster!r})),\n"
+            f"                   ('stop', lambda: gateway.stop_cluster({nina_cluster!r}))):\n"
+            "    try:\n"
+            "        call()\n"
+            "        out[what] = 'allowed'\n"
+            "    except Exception as error:\n"
+            "        out[what] = f'{type(error).__name__}: {error}'\n"
+            "print(json.dumps(out))\n"
+        )
+    finally:
+        pia.stop()
+    assert seen["listed"] == []
+    assert "403" in seen["connect"] and "403" in seen["stop"]  # the gateway forbids both
+    # A person's own API token is no session's: the gateway refuses it.
+    gateway = enclave.site.gateway_url
+    answer = httpx.get(
+        f"{gateway}/api/v1/clusters/", headers={"Authorization": f"jupyterhub {nina.token}"}
+    )
+    assert answer.status_code == 403, answer.text
+    # The control: the cluster still works for its own session.
+    assert nina.run("print(client.submit(sum, [1, 2, 3]).result())") == 6
+
+
+def test_plain_tcp_to_a_scheduler_is_refused(enclave, nina, nina_cluster):
+    address = nina.run("import json; print(json.dumps(client.scheduler_info()['address']))")
+    assert address.startswith("tls://")
+    host_port = address.removeprefix("tls://")
+    proxy = f"{enclave.site.sessions.hub_address}:{enclave.site.dask.scheduler_proxy_port}"
+    for attempt in (f"tcp://{host_port}", f"tcp://{proxy}", address):
+        with pytest.raises((OSError, TimeoutError, TypeError, ValueError)):
+            Client(attempt, timeout=5)
+
+
+def test_a_worker_cannot_reach_the_internet_or_the_hub(enclave, nina, nina_cluster, test_host):
+    from test_sandbox_attacks import Listener
+
+    allowed = Listener(test_host.ipv4, test_host.allowed_port)
+    other = Listener(test_host.ipv4)
+    site = enclave.site
+    targets = [
+        (test_host.ipv4, allowed.port),
+        (test_host.ipv4, other.port),
+        ("1.1.1.1", 443),
+        (str(site.sessions.hub_address), site.hub.hub_port),
+        (str(site.sessions.hub_address), site.audit.port),
+    ]
+    try:
+        outcomes = nina.run(
+            "import json\n"
+            "def attempt(targets):\n"
+            "    import socket\n"
+            "    results = {}\n"
+            "    for host, port in targets:\n"
+            "        s = socket.socket()\n"
+            "        s.settimeout(3)\n"
+            "        try:\n"
+            "            s.connect((host, port))\n"
+            "            results[f'{host}:{port}'] = 'connected'\n"
+            "        except OSError as error:\n"
+            "            results[f'{host}:{port}'] = type(error).__name__\n"
+            "        finally:\n"
+            "            s.close()\n"
+            "    return results\n"
+            f"print(json.dumps(list(client.run(attempt, {targets!r}).values())))\n"
+        )
+    finally:
+        allowed.close()
+        other.close()
+    for results in outcomes:
+        assert results.pop(f"{test_host.ipv4}:{allowed.port}") == "connected"  # the allow-list
+        assert "connected" not in results.values(), results
+    assert other.reached == []
+
+
+def test_scaling_past_the_limits_is_refused_and_adapt_keeps_within_them(
+    enclave, nina, nina_cluster
+):
+    refused = nina.run(
+        "import json\n"
+        "try:\n"
+        "    client.cluster.scale(3)\n"
+        "    out = 'scaled'\n"
+        "except Exception as error:\n"
+        "    out = f'{type(error).__name__}: {error}'\n"
+        "print(json.dumps(out))\n"
+    )
+    assert refused.startswith("GatewayClusterError: Scaling to 3 workers refused")
+    assert "per cluster (2 workers, profile 'daskling')" in refused
+    oscar = Notebook(enclave, "oscar", "dask-a")
+    try:
+        result = oscar.run(
+            "import enclave, json, time\n"
+            "out = {}\n"
+            "try:\n"
+            "    enclave.dask_client(workers=2)\n"
+            "except Exception as error:\n"
+            "    out['two'] = f'{type(error).__name__}: {error}'\n"
+            "client = enclave.dask_client(workers=0)\n"
+            "client.cluster.adapt(minimum=0, maximum=10)\n"
+            "out['sum'] = client.submit(sum, range(10)).result(timeout=120)\n"
+            "out['workers'] = len(client.scheduler_info()['workers'])\n"
+            "# Kept when the kernel exits: the session's end must stop it.\n"
+            "client.cluster.shutdown_on_close = False\n"
+            "print(json.dumps(out))\n"
+        )
+        # Two more would make four in the project, which may have three.
+        assert "2 workers in this cluster, with 2 workers in the project's other" in result["two"]
+        assert "may use in all (3 workers" in result["two"]
+        assert result["sum"] == 45 and result["workers"] == 1
+        oscar_cluster = oscar.run("import json; print(json.dumps(client.cluster.name))")
+    finally:
+        oscar.stop()
+    # Stopping the session stops its cluster: processes, sandbox and folder.
+    stop = wait_for(lambda: stopped(enclave, oscar_cluster), "oscar's cluster stopping")
+    assert stop["reason"] == "its session stopped" and stop["outcome"] == "stopped"
+
+
+def test_an_idle_cluster_stops_after_its_timeout(enclave):
+    notebook = Notebook(enclave, "nina", "dask-idle")
+    try:
+        name = notebook.start_cluster(workers=1)
+        assert notebook.run("print(client.submit(pow, 2, 10).result())") == 1024
+        stop = wait_for(lambda: stopped(enclave, name), "the idle cluster stopping", 90)
+    finally:
+        notebook.stop()
+    assert stop["outcome"] == "stopped"
+
+
+def test_suspending_the_project_stops_its_clusters(enclave):
+    notebook = Notebook(enclave, "pia", "dask-halt")
+    name = notebook.start_cluster(workers=1)
+    notebook.run("client.cluster.shutdown_on_close = False; print(1)")  # outlives the kernel
+    notebook.kernel.close()
+    project_cli(enclave, "suspend", "dask-halt")
+    stop = wait_for(lambda: stopped(enclave, name), "the suspended project's cluster stopping")
+    assert stop["reason"] == "the membership or the project is no longer in force"
+
+
+def _gateway_pid() -> int | None:
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if "enclave_hub.dask.service" in (proc / "cmdline").read_text():
+                    return int(proc.name)
+            except OSError:
+                continue
+    return None
+
+
+def test_a_killed_scheduler_then_gateway_leave_no_orphans(enclave, nina, nina_cluster):
+    scheduler = next(
+        pid
+        for pid in cluster_processes(nina_cluster)
+        if "scheduler" in Path(f"/proc/{pid}/cmdline").read_text()
+        and "bwrap" not in Path(f"/proc/{pid}/cmdline").read_text()
+    )
+    os.kill(scheduler, signal.SIGKILL)
+    stop = wait_for(lambda: stopped(enclave, nina_cluster), "the broken cluster stopping")
+    assert stop["outcome"] == "failed"
+    assert stop["reason"] == "its scheduler exited or its sandbox no longer holds"
+    # The old client fails; enclave.dask_client() starts a new cluster that works.
+    after = nina.run(
+        "import enclave, json\n"
+        "try:\n"
+        "    client.submit(sum, [1]).result(timeout=10)\n"
+        "    old = 'worked'\n"
+        "except Exception as error:\n"
+        "    old = type(error).__name__\n"
+        "client = enclave.dask_client(workers=1)\n"
+        "print(json.dumps({'old': old, 'name': client.cluster.name,\n"
+        "                  'sum': client.submit(sum, [1, 2]).result(timeout=120)}))\n"
+    )
+    assert after["old"] != "worked" and after["sum"] == 3
+    assert after["name"] != nina_cluster
+    second = after["name"]
+
+    gateway = _gateway_pid()
+    assert gateway is not None
+    os.kill(gateway, signal.SIGKILL)
+    # The cluster's processes die with the gateway: nothing is left to run unwatched.
+    wait_for(lambda: not cluster_processes(second), "the cluster's processes ending", 30)
+    wait_for(lambda: _gateway_pid() not in (None, gateway), "the gateway's restart", 60)
+    again = nina.run(
+        "import enclave, json, time\n"
+        "errors = []\n"
+        "for attempt in range(60):\n"
+        "    try:\n"
+        "        client = enclave.dask_client(workers=1)\n"
+        "        break\n"
+        "    except enclave.ClusterUnavailable as error:\n"
+        "        errors.append(str(error))\n"
+        "        time.sleep(1)\n"
+        "print(json.dumps({'name': client.cluster.name, 'errors': errors[:1],\n"
+        "                  'sum': client.submit(sum, [2, 3]).result(timeout=120)}))\n"
+    )
+    assert again["sum"] == 5 and again["name"] not in (nina_cluster, second)
+    assert not cluster_home(enclave, second).exists()
+    for error in again["errors"]:
+        assert "The Dask gateway at" in error and "cannot be reached" in error
