@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -32,6 +33,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` different free ports (each held open until all are found)."""
+    with contextlib.ExitStack() as held:
+        probes = [held.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+
+
 def make_site_dir() -> Path:
     """A folder for one deployment that session uids may traverse (pytest's tmp is 0700)."""
     base = Path(tempfile.mkdtemp(prefix="enclave-test-"))
@@ -41,19 +51,20 @@ def make_site_dir() -> Path:
 
 def write_site_config(base: Path, **overrides: object) -> Path:
     """A site configuration on free loopback ports, with its state inside `base`."""
+    ports = iter(free_ports(10))
     config = {
         "state_dir": str(base / "state"),
         "data_root": str(base / "data"),
         "sessions": {"workspace_root": str(base / "workspaces"), "start_timeout": 60},
-        "hub": {"port": free_port(), "proxy_api_port": free_port(), "hub_port": free_port()},
-        "identity": {"dev_provider": {"port": free_port()}},
-        "audit": {"port": free_port()},
+        "hub": {"port": next(ports), "proxy_api_port": next(ports), "hub_port": next(ports)},
+        "identity": {"dev_provider": {"port": next(ports)}},
+        "audit": {"port": next(ports)},
         "dask": {
-            "api_port": free_port(),
-            "proxy_port": free_port(),
-            "scheduler_proxy_port": free_port(),
+            "api_port": next(ports),
+            "proxy_port": next(ports),
+            "scheduler_proxy_port": next(ports),
         },
-        "registry": {"port": free_port(), "reconcile_interval": 3},
+        "registry": {"port": next(ports), "reconcile_interval": 3},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):

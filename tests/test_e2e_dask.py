@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import websocket
 import zarr
 from distributed import Client
 
@@ -190,6 +192,35 @@ def test_another_project_cannot_list_connect_to_or_stop_the_cluster(enclave, nin
     assert answer.status_code == 403, answer.text
     # The control: the cluster still works for its own session.
     assert nina.run("print(client.submit(sum, [1, 2, 3]).result())") == 6
+
+
+def test_the_dashboard_is_reached_only_through_the_users_server(enclave, nina, nina_cluster):
+    link = nina.run("import json; print(json.dumps(client.cluster.dashboard_link))")
+    assert link == f"/user/nina/dask-a/enclave/dask/clusters/{nina_cluster}/status"
+    signed_in = {"Authorization": f"token {nina.token}"}
+    page = httpx.get(f"{enclave.url}{link}", headers=signed_in, timeout=30)
+    assert page.status_code == 200 and "Dask" in page.text
+    # Its live plots: the websocket, relayed by the user's server and the gateway.
+    token = re.search(r'"token":\s*"([^"]+)"', page.text).group(1)
+    socket = websocket.create_connection(
+        f"{enclave.url.replace('http', 'ws', 1)}{link}/ws",
+        header=[f"Authorization: token {nina.token}"],
+        subprotocols=["bokeh", token],
+        timeout=30,
+    )
+    try:
+        assert '"msgtype":"ACK"' in socket.recv().replace(" ", "")
+    finally:
+        socket.close()
+    # Not without signing in, and never straight from the gateway.
+    anonymous = httpx.get(f"{enclave.url}{link}", timeout=30)
+    assert anonymous.status_code != 200 or "Dask" not in anonymous.text
+    gateway = enclave.site.gateway_url
+    assert httpx.get(f"{gateway}/clusters/{nina_cluster}/status").status_code == 404
+    served = f"{gateway}/api/enclave/dashboard/{nina_cluster}/status"
+    assert httpx.get(served).status_code == 401
+    person = httpx.get(served, headers={"Authorization": f"jupyterhub {nina.token}"})
+    assert person.status_code == 403
 
 
 def test_plain_tcp_to_a_scheduler_is_refused(enclave, nina, nina_cluster):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -87,6 +88,9 @@ class Listener:
                 return
 
     def close(self) -> None:
+        # Shut down first: a thread blocked in accept() would keep the port listening.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
 
 

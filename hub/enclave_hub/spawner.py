@@ -30,7 +30,7 @@ from jupyterhub.utils import random_port
 from traitlets import Any as AnyTrait
 from traitlets import Dict, Integer, List, Unicode, default
 
-from . import notebook_audit, sandbox
+from . import notebook_audit, sandbox, session_dashboard
 from .audit.client import AuditRefused
 from .registry import validation
 from .registry.registry import HOST_PORT
@@ -93,7 +93,8 @@ class EnclaveSpawner(LocalProcessSpawner):
         # On the command line, which outranks any configuration file.
         return [
             *super().get_args(),
-            f"--ServerApp.jpserver_extensions={{'{notebook_audit.__name__}': True}}",
+            "--ServerApp.jpserver_extensions="
+            f"{{'{notebook_audit.__name__}': True, '{session_dashboard.__name__}': True}}",
             "--ServerApp.kernel_websocket_connection_class="
             f"{notebook_audit.__name__}.{notebook_audit.RecordingChannels.__name__}",
         ]
@@ -303,6 +304,10 @@ class EnclaveSpawner(LocalProcessSpawner):
         )
         env = self.get_env()
         env["ENCLAVE_DASK_WORKERS"] = str(profile.dask.default_workers)
+        # Dashboard links lead through the user's own server (session_dashboard).
+        env["DASK_GATEWAY__PUBLIC_ADDRESS"] = (
+            env["JUPYTERHUB_SERVICE_PREFIX"] + session_dashboard.PUBLIC_ADDRESS
+        )
         if devices:
             env["CUDA_VISIBLE_DEVICES"] = visible_devices(profile.gpus)
         try:

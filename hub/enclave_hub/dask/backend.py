@@ -41,6 +41,7 @@ from ..registry.site import site_registry
 from ..sandbox.bubblewrap import SandboxView, bwrap_argv, runtime_paths
 from ..sandbox.network import CLUSTER_NUMBERS
 from ..secrets import load_secrets
+from .dashboard import add_dashboard_route
 from .identity import Principal
 from .lifetimes import SessionWatch
 from .limits import LimitExceeded, Usage, allowed_workers, check_growth
@@ -63,6 +64,10 @@ class SandboxBackend(DBBackendBase):
 
     # -- set-up -------------------------------------------------------------------------------
 
+    async def setup(self, app) -> None:
+        add_dashboard_route(app)
+        await super().setup(app)
+
     async def do_setup(self) -> None:
         site = self.site
         secrets = load_secrets(site.state_dir)
@@ -77,9 +82,11 @@ class SandboxBackend(DBBackendBase):
         self.watch = SessionWatch(self, self.site.dask.check_interval)
         self.task_pool.spawn(self.watch.run())
 
-    async def do_cleanup(self) -> None:
-        for cluster in self.db.active_clusters():
-            await self.do_stop_cluster(cluster)
+    async def cleanup(self) -> None:
+        # The base class stops every active cluster on shutdown; the audit log says why.
+        for cluster in self.db.active_clusters() if hasattr(self, "db") else ():
+            self.stop_reasons[cluster.name] = "the gateway stopped"
+        await super().cleanup()
 
     @property
     def clusters_root(self) -> Path:
@@ -181,10 +188,15 @@ class SandboxBackend(DBBackendBase):
         return sandbox.SessionSandbox(spec)
 
     def remove_leftovers(self) -> None:
-        """Remove the sandboxes and folders of clusters an earlier run of the gateway left."""
+        """Remove the sandboxes and folders of clusters an earlier run of this gateway left.
+
+        A sandbox is this deployment's if its files are in this deployment's workspace root.
+        """
         for number in sorted(sandbox.numbers_in_use() & set(CLUSTER_NUMBERS)):
-            self.log.warning("Removing the sandbox of a cluster left by an earlier run")
-            self.existing_sandbox(number).destroy()
+            box = self.existing_sandbox(number)
+            if box.spec.files_dir.exists():
+                self.log.warning("Removing sandbox %d, left by an earlier run", number)
+                box.destroy()
         if self.clusters_root.exists():
             for folder in self.clusters_root.iterdir():
                 shutil.rmtree(folder, ignore_errors=True)
@@ -333,6 +345,18 @@ class SandboxBackend(DBBackendBase):
         await self.stop_cluster(cluster_name, failed=failed)
 
     # -- commands -----------------------------------------------------------------------------
+
+    async def _check_cluster_proxied(self, cluster) -> None:
+        """Route only the scheduler (by SNI): the dashboard is served to its session alone
+        (`dashboard.py`), never on an open path of the proxy."""
+        if not cluster.added_to_proxies:
+            await self.proxy.add_route(
+                kind="SNI", sni=cluster.name, target=cluster.scheduler_address
+            )
+            cluster.added_to_proxies = True
+
+    def dashboard_url(self, cluster) -> str:
+        return f"http://{cluster.state['ip']}:{DASHBOARD_PORT}"
 
     def get_tls_paths(self, cluster) -> tuple[str, str]:
         return f"{CLUSTER_HOME}/{CERT_FILE}", f"{CLUSTER_HOME}/{KEY_FILE}"
