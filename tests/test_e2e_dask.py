@@ -124,7 +124,7 @@ def dataset(enclave) -> int:
 def nina(enclave) -> Notebook:
     notebook = Notebook(enclave, "nina", "dask-a")
     yield notebook
-    notebook.kernel.close()
+    notebook.stop()
 
 
 @pytest.fixture(scope="module")

@@ -39,8 +39,8 @@ def _sandbox() -> SessionSandbox:
 def _traces(box: SessionSandbox) -> list[str]:
     """Whatever of the sandbox the host still shows, looked up independently of its code."""
     found = box.leftovers()
-    mounts = Path("/proc/mounts").read_text()
-    if f"/run/netns/{box.network.namespace}" in mounts:
+    mount_points = {line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()}
+    if f"/run/netns/{box.network.namespace}" in mount_points:
         found.append("netns mount")
     links = subprocess.run(["ip", "-brief", "link"], capture_output=True, text=True).stdout
     if box.network.host_link in links.split():
