@@ -53,17 +53,22 @@ class SessionWatch:
         asked = await self.refresh()
         in_force = await asyncio.to_thread(self.backend.registry.in_force)
         for cluster in self.backend.db.active_clusters():
-            reason, failed = self.why_stop(cluster, asked, in_force)
+            holds = cluster.status != JobStatus.RUNNING or await asyncio.to_thread(
+                self.backend.cluster_holds, cluster.state
+            )
+            reason, failed = self.why_stop(cluster, asked, in_force, holds)
             if reason is not None and cluster.target <= JobStatus.RUNNING:
                 await self.backend.stop_for(cluster.name, reason, failed)
 
-    def why_stop(self, cluster, asked: int | None, in_force: dict) -> tuple[str | None, bool]:
+    def why_stop(
+        self, cluster, asked: int | None, in_force: dict, holds: bool
+    ) -> tuple[str | None, bool]:
         principal = Principal.parse(cluster.username)
         if (principal.user, principal.project) not in in_force:
             return "the membership or the project is no longer in force", False
         # Only a list asked for after the cluster began can show that its session is gone.
         if asked is not None and cluster.start_time < asked and principal not in self.running:
             return "its session stopped", False
-        if cluster.status == JobStatus.RUNNING and not self.backend.cluster_holds(cluster.state):
+        if not holds:
             return "its scheduler exited or its sandbox no longer holds", True
         return None, False
