@@ -51,12 +51,16 @@ class Session:
 
 @pytest.fixture(scope="module")
 def alice(enclave) -> Session:
-    return Session(enclave, "alice", "cancer-imaging")
+    session = Session(enclave, "alice", "cancer-imaging")
+    yield session
+    session.api.stop_session("alice", "cancer-imaging")
 
 
 @pytest.fixture(scope="module")
 def bob(enclave) -> Session:
-    return Session(enclave, "bob", "cardiac-mri")
+    session = Session(enclave, "bob", "cardiac-mri")
+    yield session
+    session.api.stop_session("bob", "cardiac-mri")
 
 
 class Listener:
