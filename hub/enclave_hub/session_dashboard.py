@@ -15,11 +15,12 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
 from tornado import httpclient, web, websocket
 
+from .dask import DASHBOARD_HEADERS
+
 # dask-gateway's links are `<public address>/clusters/<name>/status`; the spawner sets the
 # public address to the server's prefix joined with this.
 PUBLIC_ADDRESS = "enclave/dask"
 CLUSTER = r"([0-9a-f]{32})"
-PASSED_HEADERS = ("Content-Type", "Location", "Cache-Control", "Last-Modified", "ETag")
 
 
 def _gateway_request(cluster: str, path: str, query: str, websocket_url: bool = False):
@@ -42,7 +43,7 @@ class DashboardPage(JupyterHandler):
         request = _gateway_request(cluster, path, self.request.query)
         answer = await httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
         self.set_status(answer.code)
-        for key in PASSED_HEADERS:
+        for key in DASHBOARD_HEADERS:
             if key in answer.headers:
                 self.set_header(key, answer.headers[key])
         self.finish(answer.body or b"")

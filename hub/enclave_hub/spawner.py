@@ -33,7 +33,6 @@ from traitlets import Dict, Integer, List, Unicode, default
 from . import notebook_audit, sandbox, session_dashboard
 from .audit.client import AuditRefused
 from .registry import validation
-from .registry.registry import HOST_PORT
 from .sandbox.bubblewrap import DATA_MOUNT, PROJECT_MOUNT, SandboxView, bwrap_argv, runtime_paths
 from .sandbox.gpu import GpuUnavailable, nvidia_devices, visible_devices
 
@@ -212,10 +211,7 @@ class EnclaveSpawner(LocalProcessSpawner):
     def _dataset_folders(self, project) -> dict[str, Path]:
         """The granted datasets' folders, each checked to lie right under the data root."""
         try:
-            return {
-                dataset: validation.dataset_folder(Path(self.data_root), dataset)
-                for dataset in project.datasets
-            }
+            return project.dataset_folders(Path(self.data_root))
         except validation.InvalidInput as error:
             raise SpawnException(f"Project '{project.id}': {error}.", reason="data") from None
 
@@ -269,7 +265,7 @@ class EnclaveSpawner(LocalProcessSpawner):
         await self._record_start(project)
         self.port = random_port()
         self.sandbox_number = await asyncio.to_thread(sandbox.reserve_session_number)
-        egress = [*self.egress_allow, *map(HOST_PORT.validate_python, project.egress_allow)]
+        egress = project.egress(self.egress_allow)
         allowed, names = await asyncio.to_thread(sandbox.resolve_endpoints, egress)
         box = self._sandbox(self.port, gid, profile, allowed, names)
         self.ip = box.session_ip

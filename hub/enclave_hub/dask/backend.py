@@ -36,7 +36,7 @@ from ..hub_config import hub_paths
 from ..projects import ProjectGroups
 from ..registry import validation
 from ..registry.reconciler import HubSessions
-from ..registry.registry import HOST_PORT, ActiveProject, Registry
+from ..registry.registry import ActiveProject, Registry
 from ..registry.site import site_registry
 from ..sandbox.bubblewrap import SandboxView, bwrap_argv, runtime_paths
 from ..sandbox.network import CLUSTER_NUMBERS
@@ -167,7 +167,7 @@ class SandboxBackend(DBBackendBase):
         return sandbox.SessionSandbox(
             sandbox.SessionSpec(
                 number=number,
-                uid=self.site.dask.uid_base + number,
+                uid=self.cluster_uid(number),
                 gid=gid,
                 inbound_ports=(SCHEDULER_PORT, DASHBOARD_PORT, SCHEDULER_API_PORT),
                 allowed=tuple(allowed),
@@ -177,14 +177,20 @@ class SandboxBackend(DBBackendBase):
                     cpus=limits.cluster_cores + 1,
                     pids=CLUSTER_PIDS,
                 ),
-                files_dir=self.existing_sandbox(number).spec.files_dir,
+                files_dir=self.files_dir(number),
             )
         )
 
+    def cluster_uid(self, number: int) -> int:
+        return self.site.dask.uid_base + number
+
+    def files_dir(self, number: int) -> Path:
+        return Path(self.site.sessions.workspace_root, ".sandbox", str(number))
+
     def existing_sandbox(self, number: int) -> sandbox.SessionSandbox:
         """A cluster's sandbox, for checks and removal (which need only its number)."""
-        files_dir = Path(self.site.sessions.workspace_root, ".sandbox", str(number))
-        spec = sandbox.SessionSpec(number, 0, 0, (), (), (), sandbox.Limits(0, 1, 16), files_dir)
+        limits = sandbox.Limits(0, 1, 16)
+        spec = sandbox.SessionSpec(number, 0, 0, (), (), (), limits, self.files_dir(number))
         return sandbox.SessionSandbox(spec)
 
     def remove_leftovers(self) -> None:
@@ -203,11 +209,7 @@ class SandboxBackend(DBBackendBase):
 
     def _endpoints(self, project: ActiveProject):
         gateway = sandbox.Endpoint(self.site.sessions.hub_address, self.site.dask.api_port)
-        egress = [
-            *self.site.sessions.egress_allow,
-            *map(HOST_PORT.validate_python, project.egress_allow),
-        ]
-        allowed, names = sandbox.resolve_endpoints(egress)
+        allowed, names = sandbox.resolve_endpoints(project.egress(self.site.sessions.egress_allow))
         return [gateway, *allowed], names
 
     async def do_start_cluster(self, cluster):
@@ -223,7 +225,7 @@ class SandboxBackend(DBBackendBase):
         finally:
             sandbox.release_session_number(number)
         await asyncio.to_thread(box.verify, box.firewall_fingerprint)
-        home = self._make_home(cluster, number, gid)
+        home = self._make_home(cluster, box.spec.uid, gid)
         state = {
             "number": number,
             "ip": box.session_ip,
@@ -238,12 +240,11 @@ class SandboxBackend(DBBackendBase):
         )
         yield {**state, "pid": pid, "started": started}
 
-    def _make_home(self, cluster, number: int, gid: int) -> Path:
+    def _make_home(self, cluster, uid: int, gid: int) -> Path:
         """The cluster's folder, with its TLS credentials: the cluster's uid alone reads it."""
         home = self.clusters_root / cluster.name
         self.clusters_root.mkdir(mode=0o711, parents=True, exist_ok=True)
         home.mkdir(mode=0o700)
-        uid = self.site.dask.uid_base + number
         for name, data in ((CERT_FILE, cluster.tls_cert), (KEY_FILE, cluster.tls_key)):
             fd = os.open(home / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as out:
@@ -253,9 +254,8 @@ class SandboxBackend(DBBackendBase):
         return home
 
     def _view(self, cluster, principal, project, box, home: Path) -> SandboxView:
-        data_root = Path(self.site.data_root)
         try:
-            datasets = {d: validation.dataset_folder(data_root, d) for d in project.datasets}
+            datasets = project.dataset_folders(Path(self.site.data_root))
         except validation.InvalidInput as error:
             raise PublicException(f"project {project.id}: {error}") from None
         return SandboxView(

@@ -14,8 +14,9 @@ import asyncio
 from aiohttp import WSMsgType, web
 from dask_gateway_server.routes import api_handler
 
+from . import DASHBOARD_HEADERS
+
 ROUTE = "/api/enclave/dashboard/{cluster_name}/{path:.*}"
-PASSED_HEADERS = ("Content-Type", "Location", "Cache-Control", "Last-Modified", "ETag")
 
 
 @api_handler(user_authenticated=True)
@@ -31,7 +32,7 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     if request.headers.get("Upgrade", "").lower() == "websocket":
         return await _relay_websocket(request, backend.session, target)
     async with backend.session.get(target, allow_redirects=False) as answer:
-        headers = {key: answer.headers[key] for key in PASSED_HEADERS if key in answer.headers}
+        headers = {key: answer.headers[key] for key in DASHBOARD_HEADERS if key in answer.headers}
         return web.Response(body=await answer.read(), status=answer.status, headers=headers)
 
 

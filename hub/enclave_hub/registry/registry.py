@@ -47,6 +47,15 @@ class ActiveProject:
     datasets: tuple[str, ...]
     egress_allow: tuple[str, ...]
 
+    def egress(self, site_allow: Iterable[HostPort]) -> list[HostPort]:
+        """What its sandboxes may connect to: the site's allow-list and the project's own."""
+        return [*site_allow, *map(HOST_PORT.validate_python, self.egress_allow)]
+
+    def dataset_folders(self, data_root: Path) -> dict[str, Path]:
+        """Its datasets' folders, each checked to lie right under the data root
+        (`validation.InvalidInput` if one does not)."""
+        return {d: validation.dataset_folder(data_root, d) for d in self.datasets}
+
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
