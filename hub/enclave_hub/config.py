@@ -241,12 +241,54 @@ class DaskSettings(_Section):
     )
 
 
+class AirlockSettings(_Section):
+    """The airlock: where outputs wait for review, and the rules their automatic checks apply.
+
+    The statistical rules are those of the usual output-checking guidance: no cell below a
+    minimum count, no cell dominated by its largest contributors, no contributor's value
+    estimable within `p_ratio` by another.
+    """
+
+    port: Port = Field(default=8087, description="on sessions.hub_address; sessions send here")
+    store_dir: Path | None = Field(
+        default=None, description="snapshots and outboxes (default: <state_dir>/airlock)"
+    )
+    reviews_required: int = Field(
+        default=2, ge=1, description="approvals by distinct output checkers, never the requester"
+    )
+    min_cell_count: int = Field(default=10, ge=1, description="smallest count a table may show")
+    dominance_share: float = Field(
+        default=0.9, gt=0, le=1, description="a cell fails when its top 2 contributors hold this"
+    )
+    p_ratio: float = Field(
+        default=0.1, gt=0, le=1, description="a cell fails when the rest is below this x top 1"
+    )
+    max_table_rows: int = Field(
+        default=1000, ge=1, description="tables longer than this are flagged as row-level data"
+    )
+    max_file_size: ByteSize = Field(default=ByteSize(50 * 1024**2))
+    max_request_size: ByteSize = Field(default=ByteSize(200 * 1024**2))
+    max_files: int = Field(default=50, ge=1, description="files in one request")
+    max_archive_members: int = Field(default=500, ge=1)
+    max_expanded_size: ByteSize = Field(
+        default=ByteSize(200 * 1024**2), description="an archive's contents, all together"
+    )
+    max_compression_ratio: int = Field(
+        default=100, ge=1, description="an archive member expanding more than this is refused"
+    )
+    check_timeout: int = Field(default=120, ge=5, description="seconds the checks of a request get")
+    check_memory: ByteSize = Field(
+        default=ByteSize(4 * 1024**3), description="address space of the checks' process"
+    )
+
+
 class Project(_Section):
     """A seed project: put into the registry when it is empty (on first start)."""
 
     id: Identifier
     title: str
     members: list[str] = []
+    checkers: list[str] = Field(default=[], description="the project's output checkers")
     datasets: list[Identifier] = []
     profile: Identifier = "default"
 
@@ -265,6 +307,7 @@ class SiteConfig(_Section):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     dask: DaskSettings = Field(default_factory=DaskSettings)
+    airlock: AirlockSettings = Field(default_factory=AirlockSettings)
     projects: list[Project] = Field(default_factory=lambda: list(SEED_PROJECTS))
 
     @model_validator(mode="after")
@@ -278,6 +321,7 @@ class SiteConfig(_Section):
             "dask.api_port": self.dask.api_port,
             "dask.proxy_port": self.dask.proxy_port,
             "dask.scheduler_proxy_port": self.dask.scheduler_proxy_port,
+            "airlock.port": self.airlock.port,
         }
         if self.identity.issuer is None:
             ports["identity.dev_provider.port"] = self.identity.dev_provider.port
@@ -337,6 +381,15 @@ class SiteConfig(_Section):
         return f"gateway://{self.sessions.hub_address}:{self.dask.scheduler_proxy_port}"
 
     @property
+    def airlock_url(self) -> str:
+        """Where the airlock service listens: on the hub's address, which sessions reach."""
+        return f"http://{self.sessions.hub_address}:{self.airlock.port}"
+
+    @property
+    def airlock_dir(self) -> Path:
+        return self.airlock.store_dir or self.state_dir / "airlock"
+
+    @property
     def uses_dev_provider(self) -> bool:
         return self.identity.issuer is None
 
@@ -361,11 +414,17 @@ DEMO_USERS = tuple(
         ("carol", "Carol Admin", "admins", "admin"),
         ("dave", "Dave Auditor", "auditors", "auditor"),
         ("erin", "Erin Output-Checker", "output-checkers", "output checker"),
+        ("rose", "Rose Output-Checker", "output-checkers", "output checker"),
     )
 )
 
 SEED_PROJECTS = (
-    Project(id="cancer-imaging", title="Cancer imaging cohort", members=["alice", "bob"]),
+    Project(
+        id="cancer-imaging",
+        title="Cancer imaging cohort",
+        members=["alice", "bob"],
+        checkers=["erin", "rose"],
+    ),
     Project(id="genomics-pilot", title="Single-cell genomics pilot", members=["alice"]),
     Project(id="cardiac-mri", title="Cardiac MRI study", members=["bob"]),
 )

@@ -26,6 +26,9 @@ from .models import Base, DatasetGrant, Membership, Project, Revision
 
 Recorder = Callable[[dict], None]
 HOST_PORT = TypeAdapter(HostPort)
+# Roles whose members start sessions and read the data; output checkers review exports only.
+SESSION_ROLES = ("researcher", "project-admin")
+CHECKER_ROLE = "output-checker"
 
 
 class RegistryError(Exception):
@@ -155,8 +158,39 @@ class Registry:
             pairs = {(m.username, m.project_id): self._active(m, now) for m in rows}
         return {pair: project for pair, project in pairs.items() if project is not None}
 
+    def checkers_of(self, project_id: str, now: datetime | None = None) -> set[str]:
+        """The output checkers of a project open now, whose membership is in force."""
+        now = now or now_utc()
+        with self._session() as db:
+            project = db.get(Project, project_id)
+            if project is None or not project_open(project, now.date()):
+                return set()
+            return {
+                m.username
+                for m in project.members
+                if m.role == CHECKER_ROLE and in_force(m.expires, now)
+            }
+
+    def checked_by(self, username: str, now: datetime | None = None) -> list[str]:
+        """The open projects whose outputs `username` checks now."""
+        now = now or now_utc()
+        with self._session() as db:
+            rows = db.scalars(
+                select(Membership).where(
+                    Membership.username == username, Membership.role == CHECKER_ROLE
+                )
+            ).all()
+            return sorted(
+                m.project_id
+                for m in rows
+                if project_open(m.project, now.date()) and in_force(m.expires, now)
+            )
+
     def _active(self, membership: Membership, now: datetime) -> ActiveProject | None:
+        """The project as it stands for a member who may start sessions, else None."""
         project = membership.project
+        if membership.role not in SESSION_ROLES:
+            return None
         if not project_open(project, now.date()) or not in_force(membership.expires, now):
             return None
         return ActiveProject(
@@ -358,6 +392,8 @@ class Registry:
             self.create_project(actor, seed.id, seed.title, profile=seed.profile)
             for member in seed.members:
                 self.add_member(actor, seed.id, member)
+            for checker in seed.checkers:
+                self.add_member(actor, seed.id, checker, CHECKER_ROLE)
             for dataset in seed.datasets:
                 self.grant(actor, seed.id, dataset)
 
