@@ -21,7 +21,11 @@ def test_an_empty_file_is_a_working_single_machine_deployment(tmp_path):
     assert site.uses_dev_provider
     assert site.public_url == "http://127.0.0.1:8000"
     roles = sorted(user.role for user in site.identity.dev_provider.users)
-    assert roles == ["admin", "auditor", "output checker", "researcher", "researcher"]
+    expected = ["admin", "auditor", "output checker", "output checker", "researcher", "researcher"]
+    assert roles == expected
+    # Two output checkers, so that the demo project's exports can be released.
+    demo = next(p for p in site.projects if p.id == "cancer-imaging")
+    assert len(demo.checkers) == site.airlock.reviews_required == 2
 
 
 def test_the_default_file_is_private_and_loads_back(tmp_path):
