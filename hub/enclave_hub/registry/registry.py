@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import create_engine, event, select, update
+from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -91,13 +91,20 @@ def _sqlite_pragmas(connection, _record) -> None:
     cursor.close()
 
 
+def open_engine(url: str) -> Engine:
+    """The deployment's database (SQLite or PostgreSQL), shared by the registry and the airlock:
+    SQLite in WAL mode, waiting for other processes' writes rather than failing."""
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
 class Registry:
     """Projects, memberships and grants in one SQL database (SQLite or PostgreSQL)."""
 
     def __init__(self, url: str, data_root: Path, profiles: Iterable[str], record: Recorder):
-        self.engine = create_engine(url)
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.engine = open_engine(url)
         try:
             Base.metadata.create_all(self.engine)
         except OperationalError as error:

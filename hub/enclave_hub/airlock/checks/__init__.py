@@ -7,6 +7,7 @@ the airlock runs them in a process of their own with limits (`runner`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,9 +27,9 @@ class Finding:
             raise ValueError(f"outcome {self.outcome!r} is not one of {OUTCOMES}")
 
 
-def worst(findings: list[Finding]) -> str:
-    """The outcome of a set of findings: its worst one ('pass' when there are none)."""
-    return max((f.outcome for f in findings), key=OUTCOMES.index, default="pass")
+def worst(outcomes: Iterable[str]) -> str:
+    """The worst of some outcomes ('pass' when there are none)."""
+    return max(outcomes, key=OUTCOMES.index, default="pass")
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class FileReport:
 
     @property
     def outcome(self) -> str:
-        return worst(self.findings)
+        return worst(f.outcome for f in self.findings)
 
     def as_dict(self) -> dict:
         return {
