@@ -47,6 +47,14 @@ EXTRA_PROJECTS = [
     },
     {"id": "dask-idle", "title": "Dask, idle", "members": ["nina"], "profile": "dask-idle"},
     {"id": "dask-halt", "title": "Dask, suspended", "members": ["pia"], "profile": "daskling"},
+    # The airlock (test_e2e_airlock): a researcher and the two demo output checkers.
+    {
+        "id": "airlock-study",
+        "title": "Outputs under review",
+        "members": ["quinn"],
+        "checkers": ["erin", "rose"],
+        "datasets": ["ds-imaging"],
+    },
 ]
 DATASETS = {
     "cancer-imaging": ["ds-imaging"],

@@ -284,6 +284,30 @@ def session_url(enclave: RunningEnclave, username: str, project: str) -> str:
     return f"{enclave.url}/user/{username}/{project}/"
 
 
+class SessionNotebook:
+    """A user's session in one project, with one kernel kept open between cells."""
+
+    def __init__(self, enclave, user: str, project: str):
+        set_provider_claims(enclave, user, {"preferred_username": user, "groups": ["researchers"]})
+        self.client, _ = login(enclave, user)  # signed in at the hub, as in a browser
+        self.token = create_api_token(self.client, user)
+        self.api = HubAPI(enclave, self.token)
+        self.user, self.project = user, project
+        self.url = session_url(enclave, user, project)
+        assert self.api.start_session(user, project).status_code in (201, 202)
+        self.api.wait_until_ready(user, project)
+        self.kernel = Kernel(self.url, self.token, timeout=180)
+        self.kernel.wait_ready()
+
+    def run(self, code: str) -> dict:
+        """Run a cell that prints one JSON document last; return it."""
+        return json.loads(self.kernel.execute(code).strip().splitlines()[-1])
+
+    def stop(self) -> None:
+        self.kernel.close()
+        self.api.stop_session(self.user, self.project)
+
+
 def kill_hub_and_wait_for_the_next(enclave: RunningEnclave, timeout: float = 60) -> int:
     """Kill the hub as a crash would; return the pid of the hub `enclave up` starts instead."""
     old_pid = enclave.hub_pid()

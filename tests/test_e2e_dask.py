@@ -6,7 +6,6 @@ conftest.py. Each attack is tried and asserted to fail, beside a control that su
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -21,14 +20,9 @@ import zarr
 from distributed import Client
 
 from enclave_harness import (
-    HubAPI,
-    Kernel,
-    create_api_token,
+    SessionNotebook,
     environ_of,
-    login,
     project_cli,
-    session_url,
-    set_provider_claims,
 )
 from enclave_hub.audit.query import records
 
@@ -37,23 +31,8 @@ pytestmark = pytest.mark.e2e
 CLUSTER_WAIT = 120
 
 
-class Notebook:
-    """A user's session in one project, with one kernel kept open between cells."""
-
-    def __init__(self, enclave, user: str, project: str):
-        set_provider_claims(enclave, user, {"preferred_username": user, "groups": ["researchers"]})
-        client, _ = login(enclave, user)
-        self.token = create_api_token(client, user)
-        self.api = HubAPI(enclave, self.token)
-        self.user, self.project = user, project
-        assert self.api.start_session(user, project).status_code in (201, 202)
-        self.api.wait_until_ready(user, project)
-        self.kernel = Kernel(session_url(enclave, user, project), self.token, timeout=180)
-        self.kernel.wait_ready()
-
-    def run(self, code: str) -> dict:
-        """Run a cell that prints one JSON document last; return it."""
-        return json.loads(self.kernel.execute(code).strip().splitlines()[-1])
+class Notebook(SessionNotebook):
+    """A session of a Dask test, which starts clusters."""
 
     def start_cluster(self, workers: int = 2) -> str:
         """`enclave.dask_client()`, waited on until its workers are up; the cluster's name."""
@@ -63,10 +42,6 @@ class Notebook:
             f"client.wait_for_workers({workers}, timeout={CLUSTER_WAIT})\n"
             "print(json.dumps({'name': client.cluster.name}))\n"
         )["name"]
-
-    def stop(self) -> None:
-        self.kernel.close()
-        self.api.stop_session(self.user, self.project)
 
 
 def cluster_processes(name: str) -> list[int]:

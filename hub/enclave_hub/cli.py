@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .airlock.cli import add_airlock_verbs
 from .audit.cli import add_audit_verbs
 from .config import (
     SiteConfigError,
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit_verbs(verbs)
     add_project_verbs(verbs)
     add_dataset_verbs(verbs)
+    add_airlock_verbs(verbs)
     return parser
 
 

@@ -23,6 +23,7 @@ from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
+from .airlock import ACCESS_SCOPE as AIRLOCK_SCOPE
 from .audit.service import SERVICE_NAME as AUDIT_SERVICE
 from .dask import ACCESS_SCOPE as DASK_GATEWAY_SCOPE
 from .registry.reconciler import REFLECT_ACCESS_PATH
@@ -33,11 +34,19 @@ REFLECT_SCOPE = "custom:enclave:reflect-access"
 REFLECT_ROUTE = f"/api{REFLECT_ACCESS_PATH}"
 
 # The hub's `user` role without starting, entering or sharing servers: those come from
-# project roles only. Reading their own servers' status stays.
+# project roles only. Reading their own servers' status stays, and everyone may open the
+# airlock's pages, which show each person only what is theirs to see.
 USER_ROLE = {
     "name": "user",
-    "description": "a signed-in user: their own profile, activity, tokens and server status",
-    "scopes": ["read:users!user", "users:activity!user", "tokens!user", "read:servers!user"],
+    "description": "a signed-in user: their own profile, activity, tokens and server status, "
+    "and the airlock",
+    "scopes": [
+        "read:users!user",
+        "users:activity!user",
+        "tokens!user",
+        "read:servers!user",
+        AIRLOCK_SCOPE,
+    ],
 }
 REGISTRY_USER_ROLE = {
     "name": "registry-user",

@@ -12,6 +12,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from .airlock import ACCESS_SCOPE as AIRLOCK_SCOPE
+from .airlock import PREFIX as AIRLOCK_PREFIX
+from .airlock import SERVICE_NAME as AIRLOCK_SERVICE
 from .audit.client import AuditClient
 from .audit.service import EVENTS_PATH
 from .audit.service import SERVICE_NAME as AUDIT_SERVICE
@@ -109,6 +112,15 @@ def configure(c: Any, site: SiteConfig) -> None:
             "display": True,
         },
         {
+            # On the hub's address: sessions send their export requests there with their own
+            # tokens, and the hub routes people's browsers to its pages.
+            "name": AIRLOCK_SERVICE,
+            "url": site.airlock_url,
+            "api_token": secrets.airlock_service_token,
+            "oauth_no_confirm": True,
+            "display": True,
+        },
+        {
             # No URL: the gateway is reached by sessions on the hub's address, never through
             # the public proxy (its dashboards would be open there to anyone with a link).
             "name": DASK_GATEWAY_SERVICE,
@@ -135,6 +147,12 @@ def configure(c: Any, site: SiteConfig) -> None:
                 REFLECT_SCOPE,
             ],
             "services": [REGISTRY_SERVICE],
+        },
+        {
+            "name": AIRLOCK_SERVICE,
+            "description": "lets the airlock name the session run an export request came from",
+            "scopes": ["list:users", "read:users", "read:servers", "admin:server_state"],
+            "services": [AIRLOCK_SERVICE],
         },
         {
             "name": DASK_GATEWAY_SERVICE,
@@ -202,11 +220,13 @@ def configure(c: Any, site: SiteConfig) -> None:
     spawner.audit = audit
     spawner.audit_port = site.audit.port
     spawner.audit_events_path = EVENTS_PATH
-    # A session's token: its own server, its activity, and the Dask gateway.
+    # A session's token: its own server, its activity, the Dask gateway and the airlock.
     spawner.server_token_scopes = [
         "access:servers!server",
         "users:activity!user",
         DASK_GATEWAY_SCOPE,
+        AIRLOCK_SCOPE,
     ]
+    spawner.airlock_url = f"{site.airlock_url}{AIRLOCK_PREFIX}"
     spawner.gateway_url = site.gateway_url
     spawner.gateway_scheduler_proxy = site.gateway_scheduler_proxy

@@ -22,6 +22,7 @@ SECRET_NAMES = (
     "audit_service_token",
     "registry_service_token",
     "gateway_service_token",
+    "airlock_service_token",
 )
 
 
@@ -42,6 +43,7 @@ class Secrets:
     audit_service_token: str  # the audit service's own token at the hub
     registry_service_token: str  # the registry service's token at the hub (the reconciler)
     gateway_service_token: str  # the Dask gateway's token at the hub (who holds a token)
+    airlock_service_token: str  # the airlock service's token at the hub (sign-in, sessions)
 
     def values(self) -> list[str]:
         return [getattr(self, name) for name in SECRET_NAMES]

@@ -24,6 +24,13 @@ class OAuthCallback(ServiceAuth, HubOAuthCallbackHandler):
 class SignedInHandler(ServiceAuth, HubOAuthenticated, web.RequestHandler):
     """A page or API call of a user the hub let in to this service."""
 
+    def error_message(self, **kwargs) -> str:
+        """What went wrong, in words a user can act on."""
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, web.HTTPError) and error.log_message:
+            return error.log_message
+        return self._reason
+
 
 def hub_oauth(site: SiteConfig, prefix: str, service_name: str, api_token: str) -> HubOAuth:
     """The service's OAuth client at the hub (registered there as a service of that name)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import html
 import ipaddress
+import json
 import os
 import secrets
 import subprocess
@@ -30,10 +31,17 @@ from jupyterhub.utils import random_port
 from traitlets import Any as AnyTrait
 from traitlets import Dict, Integer, List, Unicode, default
 
-from . import notebook_audit, sandbox, session_dashboard
+from . import notebook_audit, sandbox, session_airlock, session_dashboard
 from .audit.client import AuditRefused
 from .registry import validation
-from .sandbox.bubblewrap import DATA_MOUNT, PROJECT_MOUNT, SandboxView, bwrap_argv, runtime_paths
+from .sandbox.bubblewrap import (
+    DATA_MOUNT,
+    PROJECT_MOUNT,
+    SESSION_CONFIG_MOUNT,
+    SandboxView,
+    bwrap_argv,
+    runtime_paths,
+)
 from .sandbox.gpu import GpuUnavailable, nvidia_devices, visible_devices
 
 LOG_TAIL_LINES = 15
@@ -71,6 +79,7 @@ class EnclaveSpawner(LocalProcessSpawner):
     audit = AnyTrait(help="the AuditClient that records session events").tag(config=True)
     audit_port = Integer(help="the audit service's port on the hub address").tag(config=True)
     audit_events_path = Unicode(help="the audit service's event URL path").tag(config=True)
+    airlock_url = Unicode(help="the airlock service, on the hub address").tag(config=True)
     gateway_url = Unicode(help="the Dask gateway's API, on the hub address").tag(config=True)
     gateway_scheduler_proxy = Unicode(
         help="gateway://host:port where Dask clients reach their schedulers"
@@ -93,7 +102,9 @@ class EnclaveSpawner(LocalProcessSpawner):
         return [
             *super().get_args(),
             "--ServerApp.jpserver_extensions="
-            f"{{'{notebook_audit.__name__}': True, '{session_dashboard.__name__}': True}}",
+            + repr(
+                {m.__name__: True for m in (notebook_audit, session_dashboard, session_airlock)}
+            ),
             "--ServerApp.kernel_websocket_connection_class="
             f"{notebook_audit.__name__}.{notebook_audit.RecordingChannels.__name__}",
         ]
@@ -167,9 +178,9 @@ class EnclaveSpawner(LocalProcessSpawner):
         hub_ip = ipaddress.ip_address(self.hub_address)
         hub = sandbox.Endpoint(hub_ip, self.hub_port)
         audit = sandbox.Endpoint(hub_ip, self.audit_port)
-        gateway = [
+        services = [
             sandbox.Endpoint(hub_ip, urlsplit(url).port)
-            for url in (self.gateway_url, self.gateway_scheduler_proxy)
+            for url in (self.airlock_url, self.gateway_url, self.gateway_scheduler_proxy)
         ]
         return sandbox.SessionSandbox(
             sandbox.SessionSpec(
@@ -177,7 +188,7 @@ class EnclaveSpawner(LocalProcessSpawner):
                 uid=self.session_uid,
                 gid=gid,
                 inbound_ports=(port,),
-                allowed=(hub, audit, *gateway, *allowed),
+                allowed=(hub, audit, *services, *allowed),
                 host_names=tuple(names),
                 limits=sandbox.Limits(
                     memory_bytes=int(profile.memory), cpus=profile.cpus, pids=profile.pids
@@ -244,12 +255,14 @@ class EnclaveSpawner(LocalProcessSpawner):
         env["ENCLAVE_PROJECT_FOLDER"] = PROJECT_MOUNT
         env["ENCLAVE_AUDIT_URL"] = f"http://{self.hub_address}:{self.audit_port}"
         env["ENCLAVE_AUDIT_EVENTS_PATH"] = self.audit_events_path
+        env["ENCLAVE_AIRLOCK_URL"] = self.airlock_url
         # dask-gateway's client reads these: Gateway() reaches this deployment's gateway.
         env["DASK_GATEWAY__ADDRESS"] = self.gateway_url
         env["DASK_GATEWAY__PROXY_ADDRESS"] = self.gateway_scheduler_proxy
         env["DASK_GATEWAY__AUTH__TYPE"] = "jupyterhub"
         # No Jupyter configuration from the home folder: it could switch the recording off.
         env["JUPYTER_CONFIG_DIR"] = str(SESSION_CONFIG_DIR)
+        env["JUPYTER_CONFIG_PATH"] = SESSION_CONFIG_MOUNT
         env["JUPYTERLAB_SETTINGS_DIR"] = f"{self.home_inside}/.jupyter/lab/user-settings"
         env["JUPYTERLAB_WORKSPACES_DIR"] = f"{self.home_inside}/.jupyter/lab/workspaces"
         return env
@@ -297,6 +310,7 @@ class EnclaveSpawner(LocalProcessSpawner):
             resolv_conf=box.resolv_conf,
             hostname=f"enclave-{self.name}",
             devices=devices,
+            session_config=self._write_session_config(box),
         )
         env = self.get_env()
         env["ENCLAVE_DASK_WORKERS"] = str(profile.dask.default_workers)
@@ -315,6 +329,18 @@ class EnclaveSpawner(LocalProcessSpawner):
             await self._remove_session(box)
             raise
         return self.ip, self.port
+
+    def _write_session_config(self, box: sandbox.SessionSandbox) -> Path:
+        """This session's own Jupyter configuration: JupyterLab's "Request an export" entry,
+        which needs the session's address. Read-only in the session, beside the shared one."""
+        labconfig = Path(box.spec.files_dir, "jupyter", "labconfig")
+        labconfig.mkdir(mode=0o755, parents=True, exist_ok=True)
+        overrides = labconfig / "default_setting_overrides.json"
+        overrides.write_text(
+            json.dumps(session_airlock.lab_setting_overrides(self.server.base_url))
+        )
+        overrides.chmod(0o644)
+        return labconfig.parent
 
     async def _record_start(self, project) -> None:
         """Record the start and each dataset mount, or refuse to start (fail closed)."""

@@ -1,5 +1,5 @@
 """`enclave up`: start the identity provider, the audit service, the proxy, the registry
-service, the Dask gateway and the hub.
+service, the airlock service, the Dask gateway and the hub.
 
 Each component runs in its own process session with its output in `<state>/logs/`. The hub is
 restarted if it exits (sessions and the proxy survive a hub restart and are re-adopted), and so
@@ -123,6 +123,7 @@ def check_ports(site: SiteConfig) -> None:
         ("registry.port", "the registry service", "127.0.0.1", site.registry.port),
     ]
     hub_address = str(site.sessions.hub_address)
+    wanted.append(("airlock.port", "the airlock service", hub_address, site.airlock.port))
     for key in ("api_port", "proxy_port", "scheduler_proxy_port"):
         port = getattr(site.dask, key)
         wanted.append((f"dask.{key}", "the Dask gateway", hub_address, port))
@@ -259,6 +260,14 @@ class Supervisor:
                 "enclave_hub.registry.service",
                 "registry.log",
                 lambda: _tcp_open(site.registry.port),
+            )
+        )
+        components.append(
+            self._enclave_module(
+                "airlock service",
+                "enclave_hub.airlock.service",
+                "airlock.log",
+                lambda: _tcp_open(site.airlock.port, str(site.sessions.hub_address)),
             )
         )
         gateway = self._enclave_module(

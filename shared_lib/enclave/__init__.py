@@ -7,6 +7,7 @@
     a = enclave.open_matrix("ds-id/name")     a genomic matrix: AnnData with a lazy X
     client = enclave.dask_client()            a Dask cluster of this session's project
     enclave.view(s)                           napari, at physical scale
+    enclave.request_export(["results/t.csv"], justification="...")   ask for files to leave
 
 Readers load their libraries on first use, so `import enclave` stays quick.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .airlock import ExportError, export_requests, request_export
 from .catalog import CatalogError, Dataset, dataset, datasets
 from .compute import ClusterUnavailable, dask_client
 
@@ -23,12 +25,15 @@ __all__ = [
     "CatalogError",
     "ClusterUnavailable",
     "Dataset",
+    "ExportError",
     "dask_client",
     "dataset",
     "datasets",
+    "export_requests",
     "open_matrix",
     "open_slide",
     "open_volume",
+    "request_export",
     "view",
 ]
 

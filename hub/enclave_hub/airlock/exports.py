@@ -284,8 +284,16 @@ class Airlock:
 
     # -- reviewing -----------------------------------------------------------------------------
 
-    def review(self, reviewer: str, request_id: int, decision: str, comment: str = "") -> dict:
-        """An output checker's decision; the request is released once enough approve."""
+    def review(
+        self,
+        reviewer: str,
+        request_id: int,
+        decision: str,
+        comment: str = "",
+        source: str | None = None,
+    ) -> dict:
+        """An output checker's decision; the request is released once enough approve.
+        `source` says where it was entered, when not in the checker's own browser."""
         if decision not in DECISIONS:
             raise InvalidRequest(f"decision {decision!r} is not approve or reject")
         comment = (comment or "").strip()
@@ -333,7 +341,12 @@ class Airlock:
                 if r.revision == revision.number and r.decision == "approve"
             }
             request.updated_at = now
-            common = {"actor": reviewer, "project": request.project, "target": _target(request.id)}
+            common = {
+                "actor": reviewer,
+                "project": request.project,
+                "target": _target(request.id),
+                "source": source,
+            }
             events = [
                 {
                     **common,
@@ -426,6 +439,30 @@ class Airlock:
                 }
             )
             return self.store.released_file(request.requester, request.id, name)
+
+    def snapshot(self, username: str, request_id: int, name: str) -> Path:
+        """A file of a request's current revision as snapshotted, for an output checker of its
+        project to read; recorded."""
+        with self._session() as db:
+            request = self._request(db, request_id)
+            if username not in self.registry.checkers_of(request.project):
+                raise NotAllowed(
+                    f"only output checkers of project '{request.project}' read its snapshots"
+                )
+            found = next((f for f in request.current.files if f.name == name), None)
+            if found is None:
+                raise NotFound(f"'{name}' is not a file of request {request.id}")
+            self._audit(
+                {
+                    "actor": username,
+                    "project": request.project,
+                    "target": _target(request.id),
+                    "action": "airlock.inspect",
+                    "outcome": "ok",
+                    "note": name,
+                }
+            )
+            return self.store.blob(found.sha256)
 
     def _may_see(self, request: ExportRequest, username: str, platform_reader: bool) -> None:
         if platform_reader or request.requester == username:

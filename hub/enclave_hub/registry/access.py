@@ -19,13 +19,6 @@ from .registry import NotFound, Registry, RegistryError
 class RegistryHandler(SignedInHandler):
     """A request to the registry service by a signed-in user."""
 
-    def error_message(self, **kwargs) -> str:
-        """What went wrong, in words a user can act on."""
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(error, web.HTTPError) and error.log_message:
-            return error.log_message
-        return self._reason
-
     @property
     def registry(self) -> Registry:
         return self.settings["registry"]

@@ -13,9 +13,10 @@ def _read_only(event: dict) -> None:
     raise RegistryError("this view of the registry is read-only")
 
 
-def _recorder(site: SiteConfig):
-    """Records through the audit service; the credential is read when first needed, so that
-    bad input is refused before anything else is touched."""
+def platform_recorder(site: SiteConfig):
+    """Records through the audit service as the platform (the hub's services do); the
+    credential is read when first needed, so that bad input is refused before anything else is
+    touched."""
     clients: list[AuditClient] = []
 
     def record(event: dict) -> None:
@@ -29,6 +30,6 @@ def _recorder(site: SiteConfig):
 
 def site_registry(site: SiteConfig, writable: bool = True) -> Registry:
     """The registry, recording its changes through the audit service (or read-only)."""
-    record = _recorder(site) if writable else _read_only
+    record = platform_recorder(site) if writable else _read_only
     profiles = site.sessions.profiles.keys()
     return Registry(site.registry_url, site.data_root, profiles, record)

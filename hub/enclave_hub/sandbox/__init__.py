@@ -8,11 +8,11 @@ namespace, drop to the session's uid and gid.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ipaddress
 import logging
 import os
+import shutil
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -183,11 +183,7 @@ class SessionSandbox:
             path.chmod(0o644)
 
     def _remove_files(self) -> None:
-        for path in (self.hosts_file, self.resolv_conf):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        with contextlib.suppress(FileNotFoundError):
-            self.spec.files_dir.rmdir()
+        shutil.rmtree(self.spec.files_dir, ignore_errors=True)
 
     # -- checks ------------------------------------------------------------------------------
 

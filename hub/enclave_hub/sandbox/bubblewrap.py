@@ -25,6 +25,7 @@ USR_MERGED_LINKS = {
 }
 PROJECT_MOUNT = "/project"
 DATA_MOUNT = "/data"
+SESSION_CONFIG_MOUNT = "/run/enclave-jupyter"
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class SandboxView:
     resolv_conf: Path
     hostname: str
     devices: list[str] = field(default_factory=list)
+    session_config: Path | None = None  # Jupyter configuration of this session alone
 
 
 def _system_mounts() -> list[str]:
@@ -93,6 +95,8 @@ def bwrap_argv(view: SandboxView, command: list[str]) -> list[str]:
     ]
     for path in view.runtime:
         args += ["--ro-bind", str(path), str(path)]
+    if view.session_config is not None:
+        args += ["--ro-bind", str(view.session_config), SESSION_CONFIG_MOUNT]
     for device in view.devices:
         args += ["--dev-bind", device, device]
     args += ["--dir", DATA_MOUNT]

@@ -1,0 +1,134 @@
+"""The airlock's REST API (JSON).
+
+- `POST api/requests` (a session's token): multipart form data with the files to release as
+  `output` parts and the checkers' supporting files as `supporting` parts (each part's file
+  name is the file's path in the session), `justification`, `environment` (JSON: what the
+  session runs) and, for a revision, `revises` (the request's id). Answers 201 with the request.
+- `GET api/requests`, `GET api/requests/<id>`: what the caller may see.
+- `POST api/requests/<id>/reviews` (a person's token): `{"decision": "approve" | "reject",
+  "comment": "..."}`.
+
+Errors are `{"error": "..."}` with 400 (bad input), 403 (not allowed), 404 (no such request, or
+none the caller may see) or 409 (not in a state for that step).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import httpx
+from tornado import web
+
+from .access import AirlockHandler, Caller
+from .checks.files import OUTPUT, SUPPORTING
+from .exports import Submission, Upload
+
+
+class APIHandler(AirlockHandler):
+    def write_error(self, status_code: int, **kwargs) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish({"error": self.error_message(**kwargs)})
+
+    def json_body(self) -> dict:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "the body must be a JSON object")
+        return body
+
+    async def visible_request(self, caller: Caller, request_id: str) -> dict:
+        """One request the caller may see; a session sees only its user's in its project."""
+        found = await self.act(
+            self.airlock.show, caller.name, int(request_id), caller.platform_reader
+        )
+        if caller.is_session and (
+            found["requester"] != caller.name or found["project"] != caller.project
+        ):
+            raise web.HTTPError(404, f"there is no request {request_id} of this session")
+        return found
+
+
+class RequestsAPI(APIHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        caller = self.caller()
+        found = await self.act(self.airlock.visible_to, caller.name, caller.platform_reader)
+        if caller.is_session:
+            found = [
+                r for r in found if r["requester"] == caller.name and r["project"] == caller.project
+            ]
+        self.finish({"requests": found})
+
+    @web.authenticated
+    async def post(self) -> None:
+        caller = self.session()
+        uploads = [
+            Upload(part.filename, role, io.BytesIO(part.body))
+            for role in (OUTPUT, SUPPORTING)
+            for part in self.request.files.get(role, [])
+        ]
+        try:
+            environment = json.loads(self.get_body_argument("environment", "{}"))
+        except ValueError:
+            raise web.HTTPError(400, "environment is not JSON") from None
+        revises = self.get_body_argument("revises", "").strip()
+        if revises and not revises.isdigit():
+            raise web.HTTPError(400, f"revises {revises!r} is not a request number")
+        submission = Submission(
+            requester=caller.name,
+            project=caller.project,
+            justification=self.get_body_argument("justification", ""),
+            uploads=uploads,
+            session=await self._session_run(caller),
+            environment=environment,
+            revises=int(revises) if revises else None,
+        )
+        self.set_status(201)
+        self.finish(await self.act(self.airlock.submit, submission))
+
+    async def _session_run(self, caller: Caller) -> str | None:
+        """The run of the caller's session, as the hub's spawner recorded it."""
+        try:
+            running = await asyncio.to_thread(self.settings["hub_sessions"].running)
+        except httpx.HTTPError:
+            return None
+        return next(
+            (s.session for s in running if (s.user, s.project) == (caller.name, caller.project)),
+            None,
+        )
+
+
+class RequestAPI(APIHandler):
+    @web.authenticated
+    async def get(self, request_id: str) -> None:
+        self.finish(await self.visible_request(self.caller(), request_id))
+
+
+class ReviewsAPI(APIHandler):
+    @web.authenticated
+    async def post(self, request_id: str) -> None:
+        caller = self.person()
+        body = self.json_body()
+        self.set_status(201)
+        self.finish(
+            await self.act(
+                self.airlock.review,
+                caller.name,
+                int(request_id),
+                body.get("decision"),
+                body.get("comment", ""),
+            )
+        )
+
+
+def api_handlers(prefix: str) -> list[tuple]:
+    number = r"([0-9]{1,12})"
+    return [
+        (prefix + "api/requests", RequestsAPI),
+        (prefix + f"api/requests/{number}", RequestAPI),
+        (prefix + f"api/requests/{number}/reviews", ReviewsAPI),
+    ]

@@ -1,0 +1,151 @@
+"""The airlock's web pages: the requests a person may see, one request with its files, checks
+and reviews, the checkers' decision form, and the requester's downloads of a release."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path, PurePosixPath
+
+from jinja2 import Environment, FileSystemLoader
+from tornado import web
+
+from .access import AirlockHandler
+
+PAGES = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")), autoescape=True)
+CHUNK = 1024 * 1024
+# Shown in the checker's browser as they are; anything else as text when it is UTF-8.
+INLINE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+}
+
+
+class PageHandler(AirlockHandler):
+    def render_page(self, template: str, status: int = 200, **values) -> None:
+        caller = self.person()
+        self.set_status(status)
+        self.finish(
+            PAGES.get_template(template).render(
+                prefix=self.hub_auth.base_url,
+                user=caller.name,
+                reader=caller.platform_reader,
+                xsrf=self.xsrf_form_html(),
+                **values,
+            )
+        )
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        message = self.error_message(**kwargs)
+        if self.current_user is None or self.caller().is_session:
+            self.finish(f"{status_code}: {message}")
+            return
+        self.render_page("error.html", status_code, message=message)
+
+
+class RequestsPage(PageHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        caller = self.person()
+        found = await self.act(self.airlock.visible_to, caller.name, caller.platform_reader)
+        self.render_page(
+            "requests.html",
+            awaiting=[r for r in found if r["awaits_you"]],
+            mine=[r for r in found if r["requester"] == caller.name],
+            others=[r for r in found if r["requester"] != caller.name and not r["awaits_you"]],
+        )
+
+
+class RequestPage(PageHandler):
+    @web.authenticated
+    async def get(self, request_id: str) -> None:
+        caller = self.person()
+        request = await self.act(
+            self.airlock.show, caller.name, int(request_id), caller.platform_reader
+        )
+        checkers = await asyncio.to_thread(self.airlock.registry.checkers_of, request["project"])
+        self.render_page(
+            "request.html",
+            request=request,
+            current=request["revisions"][-1],
+            may_inspect=caller.name in checkers,
+        )
+
+    @web.authenticated
+    async def post(self, request_id: str) -> None:
+        """A checker's decision."""
+        caller = self.person()
+        await self.act(
+            self.airlock.review,
+            caller.name,
+            int(request_id),
+            self.get_body_argument("decision", ""),
+            self.get_body_argument("comment", ""),
+        )
+        self.redirect(f"{self.hub_auth.base_url}requests/{request_id}")
+
+
+class FileSender(PageHandler):
+    async def send(self, path: Path, name: str, inline: bool) -> None:
+        """A file as an attachment, or shown in the browser as text or a picture; never as a
+        page that could run scripts."""
+        content_type = "application/octet-stream"
+        if inline:
+            content_type = INLINE_TYPES.get(PurePosixPath(name).suffix.lower(), content_type)
+            if content_type == "application/octet-stream" and await asyncio.to_thread(
+                _is_text, path
+            ):
+                content_type = "text/plain; charset=utf-8"
+        disposition = "inline" if content_type != "application/octet-stream" else "attachment"
+        self.set_header("Content-Type", content_type)
+        self.set_header(
+            "Content-Disposition", f'{disposition}; filename="{PurePosixPath(name).name}"'
+        )
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Content-Security-Policy", "sandbox; default-src 'none'; img-src 'self'")
+        with path.open("rb") as source:
+            while chunk := await asyncio.to_thread(source.read, CHUNK):
+                self.write(chunk)
+                await self.flush()
+        self.finish()
+
+
+class DownloadPage(FileSender):
+    """A released file, or the release record, for the requester (outside the session)."""
+
+    @web.authenticated
+    async def get(self, request_id: str, name: str) -> None:
+        caller = self.person()
+        path = await self.act(self.airlock.released_file, caller.name, int(request_id), name)
+        await self.send(path, name, inline=False)
+
+
+class SnapshotPage(FileSender):
+    """A file as snapshotted, for the project's output checkers to read."""
+
+    @web.authenticated
+    async def get(self, request_id: str, name: str) -> None:
+        caller = self.person()
+        path = await self.act(self.airlock.snapshot, caller.name, int(request_id), name)
+        await self.send(path, name, inline=True)
+
+
+def _is_text(path: Path) -> bool:
+    with path.open("rb") as source:
+        sample = source.read(65536)
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def page_handlers(prefix: str) -> list[tuple]:
+    number = r"([0-9]{1,12})"
+    return [
+        (prefix, RequestsPage),
+        (prefix + f"requests/{number}", RequestPage),
+        (prefix + f"requests/{number}/files/(.+)", DownloadPage),
+        (prefix + f"requests/{number}/snapshots/(.+)", SnapshotPage),
+    ]

@@ -1,0 +1,172 @@
+"""Asking for files to leave the enclave, from a notebook session.
+
+    request = enclave.request_export(["results/table1.csv"], justification="Table 1 of the paper")
+    request.status        # 'in-review', or 'checks-failed' with request.problems() saying why
+    enclave.export_requests()
+
+The airlock service snapshots the files as they are now (later edits change nothing), checks
+them for disclosure, and queues them for two output checkers of the project. Approved files
+are downloaded outside the session, from the airlock's pages. Files are named by their path in
+the home folder, or `project/...` in the project's shared folder.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import platform
+import sys
+from contextlib import ExitStack
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+URL_VARIABLE = "ENCLAVE_AIRLOCK_URL"
+TIMEOUT = 300.0  # the checks of a large request take a while
+PAGES = "services/enclave-airlock/"
+
+
+class ExportError(RuntimeError):
+    """The request was not made; the message says why."""
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """A request as the airlock holds it."""
+
+    id: int
+    status: str
+    checks: str
+    files: list[dict]
+
+    @classmethod
+    def from_reply(cls, reply: dict) -> ExportRequest:
+        current = reply["revisions"][-1]
+        return cls(reply["id"], reply["status"], current["checks"], current["files"])
+
+    @property
+    def url(self) -> str:
+        """The request's page in the airlock, for the browser."""
+        return f"{os.environ.get('JUPYTERHUB_BASE_URL', '/')}{PAGES}requests/{self.id}"
+
+    def problems(self) -> list[str]:
+        """What the checks failed or flagged, one line each."""
+        return [
+            f"{f['name']}: {finding['outcome']}: {finding['message']}"
+            for f in self.files
+            for finding in f["findings"]
+            if finding["outcome"] != "pass"
+        ]
+
+    def __str__(self) -> str:
+        lines = [f"Export request {self.id}: {self.status} (checks: {self.checks}), {self.url}"]
+        return "\n".join([*lines, *(f"  {p}" for p in self.problems())])
+
+    def _repr_html_(self) -> str:
+        items = "".join(f"<li>{html.escape(p)}</li>" for p in self.problems())
+        return (
+            f'<p>Export request <a href="{html.escape(self.url)}" target="_blank">'
+            f"{self.id}</a>: <strong>{html.escape(self.status)}</strong> "
+            f"(checks: {html.escape(self.checks)})</p>" + (f"<ul>{items}</ul>" if items else "")
+        )
+
+
+def export_folders() -> dict[str, Path]:
+    """Where exported files may come from, by the prefix of their names."""
+    return {
+        "": Path(os.environ.get("HOME", "~")).expanduser().resolve(),
+        "project/": Path(os.environ.get("ENCLAVE_PROJECT_FOLDER", "/project")).resolve(),
+    }
+
+
+def export_name(path: str | os.PathLike) -> tuple[str, Path]:
+    """(the name the airlock gives a file, its resolved path); ExportError if it cannot go."""
+    resolved = Path(path).expanduser().absolute().resolve()
+    folders = export_folders()
+    for prefix, folder in sorted(folders.items(), key=lambda item: -len(str(item[1]))):
+        if resolved.is_relative_to(folder) and resolved != folder:
+            name = prefix + resolved.relative_to(folder).as_posix()
+            break
+    else:
+        raise ExportError(
+            f"{path}: only files in your home folder ({folders['']}) or the project folder "
+            f"({folders['project/']}) can be exported"
+        )
+    if resolved.is_dir():
+        raise ExportError(f"{path} is a folder: name its files, or put them in a zip")
+    if not resolved.is_file():
+        raise ExportError(f"{path}: no such file")
+    return name, resolved
+
+
+def environment() -> dict:
+    """What this session runs: Python, the platform and every installed package's version."""
+    packages = {}
+    for distribution in metadata.distributions():
+        name = distribution.metadata.get("Name")
+        if name:
+            packages[name] = distribution.version
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "executable": sys.executable,
+        "project": os.environ.get("ENCLAVE_PROJECT"),
+        "packages": dict(sorted(packages.items(), key=lambda item: item[0].lower())),
+    }
+
+
+def _airlock(path: str, **request) -> dict:
+    import httpx
+
+    base = os.environ.get(URL_VARIABLE)
+    token = os.environ.get("JUPYTERHUB_API_TOKEN")
+    if not base or not token:
+        raise ExportError("No airlock is configured: exports are requested from an Enclave session")
+    headers = {"Authorization": f"token {token}"}
+    try:
+        reply = httpx.request(
+            request.pop("method", "GET"), base + path, headers=headers, timeout=TIMEOUT, **request
+        )
+    except httpx.HTTPError as error:
+        raise ExportError(f"The airlock at {base} cannot be reached ({error})") from None
+    try:
+        body = reply.json()
+    except ValueError:
+        body = {"error": reply.text[:200]}
+    if reply.status_code >= 400:
+        raise ExportError(f"The airlock refused: {body.get('error') or reply.reason_phrase}")
+    return body
+
+
+def request_export(
+    paths: list[str | os.PathLike],
+    justification: str,
+    supporting: list[str | os.PathLike] = (),
+    revises: int | None = None,
+) -> ExportRequest:
+    """Ask for `paths` to be released. `supporting` files go to the checkers only (a table's
+    `<name>.contributors.csv`, say); `revises` is the request a new revision replaces."""
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    if isinstance(supporting, str | os.PathLike):
+        supporting = [supporting]
+    if not paths:
+        raise ExportError("name at least one file to export")
+    with ExitStack() as stack:
+        files = []
+        for role, group in (("output", paths), ("supporting", supporting)):
+            for path in group:
+                name, resolved = export_name(path)
+                handle = stack.enter_context(resolved.open("rb"))
+                files.append((role, (name, handle, "application/octet-stream")))
+        data = {"justification": justification, "environment": json.dumps(environment())}
+        if revises is not None:
+            data["revises"] = str(revises)
+        reply = _airlock("api/requests", method="POST", files=files, data=data)
+    return ExportRequest.from_reply(reply)
+
+
+def export_requests() -> list[dict]:
+    """This session's export requests (its user's, in its project), newest first."""
+    return _airlock("api/requests")["requests"]
