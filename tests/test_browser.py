@@ -1,5 +1,6 @@
 """In a real browser: sign in on the provider's page, start a session, reach JupyterLab; an
-auditor uses the audit console, which refuses a researcher."""
+auditor uses the audit console, which refuses a researcher; output checkers approve an export
+and its requester downloads it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ import time
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from enclave_harness import HubAPI, create_api_token, login, run_in_kernel, session_url
+from enclave_harness import (
+    HubAPI,
+    SessionNotebook,
+    create_api_token,
+    login,
+    run_in_kernel,
+    session_url,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -152,3 +160,45 @@ def test_an_admin_creates_a_project_in_the_pages_and_its_member_starts_a_session
         time.sleep(1)
         deadline -= 1
     assert "web-made" not in api.http.get("/users/erin").json()["servers"]
+
+
+def test_output_checkers_review_and_approve_an_export_in_the_pages(enclave, browser, tmp_path):
+    quinn = SessionNotebook(enclave, "quinn", "airlock-study")
+    try:
+        made = quinn.run(
+            "import enclave, json, pathlib\n"
+            "pathlib.Path('out').mkdir(exist_ok=True)\n"
+            "pathlib.Path('out/ages.csv').write_text('band,n\\n40-49,31\\n50-59,0\\n')\n"
+            "r = enclave.request_export(['out/ages.csv'], justification='Figure 2 counts')\n"
+            "print(json.dumps({'id': r.id}))\n"
+        )
+        airlock = f"{enclave.url}/services/enclave-airlock/"
+        for checker in ("erin", "rose"):
+            page = _sign_in(browser, enclave, checker)
+            page.goto(airlock)
+            expect(page.locator("#signed-in")).to_have_text(checker)
+            page.locator("#awaiting").get_by_role("link", name=f"#{made['id']}").click()
+            expect(page.locator("#justification")).to_have_text("Figure 2 counts")
+            expect(page.locator("#files")).to_contain_text("zero cell")
+            # The zero cell is flagged: approving it needs a comment.
+            page.get_by_role("button", name="Approve").click()
+            expect(page.locator("#error")).to_contain_text("say in a comment why")
+            page.go_back()
+            page.fill("#review textarea[name=comment]", f"{checker}: the zero is structural")
+            page.get_by_role("button", name="Approve").click()
+            expect(page.locator("#reviews")).to_contain_text(f"{checker}: the zero is structural")
+        expect(page.locator("#request-status")).to_have_text("released")
+        page.screenshot(path=tmp_path / "airlock-released.png")
+
+        # The requester downloads it in her browser, and finds the entry in JupyterLab's menu.
+        researcher = _sign_in(browser, enclave, "quinn")
+        researcher.goto(f"{airlock}requests/{made['id']}")
+        with researcher.expect_download() as download:
+            researcher.locator("#downloads").get_by_role("link", name="out/ages.csv").click()
+        assert download.value.path().read_text() == "band,n\n40-49,31\n50-59,0\n"
+        researcher.goto(f"{enclave.url}/user/quinn/airlock-study/lab")
+        expect(researcher.locator("#jp-main-dock-panel")).to_be_visible(timeout=60_000)
+        researcher.get_by_role("menuitem", name="File").click()
+        expect(researcher.get_by_text("Request an export…")).to_be_visible()
+    finally:
+        quinn.stop()
