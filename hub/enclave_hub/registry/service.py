@@ -72,6 +72,7 @@ def make_app(site: SiteConfig, reconciler: Reconciler) -> web.Application:
         reconciler=reconciler,
         hub_auth=hub_oauth(site, PREFIX, SERVICE_NAME, secrets.registry_service_token),
         cookie_secret=os.urandom(32),
+        xsrf_cookies=True,
     )
 
 
