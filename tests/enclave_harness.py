@@ -51,7 +51,7 @@ def make_site_dir() -> Path:
 
 def write_site_config(base: Path, **overrides: object) -> Path:
     """A site configuration on free loopback ports, with its state inside `base`."""
-    ports = iter(free_ports(10))
+    ports = iter(free_ports(11))
     config = {
         "state_dir": str(base / "state"),
         "data_root": str(base / "data"),
@@ -65,6 +65,7 @@ def write_site_config(base: Path, **overrides: object) -> Path:
             "scheduler_proxy_port": next(ports),
         },
         "registry": {"port": next(ports), "reconcile_interval": 3},
+        "airlock": {"port": next(ports)},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -233,3 +235,28 @@ def test_the_sessions_export_page_sends_a_request(enclave, quinn):
     )
     assert sent.status_code == 200, sent.text
     assert "in-review" in sent.text
+
+
+def airlock_cli(enclave, *argv: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "enclave_hub.cli", "airlock", *argv]
+    return subprocess.run(
+        [*command, "--config", str(enclave.base / "enclave.yaml")], capture_output=True, text=True
+    )
+
+
+def test_the_command_line_lists_shows_and_decides_for_named_checkers(enclave, quinn):
+    request = export(quinn, {"results/cli.csv": TABLE}, ["results/cli.csv"])
+    number = str(request["id"])
+    listed = airlock_cli(enclave, "list", "--status", "in-review")
+    assert listed.returncode == 0 and f"{number}  in-review" in listed.stdout
+    shown = json.loads(airlock_cli(enclave, "show", number).stdout)
+    assert shown["revisions"][0]["files"][0]["name"] == "results/cli.csv"
+
+    own = airlock_cli(enclave, "approve", number, "--checker", "quinn")
+    assert own.returncode == 2 and "no one may review their own request" in own.stderr
+    assert airlock_cli(enclave, "approve", number, "--checker", "erin").returncode == 0
+    done = airlock_cli(enclave, "approve", number, "--checker", "rose", "--comment", "ok")
+    assert done.returncode == 0 and "is released" in done.stdout
+    log = records(enclave.state_dir / "audit")
+    sources = {r.get("source") for r in log if r.get("target") == f"airlock-request/{number}"}
+    assert any(s and s.startswith("command line (") for s in sources)
