@@ -103,6 +103,17 @@ def _target(request_id: int) -> str:
     return f"airlock-request/{request_id}"
 
 
+def _awaits(request: ExportRequest, checker: str) -> bool:
+    """Is the request in review, not the checker's own, and not yet decided by them?"""
+    return (
+        request.status == IN_REVIEW
+        and checker != request.requester
+        and not any(
+            r.reviewer == checker and r.revision == request.current.number for r in request.reviews
+        )
+    )
+
+
 class Airlock:
     def __init__(
         self,
@@ -404,18 +415,12 @@ class Airlock:
         with self._session() as db:
             request = self._request(db, request_id)
             self._may_see(request, username, platform_reader)
-            described = self._describe(request)
-            checkers = self.registry.checkers_of(request.project)
-            described["may_review"] = (
-                request.status == IN_REVIEW
-                and username in checkers
-                and username != request.requester
-                and not any(
-                    r.reviewer == username and r.revision == request.current.number
-                    for r in request.reviews
-                )
-            )
-            return described
+            checks = username in self.registry.checkers_of(request.project)
+            return {
+                **self._describe(request),
+                "may_review": checks and _awaits(request, username),
+                "may_inspect": checks,
+            }
 
     def released_file(self, username: str, request_id: int, name: str) -> Path:
         """A released file (or the release record) for its requester to download; recorded."""
@@ -482,12 +487,7 @@ class Airlock:
             "checks": revision.checks_outcome,
             "files": [f.name for f in revision.files if f.role == OUTPUT],
             "updated_at": request.updated_at.isoformat(),
-            "awaits_you": request.status == IN_REVIEW
-            and request.project in checked
-            and username != request.requester
-            and not any(
-                r.reviewer == username and r.revision == revision.number for r in request.reviews
-            ),
+            "awaits_you": request.project in checked and _awaits(request, username),
         }
 
     @staticmethod

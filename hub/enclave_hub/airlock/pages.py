@@ -64,13 +64,7 @@ class RequestPage(PageHandler):
         request = await self.act(
             self.airlock.show, caller.name, int(request_id), caller.platform_reader
         )
-        checkers = await asyncio.to_thread(self.airlock.registry.checkers_of, request["project"])
-        self.render_page(
-            "request.html",
-            request=request,
-            current=request["revisions"][-1],
-            may_inspect=caller.name in checkers,
-        )
+        self.render_page("request.html", request=request, current=request["revisions"][-1])
 
     @web.authenticated
     async def post(self, request_id: str) -> None:
