@@ -6,7 +6,7 @@ import subprocess
 from dataclasses import dataclass
 
 import pytest
-from postgres_harness import postgresql_server
+from postgres_harness import new_database, postgresql_server
 
 from enclave_harness import (
     RunningEnclave,
@@ -102,6 +102,14 @@ def postgresql():
     require_root()
     with postgresql_server() as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """The deployment database's two kinds: SQLite in a file, and a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'enclave.sqlite'}"
+    return new_database(request.getfixturevalue("postgresql"))
 
 
 @pytest.fixture(scope="session")

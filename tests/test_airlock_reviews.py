@@ -9,7 +9,6 @@ import io
 import json
 
 import pytest
-from postgres_harness import new_database
 
 from enclave_hub.airlock.checks import Rules
 from enclave_hub.airlock.exports import (
@@ -33,13 +32,6 @@ LIMITS = Limits(
     max_files=5, max_request_size=1024**2, check_timeout=60, check_memory=4 * 1024**3,
     reviews_required=2,
 )  # fmt: skip
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'enclave.sqlite'}"
-    return new_database(request.getfixturevalue("postgresql"))
 
 
 @pytest.fixture

@@ -8,20 +8,11 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from postgres_harness import new_database
 
 from enclave_hub.audit import AuditLog
 from enclave_hub.audit.query import records
 from enclave_hub.registry.registry import Registry, RegistryError
 from enclave_hub.registry.validation import InvalidInput
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path) -> str:
-    """The registry's two databases: SQLite in a file, and a real PostgreSQL server."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'registry.sqlite'}"
-    return new_database(request.getfixturevalue("postgresql"))
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@ for its services. Each service keeps its own `HubOAuth` client in its applicatio
 
 from __future__ import annotations
 
+import json
+
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 
@@ -49,3 +51,21 @@ def hub_oauth(site: SiteConfig, prefix: str, service_name: str, api_token: str) 
         oauth_client_id=f"service-{service_name}",
         access_scopes={f"access:services!service={service_name}"},
     )
+
+
+class JSONAPI:
+    """What a service's REST API handlers share: errors as `{"error": ...}`, JSON bodies."""
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish({"error": self.error_message(**kwargs)})
+
+    def json_body(self) -> dict:
+        """The request's body, which must be a JSON object (400 otherwise)."""
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "the body must be a JSON object")
+        return body

@@ -21,25 +21,13 @@ import json
 import httpx
 from tornado import web
 
+from ..service_auth import JSONAPI
 from .access import AirlockHandler, Caller
 from .checks.files import OUTPUT, SUPPORTING
 from .exports import Submission, Upload
 
 
-class APIHandler(AirlockHandler):
-    def write_error(self, status_code: int, **kwargs) -> None:
-        self.set_header("Content-Type", "application/json")
-        self.finish({"error": self.error_message(**kwargs)})
-
-    def json_body(self) -> dict:
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise web.HTTPError(400, "the body is not JSON") from None
-        if not isinstance(body, dict):
-            raise web.HTTPError(400, "the body must be a JSON object")
-        return body
-
+class APIHandler(JSONAPI, AirlockHandler):
     async def visible_request(self, caller: Caller, request_id: str) -> dict:
         """One request the caller may see; a session sees only its user's in its project."""
         found = await self.act(

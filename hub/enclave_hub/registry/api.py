@@ -7,29 +7,15 @@ service; admins change, auditors read. Errors are `{"error": "..."}` with 400 (b
 
 from __future__ import annotations
 
-import json
-
 from tornado import web
 
+from ..service_auth import JSONAPI
 from .access import RegistryHandler
 
 STATUS_CHANGES = {"suspended", "archived", "active"}
 
 
-class APIHandler(RegistryHandler):
-    def write_error(self, status_code: int, **kwargs) -> None:
-        self.set_header("Content-Type", "application/json")
-        self.finish({"error": self.error_message(**kwargs)})
-
-    def body(self) -> dict:
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise web.HTTPError(400, "the body is not JSON") from None
-        if not isinstance(body, dict):
-            raise web.HTTPError(400, "the body must be a JSON object")
-        return body
-
+class APIHandler(JSONAPI, RegistryHandler):
     def created(self, project: dict) -> None:
         self.set_status(201)
         self.finish(project)
@@ -42,7 +28,7 @@ class ProjectsAPI(APIHandler):
 
     @web.authenticated
     async def post(self) -> None:
-        body = self.body()
+        body = self.json_body()
         fields = ("description", "agreement", "starts", "ends", "profile", "egress_allow")
         options = {name: body[name] for name in fields if name in body}
         self.created(
@@ -59,7 +45,7 @@ class ProjectAPI(APIHandler):
 
     @web.authenticated
     async def patch(self, project: str) -> None:
-        body = self.body()
+        body = self.json_body()
         status = body.pop("status", None)
         if status is not None and status not in STATUS_CHANGES:
             raise web.HTTPError(400, f"status {status!r} is not one of {sorted(STATUS_CHANGES)}")
@@ -74,7 +60,7 @@ class ProjectAPI(APIHandler):
 class MembersAPI(APIHandler):
     @web.authenticated
     async def post(self, project: str) -> None:
-        body = self.body()
+        body = self.json_body()
         self.created(
             await self.change(
                 self.registry.add_member,
@@ -95,7 +81,7 @@ class MemberAPI(APIHandler):
 class GrantsAPI(APIHandler):
     @web.authenticated
     async def post(self, project: str) -> None:
-        body = self.body()
+        body = self.json_body()
         self.created(
             await self.change(
                 self.registry.grant, project, body.get("dataset"), body.get("expires")
