@@ -55,7 +55,7 @@ fi
 # running under their own uids can execute it).
 [ -x "$VENV/bin/python" ] || /usr/bin/python3 -m venv "$VENV"
 extras=hub,data,viz
-[ "$mode" = test ] && extras=hub,data,viz,dev
+[ "$mode" = test ] && extras=hub,data,viz,kubernetes,dev
 "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[$extras]"
 
 # configurable-http-proxy, installed beside the virtual environment's programs.

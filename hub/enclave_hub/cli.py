@@ -14,6 +14,7 @@ from .config import (
     site_config,
 )
 from .datasets_cli import add_dataset_verbs
+from .kernels import add_kernel_verbs
 from .registry.cli import add_project_verbs
 from .registry.registry import RegistryError
 from .registry.validation import InvalidInput
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_project_verbs(verbs)
     add_dataset_verbs(verbs)
     add_airlock_verbs(verbs)
+    add_kernel_verbs(verbs)
     return parser
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -148,6 +148,15 @@ class DaskLimits(_Section):
         return self
 
 
+class Toleration(_Section):
+    """A Kubernetes toleration: lets sessions of a profile onto nodes tainted for them."""
+
+    key: str = Field(min_length=1)
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
 class Profile(_Section):
     """The resources of a session, and of its project's Dask clusters."""
 
@@ -156,6 +165,12 @@ class Profile(_Section):
     pids: int = Field(default=1024, ge=16, description="most processes and threads at once")
     gpus: int = Field(default=0, ge=0)
     dask: DaskLimits = Field(default_factory=DaskLimits)
+    node_selector: dict[str, str] = Field(
+        default={}, description="on Kubernetes: node labels a session's node must have"
+    )
+    tolerations: list[Toleration] = Field(
+        default=[], description="on Kubernetes: taints a session's node may have"
+    )
 
 
 class SessionSettings(_Section):
@@ -282,6 +297,38 @@ class AirlockSettings(_Section):
     )
 
 
+class KubernetesSettings(_Section):
+    """Where things are when Enclave runs on Kubernetes; the Helm chart fills this in from its
+    release. Its presence is what says that a deployment runs on Kubernetes."""
+
+    session_image: str = Field(
+        default="enclave/notebook:0.1.0", description="the notebook image of sessions"
+    )
+    gpu_session_image: str = Field(
+        default="enclave/notebook-gpu:0.1.0", description="the image of profiles with GPUs"
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    workspace_claim: str = Field(
+        default="enclave-workspaces",
+        description="the volume claim of workspaces: <project>/home/<user>, <project>/shared",
+    )
+    data_claim: str = Field(
+        default="enclave-datasets", description="the volume claim of datasets, one folder each"
+    )
+    session_uid: int = Field(default=1000, ge=1000, description="sessions run as this uid")
+    hub_url: str = Field(default="http://hub:8081", description="the hub's API, in the cluster")
+    registry_url: str = "http://enclave-registry:8083"
+    audit_url: str = "http://enclave-audit:8082"
+    airlock_url: str = "http://enclave-airlock:8087"
+    gateway_url: str = Field(
+        default="http://traefik-enclave-dask-gateway", description="the Dask gateway's API"
+    )
+    gateway_proxy_address: str = Field(
+        default="gateway://traefik-enclave-dask-gateway:80",
+        description="where sessions' Dask clients reach their schedulers",
+    )
+
+
 class Project(_Section):
     """A seed project: put into the registry when it is empty (on first start)."""
 
@@ -308,6 +355,9 @@ class SiteConfig(_Section):
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     dask: DaskSettings = Field(default_factory=DaskSettings)
     airlock: AirlockSettings = Field(default_factory=AirlockSettings)
+    kubernetes: KubernetesSettings | None = Field(
+        default=None, description="set (by the Helm chart) when Enclave runs on Kubernetes"
+    )
     projects: list[Project] = Field(default_factory=lambda: list(SEED_PROJECTS))
 
     @model_validator(mode="after")
@@ -361,29 +411,52 @@ class SiteConfig(_Section):
         return self.state_dir / "audit-key" / "signing.key"
 
     @property
+    def listen_address(self) -> str:
+        """Where the services that sessions reach listen: the hub's address on this machine, or
+        every address of the service's own pod on Kubernetes."""
+        return "0.0.0.0" if self.kubernetes else str(self.sessions.hub_address)
+
+    @property
     def audit_url(self) -> str:
         """Where the audit service listens: on the hub's address, which sessions reach."""
+        if self.kubernetes:
+            return self.kubernetes.audit_url
         return f"http://{self.sessions.hub_address}:{self.audit.port}"
 
     @property
     def hub_url(self) -> str:
         """Where the hub itself listens: the address sessions, the proxy and tools reach."""
+        if self.kubernetes:
+            return self.kubernetes.hub_url
         return f"http://{self.sessions.hub_address}:{self.hub.hub_port}"
 
     @property
     def gateway_url(self) -> str:
         """The Dask gateway's API as sessions reach it, on the hub's address."""
+        if self.kubernetes:
+            return self.kubernetes.gateway_url
         return f"http://{self.sessions.hub_address}:{self.dask.proxy_port}"
 
     @property
     def gateway_scheduler_proxy(self) -> str:
         """Where sessions' Dask clients connect (TLS, routed to the cluster by name)."""
+        if self.kubernetes:
+            return self.kubernetes.gateway_proxy_address
         return f"gateway://{self.sessions.hub_address}:{self.dask.scheduler_proxy_port}"
 
     @property
     def airlock_url(self) -> str:
         """Where the airlock service listens: on the hub's address, which sessions reach."""
+        if self.kubernetes:
+            return self.kubernetes.airlock_url
         return f"http://{self.sessions.hub_address}:{self.airlock.port}"
+
+    @property
+    def registry_service_url(self) -> str:
+        """Where the hub routes the registry's pages: loopback here, its service on Kubernetes."""
+        if self.kubernetes:
+            return self.kubernetes.registry_url
+        return f"http://127.0.0.1:{self.registry.port}"
 
     @property
     def airlock_dir(self) -> Path:

@@ -28,7 +28,7 @@ from .registry.registry import RegistryError
 from .registry.service import SERVICE_NAME as REGISTRY_SERVICE
 from .registry.site import site_registry
 from .registry.validation import InvalidInput
-from .secrets import load_secrets, secret_path
+from .secrets import Secrets, load_secrets, secret_path
 from .spawner import EnclaveSpawner
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -65,16 +65,21 @@ def hub_paths(site: SiteConfig) -> dict[str, Path]:
     }
 
 
-def configure(c: Any, site: SiteConfig) -> None:
-    """Fill JupyterHub's traitlets config `c` for this deployment."""
-    secrets = load_secrets(site.state_dir)
-    provider = fetch_provider_metadata(site.issuer_url)
-    paths = hub_paths(site)
+def seeded_registry(site: SiteConfig):
+    """The site's project registry, with the configuration's seed projects put in if empty."""
     registry = site_registry(site)
     try:
         registry.seed(site.projects)
     except (InvalidInput, RegistryError) as error:
         raise SiteConfigError(f"projects: cannot seed the project registry: {error}") from None
+    return registry
+
+
+def configure(c: Any, site: SiteConfig) -> None:
+    """Fill JupyterHub's traitlets config `c` for this deployment on this machine."""
+    secrets = load_secrets(site.state_dir)
+    paths = hub_paths(site)
+    registry = seeded_registry(site)
 
     hub = c.JupyterHub
     hub.bind_url = f"http://{site.hub.bind}:{site.hub.port}"
@@ -85,6 +90,41 @@ def configure(c: Any, site: SiteConfig) -> None:
     hub.cookie_secret_file = str(secret_path(site.state_dir, "cookie_secret"))
     hub.cleanup_servers = False
     hub.cleanup_proxy = False
+    hub.spawner_class = EnclaveSpawner
+    c.ConfigurableHTTPProxy.should_start = False
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{site.hub.proxy_api_port}"
+    c.ConfigurableHTTPProxy.auth_token = secrets.proxy_token
+    c.CryptKeeper.keys = [secrets.crypt_key]
+
+    audit = configure_enclave(c, site, secrets, registry)
+    hub.services.append({"name": SUPERVISOR_SERVICE, "api_token": secrets.supervisor_token})
+    hub.load_roles.append(
+        {
+            "name": SUPERVISOR_SERVICE,
+            "description": "lets `enclave up` stop every session when it shuts down",
+            "scopes": ["list:users", "read:servers", "servers"],
+            "services": [SUPERVISOR_SERVICE],
+        }
+    )
+
+    sessions = site.sessions
+    spawner = c.EnclaveSpawner
+    configure_project_sessions(spawner, site, registry, audit)
+    spawner.project_groups = ProjectGroups(paths["project_groups"], sessions.gid_base)
+    spawner.workspace_root = str(sessions.workspace_root)
+    spawner.data_root = str(site.data_root)
+    spawner.state_dir = str(site.state_dir)
+    spawner.uid_base = sessions.uid_base
+    spawner.hub_address = str(sessions.hub_address)
+    spawner.hub_port = site.hub.hub_port
+    spawner.egress_allow = list(sessions.egress_allow)
+    spawner.poll_interval = sessions.poll_interval
+
+
+def configure_enclave(c: Any, site: SiteConfig, secrets: Secrets, registry) -> AuditClient:
+    """What a hub of Enclave is wherever it runs: its pages, its services and their roles, the
+    sign-in through the site's OpenID Connect provider. Returns the hub's audit client."""
+    hub = c.JupyterHub
     hub.allow_named_servers = True
     hub.default_url = "/hub/home"
     hub.template_paths = [str(TEMPLATES)]
@@ -92,89 +132,84 @@ def configure(c: Any, site: SiteConfig) -> None:
         "enclave_projects": lambda user: registry.projects_of(user.name) if user else []
     }
     hub.authenticator_class = EnclaveAuthenticator
-    hub.spawner_class = EnclaveSpawner
-    hub.services = [
-        {"name": SUPERVISOR_SERVICE, "api_token": secrets.supervisor_token},
+    hub.services = enclave_services(site, secrets)
+    hub.load_roles = enclave_roles()
+    hub.custom_scopes = {
+        REFLECT_SCOPE: {"description": "re-apply the registry's project groups and roles"}
+    }
+    audit = AuditClient(f"{site.audit_url}{EVENTS_PATH}", secrets.audit_ingest_token)
+    configure_authenticator(c.EnclaveAuthenticator, site, secrets, registry, audit)
+    return audit
+
+
+def enclave_services(site: SiteConfig, secrets: Secrets) -> list[dict[str, Any]]:
+    """The hub's services: the registry, audit and airlock (with pages), and the Dask gateway."""
+    pages = {"oauth_no_confirm": True, "display": True}
+    return [
         {
             "name": REGISTRY_SERVICE,
-            "url": f"http://127.0.0.1:{site.registry.port}",
+            "url": site.registry_service_url,
             "api_token": secrets.registry_service_token,
-            "oauth_no_confirm": True,
-            "display": True,
+            **pages,
         },
         {
-            # Started by `enclave up` before the hub; the hub routes its console and signs
-            # auditors in to it.
+            # Started before the hub; the hub routes its console and signs auditors in to it.
             "name": AUDIT_SERVICE,
             "url": site.audit_url,
             "api_token": secrets.audit_service_token,
-            "oauth_no_confirm": True,
-            "display": True,
+            **pages,
         },
         {
-            # On the hub's address: sessions send their export requests there with their own
-            # tokens, and the hub routes people's browsers to its pages.
+            # Where sessions send their export requests with their own tokens; the hub routes
+            # people's browsers to its pages.
             "name": AIRLOCK_SERVICE,
             "url": site.airlock_url,
             "api_token": secrets.airlock_service_token,
-            "oauth_no_confirm": True,
-            "display": True,
+            **pages,
         },
         {
-            # No URL: the gateway is reached by sessions on the hub's address, never through
-            # the public proxy (its dashboards would be open there to anyone with a link).
+            # No URL: the gateway is reached by sessions directly, never through the public
+            # proxy (its dashboards would be open there to anyone with a link).
             "name": DASK_GATEWAY_SERVICE,
             "api_token": secrets.gateway_service_token,
         },
     ]
-    hub.load_roles = [
-        {
-            "name": SUPERVISOR_SERVICE,
-            "description": "lets `enclave up` stop every session when it shuts down",
-            "scopes": ["list:users", "read:servers", "servers"],
-            "services": [SUPERVISOR_SERVICE],
-        },
+
+
+def enclave_roles() -> list[dict[str, Any]]:
+    """The roles of the hub's services, and the redefined user role."""
+    sessions_reader = ["list:users", "read:users", "read:servers", "admin:server_state"]
+    return [
         {
             "name": REGISTRY_SERVICE,
             "description": "lets the reconciler stop sessions that the registry no longer allows "
             "and reflect the registry into groups and roles",
-            "scopes": [
-                "list:users",
-                "read:users",
-                "read:servers",
-                "admin:server_state",
-                "servers",
-                REFLECT_SCOPE,
-            ],
+            "scopes": [*sessions_reader, "servers", REFLECT_SCOPE],
             "services": [REGISTRY_SERVICE],
         },
         {
             "name": AIRLOCK_SERVICE,
             "description": "lets the airlock name the session run an export request came from",
-            "scopes": ["list:users", "read:users", "read:servers", "admin:server_state"],
+            "scopes": sessions_reader,
             "services": [AIRLOCK_SERVICE],
         },
         {
             "name": DASK_GATEWAY_SERVICE,
             "description": "lets the Dask gateway see which sessions run, to end their clusters",
-            "scopes": ["list:users", "read:users", "read:servers", "admin:server_state"],
+            "scopes": sessions_reader,
             "services": [DASK_GATEWAY_SERVICE],
         },
         # Users' roles are the authenticator's to give (hub_access); this one is only redefined.
         USER_ROLE,
     ]
-    hub.custom_scopes = {
-        REFLECT_SCOPE: {"description": "re-apply the registry's project groups and roles"}
-    }
-    audit = AuditClient(f"{site.audit_url}{EVENTS_PATH}", secrets.audit_ingest_token)
 
-    c.ConfigurableHTTPProxy.should_start = False
-    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{site.hub.proxy_api_port}"
-    c.ConfigurableHTTPProxy.auth_token = secrets.proxy_token
-    c.CryptKeeper.keys = [secrets.crypt_key]
 
+def configure_authenticator(
+    auth: Any, site: SiteConfig, secrets: Secrets, registry, audit: AuditClient
+) -> None:
+    """Sign-in through the site's OpenID Connect provider, with groups and roles from it."""
+    provider = fetch_provider_metadata(site.issuer_url)
     identity = site.identity
-    auth = c.EnclaveAuthenticator
     auth.client_id = identity.client_id
     auth.client_secret = secrets.oauth_client_secret
     auth.basic_auth = True  # client_secret_basic, the OIDC default token endpoint auth
@@ -202,23 +237,16 @@ def configure(c: Any, site: SiteConfig) -> None:
     auth.auth_refresh_age = 300
     auth.audit = audit
 
+
+def configure_project_sessions(spawner: Any, site: SiteConfig, registry, audit) -> None:
+    """What every spawner of project sessions is told (`project_session.ProjectSession`)."""
     sessions = site.sessions
-    spawner = c.EnclaveSpawner
     spawner.registry = registry
-    spawner.project_groups = ProjectGroups(paths["project_groups"], sessions.gid_base)
-    spawner.workspace_root = str(sessions.workspace_root)
-    spawner.data_root = str(site.data_root)
-    spawner.state_dir = str(site.state_dir)
-    spawner.uid_base = sessions.uid_base
-    spawner.hub_address = str(sessions.hub_address)
-    spawner.hub_port = site.hub.hub_port
-    spawner.egress_allow = list(sessions.egress_allow)
     spawner.profiles = dict(sessions.profiles)
     spawner.start_timeout = sessions.start_timeout
     spawner.http_timeout = sessions.start_timeout
-    spawner.poll_interval = sessions.poll_interval
     spawner.audit = audit
-    spawner.audit_port = site.audit.port
+    spawner.audit_url = site.audit_url
     spawner.audit_events_path = EVENTS_PATH
     # A session's token: its own server, its activity, the Dask gateway and the airlock.
     spawner.server_token_scopes = [

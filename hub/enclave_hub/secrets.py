@@ -57,9 +57,23 @@ def secret_path(state_dir: Path, name: str) -> Path:
     return secrets_dir(state_dir) / name
 
 
+def _shared_beyond_this_process(status: os.stat_result) -> bool:
+    """Others may read the file, or a group this process is not in, or root's group.
+
+    A group of its own is allowed: Kubernetes mounts a pod's secrets readable by the pod's
+    own group (fsGroup), which no other pod's processes are in.
+    """
+    mode = stat.S_IMODE(status.st_mode)
+    if mode & 0o007:
+        return True
+    own_groups = {os.getegid(), *os.getgroups()}
+    return bool(mode & 0o070) and (status.st_gid == 0 or status.st_gid not in own_groups)
+
+
 def _read_secret(path: Path) -> str:
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
+    status = path.stat()
+    if _shared_beyond_this_process(status):
+        mode = stat.S_IMODE(status.st_mode)
         raise SecretError(f"{path} is readable by others (mode {mode:o}); it must be 0600")
     value = path.read_text().strip()
     if len(value) < 32:

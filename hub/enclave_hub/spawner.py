@@ -15,11 +15,9 @@ are on disk (fail closed).
 from __future__ import annotations
 
 import asyncio
-import html
 import ipaddress
 import json
 import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -31,12 +29,10 @@ from jupyterhub.utils import random_port
 from traitlets import Any as AnyTrait
 from traitlets import Dict, Integer, List, Unicode, default
 
-from . import notebook_audit, sandbox, session_airlock, session_dashboard
-from .audit.client import AuditRefused
+from . import sandbox, session_airlock, session_dashboard
+from .project_session import ProjectSession, first_line
 from .registry import validation
 from .sandbox.bubblewrap import (
-    DATA_MOUNT,
-    PROJECT_MOUNT,
     SESSION_CONFIG_MOUNT,
     SandboxView,
     bwrap_argv,
@@ -52,16 +48,9 @@ SESSION_CONFIG_DIR = Path(__file__).with_name("session_jupyter_config")
 SESSION_KEEPER = ("setsid", "--fork", "--wait")
 
 
-def first_line(error: BaseException) -> str:
-    return (str(error) or type(error).__name__).splitlines()[0]
-
-
-class EnclaveSpawner(LocalProcessSpawner):
+class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
     """Starts a project session in its sandbox, under the session's own uid."""
 
-    registry = AnyTrait(
-        help="the project registry: projects_of(user) and membership(user, project)"
-    ).tag(config=True)
     project_groups = AnyTrait(help="ProjectGroups: the group id of each project").tag(config=True)
     workspace_root = Unicode(
         "/srv/enclave/workspaces",
@@ -75,51 +64,20 @@ class EnclaveSpawner(LocalProcessSpawner):
     hub_address = Unicode(help="the hub's address, the one sessions may reach").tag(config=True)
     hub_port = Integer(help="the hub's API port").tag(config=True)
     egress_allow = List(help="HostPort entries sessions may connect to").tag(config=True)
-    profiles = AnyTrait(help="resource profiles by name").tag(config=True)
-    audit = AnyTrait(help="the AuditClient that records session events").tag(config=True)
-    audit_port = Integer(help="the audit service's port on the hub address").tag(config=True)
-    audit_events_path = Unicode(help="the audit service's event URL path").tag(config=True)
-    airlock_url = Unicode(help="the airlock service, on the hub address").tag(config=True)
-    gateway_url = Unicode(help="the Dask gateway's API, on the hub address").tag(config=True)
-    gateway_scheduler_proxy = Unicode(
-        help="gateway://host:port where Dask clients reach their schedulers"
-    ).tag(config=True)
 
     pid_start_time = Integer(0, help="start time of the recorded pid, in clock ticks")
     firewall_fingerprint = Unicode("", help="hash of the session's rules as loaded")
     blocked_seen = Integer(0, help="blocked packets already reported")
     blocked_destinations = Dict(help="blocked packets already reported, by destination")
     sandbox_number = Integer(0, help="the session's number on this machine (network, cgroup)")
-    session_id = Unicode("", help="this run of the session, as the audit log names it")
-    mounted_datasets = List(help="the datasets this run mounted (the reconciler checks them)")
 
     @default("cmd")
     def _cmd_default(self) -> list[str]:
         return [os.path.join(sys.prefix, "bin", "jupyterhub-singleuser")]
 
-    def get_args(self) -> list[str]:
-        # On the command line, which outranks any configuration file.
-        return [
-            *super().get_args(),
-            "--ServerApp.jpserver_extensions="
-            + repr(
-                {m.__name__: True for m in (notebook_audit, session_dashboard, session_airlock)}
-            ),
-            "--ServerApp.kernel_websocket_connection_class="
-            f"{notebook_audit.__name__}.{notebook_audit.RecordingChannels.__name__}",
-        ]
-
     @default("env_keep")
     def _env_keep_default(self) -> list[str]:
         return ["LANG", "LC_ALL"]
-
-    @default("default_url")
-    def _default_url_default(self) -> str:
-        return "/lab"
-
-    @default("options_form")
-    def _options_form_default(self):
-        return self._project_form
 
     # -- identity and places -------------------------------------------------------------
 
@@ -136,36 +94,8 @@ class EnclaveSpawner(LocalProcessSpawner):
         return Path(self.workspace_root, self.name, "shared")
 
     @property
-    def home_inside(self) -> str:
-        return f"/home/{self.user.name}"
-
-    @property
     def log_path(self) -> Path:
         return Path(self.state_dir, "logs", "sessions", f"{self.user.name}--{self.name}.log")
-
-    def _project(self):
-        if self.registry is None:
-            raise SpawnException("Enclave is misconfigured: no project registry", reason="config")
-        return self.registry.membership(self.user.name, self.name)
-
-    def _project_form(self, spawner: EnclaveSpawner) -> str:
-        """The spawn page: the project being started, or the user's projects to pick from."""
-        project = self._project()
-        if project is not None:
-            return (
-                f'<p class="enclave-project">Start a session for project '
-                f"<strong>{html.escape(project.title)}</strong> "
-                f"(<code>{html.escape(project.id)}</code>).</p>"
-            )
-        links = "".join(
-            f'<li><a href="{self.hub.base_url}spawn/{self.user.escaped_name}/{p.id}">'
-            f"{html.escape(p.title)}</a> (<code>{p.id}</code>)</li>"
-            for p in self.registry.projects_of(self.user.name)
-        )
-        return (
-            "<p>Sessions are started for one project. Your projects:</p>"
-            f'<ul class="enclave-projects">{links or "<li>none yet</li>"}</ul>'
-        )
 
     def _sandbox(
         self,
@@ -177,10 +107,14 @@ class EnclaveSpawner(LocalProcessSpawner):
     ) -> sandbox.SessionSandbox:
         hub_ip = ipaddress.ip_address(self.hub_address)
         hub = sandbox.Endpoint(hub_ip, self.hub_port)
-        audit = sandbox.Endpoint(hub_ip, self.audit_port)
         services = [
             sandbox.Endpoint(hub_ip, urlsplit(url).port)
-            for url in (self.airlock_url, self.gateway_url, self.gateway_scheduler_proxy)
+            for url in (
+                self.audit_url,
+                self.airlock_url,
+                self.gateway_url,
+                self.gateway_scheduler_proxy,
+            )
         ]
         return sandbox.SessionSandbox(
             sandbox.SessionSpec(
@@ -188,7 +122,7 @@ class EnclaveSpawner(LocalProcessSpawner):
                 uid=self.session_uid,
                 gid=gid,
                 inbound_ports=(port,),
-                allowed=(hub, audit, *services, *allowed),
+                allowed=(hub, *services, *allowed),
                 host_names=tuple(names),
                 limits=sandbox.Limits(
                     memory_bytes=int(profile.memory), cpus=profile.cpus, pids=profile.pids
@@ -205,14 +139,7 @@ class EnclaveSpawner(LocalProcessSpawner):
     # -- starting ------------------------------------------------------------------------
 
     def _check_project(self):
-        project = self._project()
-        if project is None:
-            message = (
-                f"{self.user.name} is not a member of project '{self.name}'."
-                if self.name
-                else "Sessions are started for a project: choose one on the home page."
-            )
-            raise SpawnException(message, reason="membership", status_code=403)
+        project = super()._check_project()
         if self.session_uid <= 0 or self.uid_base < 1000:
             raise SpawnException(
                 "Enclave is misconfigured: a session would run as root.", reason="config"
@@ -244,27 +171,13 @@ class EnclaveSpawner(LocalProcessSpawner):
             os.chmod(folder, mode)
 
     def user_env(self, env: dict[str, str]) -> dict[str, str]:
-        env["USER"] = self.user.name
-        env["HOME"] = self.home_inside
-        env["SHELL"] = "/bin/bash"
+        env = self.project_env(env)
         env["PATH"] = os.pathsep.join(
             [os.path.join(sys.prefix, "bin"), "/usr/local/bin", "/usr/bin", "/bin"]
         )
-        env["ENCLAVE_PROJECT"] = self.name
-        env["ENCLAVE_DATA"] = DATA_MOUNT
-        env["ENCLAVE_PROJECT_FOLDER"] = PROJECT_MOUNT
-        env["ENCLAVE_AUDIT_URL"] = f"http://{self.hub_address}:{self.audit_port}"
-        env["ENCLAVE_AUDIT_EVENTS_PATH"] = self.audit_events_path
-        env["ENCLAVE_AIRLOCK_URL"] = self.airlock_url
-        # dask-gateway's client reads these: Gateway() reaches this deployment's gateway.
-        env["DASK_GATEWAY__ADDRESS"] = self.gateway_url
-        env["DASK_GATEWAY__PROXY_ADDRESS"] = self.gateway_scheduler_proxy
-        env["DASK_GATEWAY__AUTH__TYPE"] = "jupyterhub"
         # No Jupyter configuration from the home folder: it could switch the recording off.
         env["JUPYTER_CONFIG_DIR"] = str(SESSION_CONFIG_DIR)
         env["JUPYTER_CONFIG_PATH"] = SESSION_CONFIG_MOUNT
-        env["JUPYTERLAB_SETTINGS_DIR"] = f"{self.home_inside}/.jupyter/lab/user-settings"
-        env["JUPYTERLAB_WORKSPACES_DIR"] = f"{self.home_inside}/.jupyter/lab/workspaces"
         return env
 
     async def start(self) -> tuple[str, int]:
@@ -341,49 +254,6 @@ class EnclaveSpawner(LocalProcessSpawner):
         )
         overrides.chmod(0o644)
         return labconfig.parent
-
-    async def _record_start(self, project) -> None:
-        """Record the start and each dataset mount, or refuse to start (fail closed)."""
-        self.session_id = secrets.token_hex(8)
-        common = {"actor": self.user.name, "project": project.id, "session": self.session_id}
-        try:
-            await self.audit.record(
-                action="session.start",
-                target=f"{self.user.name}/{self.name}",
-                outcome="ok",
-                **common,
-            )
-            for dataset in project.datasets:
-                await self.audit.record(
-                    action="dataset.mount",
-                    target=f"/data/{dataset}",
-                    dataset=dataset,
-                    outcome="read-only",
-                    **common,
-                )
-        except AuditRefused as error:
-            await self._record_end("session.failure", "refused", f"audit: {error}")
-            raise SpawnException(
-                f"The session was not started because it cannot be audited: {error}",
-                reason="audit",
-                status_code=503,
-            ) from None
-
-    async def _record_end(self, action: str, outcome: str, reason: str = "") -> None:
-        """Record how this run ended, once; it never stops the session from being removed."""
-        if not self.session_id:
-            return
-        session, self.session_id = self.session_id, ""
-        await self.audit.record_best_effort(
-            self.log,
-            actor=self.user.name,
-            action=action,
-            target=f"{self.user.name}/{self.name}",
-            project=self.name,
-            session=session,
-            outcome=outcome,
-            reason=reason or None,
-        )
 
     def _launch(self, argv: list[str], env: dict[str, str], hook) -> None:
         self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import SiteConfig, write_site_config
+from .kernels import has_gpu, install_kernels
 from .registry.site import site_registry
 from .sandbox.network import ensure_hub_address
 from .secrets import Secrets, ensure_secrets
@@ -300,6 +301,8 @@ class Supervisor:
         check_reachable_by_sessions(workspaces, "the session workspace root")
         check_reachable_by_sessions(Path(sys.prefix).resolve(), "the Python environment")
         write_site_config(self.site, self.config_path)
+        # The sessions' kernels, into the environment sessions run from.
+        install_kernels(Path(sys.prefix), sys.executable, gpu=has_gpu())
         ensure_hub_address(self.site.sessions.hub_address)
         return ensure_secrets(state)
 

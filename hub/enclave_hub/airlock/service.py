@@ -64,7 +64,7 @@ async def serve(site: SiteConfig) -> None:
         make_app(site, airlock),
         max_body_size=site.airlock.max_request_size + BODY_OVERHEAD,
     )
-    server.listen(site.airlock.port, address=str(site.sessions.hub_address))
+    server.listen(site.airlock.port, address=site.listen_address)
     print(f"The airlock service is listening at {site.airlock_url}{PREFIX}", flush=True)
     await stop_signal().wait()
     server.stop()

@@ -137,7 +137,7 @@ async def serve(site: SiteConfig) -> None:
     service = AuditService(log, secrets.audit_ingest_token, resolver, site.audit.failed_login_limit)
     app = make_app(service, site, secrets.audit_service_token)
     server = httpserver.HTTPServer(app, max_body_size=MAX_BODY)
-    server.listen(site.audit.port, address=str(site.sessions.hub_address))
+    server.listen(site.audit.port, address=site.listen_address)
     reporter = PeriodicCallback(service.report_suppressed_logins, 10_000)
     reporter.start()
     stopped = stop_signal()

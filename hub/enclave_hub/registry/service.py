@@ -79,7 +79,8 @@ def make_app(site: SiteConfig, reconciler: Reconciler) -> web.Application:
 async def serve(site: SiteConfig) -> None:
     reconciler = Reconciler(site)
     server = httpserver.HTTPServer(make_app(site, reconciler))
-    server.listen(site.registry.port, address="127.0.0.1")
+    # Reached by the hub's proxy alone: on loopback here, in its own pod on Kubernetes.
+    server.listen(site.registry.port, address="0.0.0.0" if site.kubernetes else "127.0.0.1")
     stopped = stop_signal()
     print(f"The registry service is listening at http://127.0.0.1:{site.registry.port}{PREFIX}")
     seen, last_run = -1, 0.0

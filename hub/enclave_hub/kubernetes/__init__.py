@@ -1,0 +1,7 @@
+"""Enclave on Kubernetes: the hub's KubeSpawner for project sessions, and what it puts in each
+session's pod. The Helm chart in `helm/enclave` deploys it with Zero to JupyterHub.
+"""
+
+# Labels on each session's pod, beside those of Zero to JupyterHub (component: singleuser-server).
+PROJECT_LABEL = "enclave/project"
+USER_LABEL = "enclave/user"

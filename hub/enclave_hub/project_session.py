@@ -1,0 +1,173 @@
+"""What every Enclave spawner shares: a session is one user's JupyterHub named server for one
+project, recorded in the audit log, with the project's services in its environment.
+
+The local spawner (`spawner.EnclaveSpawner`, a sandbox on this machine) and the Kubernetes one
+(`kubernetes.spawner.EnclaveKubeSpawner`, a pod) add only where and how the session runs.
+"""
+
+from __future__ import annotations
+
+import html
+import secrets
+
+from jupyterhub.spawner import SpawnException
+from traitlets import Any as AnyTrait
+from traitlets import HasTraits, List, Unicode, default
+
+from . import notebook_audit, session_airlock, session_dashboard
+from .audit.client import AuditRefused
+from .sandbox.bubblewrap import DATA_MOUNT, PROJECT_MOUNT
+
+# The server extensions every session runs: recording, Dask dashboards, the airlock's page.
+SESSION_EXTENSIONS = (notebook_audit, session_dashboard, session_airlock)
+
+
+def first_line(error: BaseException) -> str:
+    return (str(error) or type(error).__name__).splitlines()[0]
+
+
+class ProjectSession(HasTraits):
+    """What makes a JupyterHub spawner a spawner of project sessions (a mixin, placed before
+    the spawner class it extends); subclasses decide where a session runs."""
+
+    registry = AnyTrait(
+        help="the project registry: projects_of(user) and membership(user, project)"
+    ).tag(config=True)
+    profiles = AnyTrait(help="resource profiles by name").tag(config=True)
+    audit = AnyTrait(help="the AuditClient that records session events").tag(config=True)
+    audit_url = Unicode(help="the audit service, as sessions reach it").tag(config=True)
+    audit_events_path = Unicode(help="the audit service's event URL path").tag(config=True)
+    airlock_url = Unicode(help="the airlock service, as sessions reach it").tag(config=True)
+    gateway_url = Unicode(help="the Dask gateway's API, as sessions reach it").tag(config=True)
+    gateway_scheduler_proxy = Unicode(
+        help="gateway://host:port where Dask clients reach their schedulers"
+    ).tag(config=True)
+
+    session_id = Unicode("", help="this run of the session, as the audit log names it")
+    mounted_datasets = List(help="the datasets this run mounted (the reconciler checks them)")
+
+    def get_args(self) -> list[str]:
+        # On the command line, which outranks any configuration file.
+        extensions = {module.__name__: True for module in SESSION_EXTENSIONS}
+        return [
+            *super().get_args(),
+            f"--ServerApp.jpserver_extensions={extensions!r}",
+            "--ServerApp.kernel_websocket_connection_class="
+            f"{notebook_audit.__name__}.{notebook_audit.RecordingChannels.__name__}",
+        ]
+
+    @default("default_url")
+    def _default_url_default(self) -> str:
+        return "/lab"
+
+    @default("options_form")
+    def _options_form_default(self):
+        return self._project_form
+
+    @property
+    def home_inside(self) -> str:
+        return f"/home/{self.user.name}"
+
+    # -- the project -----------------------------------------------------------------------
+
+    def _project(self):
+        if self.registry is None:
+            raise SpawnException("Enclave is misconfigured: no project registry", reason="config")
+        return self.registry.membership(self.user.name, self.name)
+
+    def _project_form(self, spawner: ProjectSession) -> str:
+        """The spawn page: the project being started, or the user's projects to pick from."""
+        project = self._project()
+        if project is not None:
+            return (
+                f'<p class="enclave-project">Start a session for project '
+                f"<strong>{html.escape(project.title)}</strong> "
+                f"(<code>{html.escape(project.id)}</code>).</p>"
+            )
+        links = "".join(
+            f'<li><a href="{self.hub.base_url}spawn/{self.user.escaped_name}/{p.id}">'
+            f"{html.escape(p.title)}</a> (<code>{p.id}</code>)</li>"
+            for p in self.registry.projects_of(self.user.name)
+        )
+        return (
+            "<p>Sessions are started for one project. Your projects:</p>"
+            f'<ul class="enclave-projects">{links or "<li>none yet</li>"}</ul>'
+        )
+
+    def _check_project(self):
+        """The project this server is for, if the user is a member in force; else refuse."""
+        project = self._project()
+        if project is None:
+            message = (
+                f"{self.user.name} is not a member of project '{self.name}'."
+                if self.name
+                else "Sessions are started for a project: choose one on the home page."
+            )
+            raise SpawnException(message, reason="membership", status_code=403)
+        return project
+
+    # -- the session's environment ---------------------------------------------------------
+
+    def project_env(self, env: dict[str, str]) -> dict[str, str]:
+        """The variables by which a session finds its project, its data and Enclave's services."""
+        env["USER"] = self.user.name
+        env["HOME"] = self.home_inside
+        env["SHELL"] = "/bin/bash"
+        env["ENCLAVE_PROJECT"] = self.name
+        env["ENCLAVE_DATA"] = DATA_MOUNT
+        env["ENCLAVE_PROJECT_FOLDER"] = PROJECT_MOUNT
+        env["ENCLAVE_AUDIT_URL"] = self.audit_url
+        env["ENCLAVE_AUDIT_EVENTS_PATH"] = self.audit_events_path
+        env["ENCLAVE_AIRLOCK_URL"] = self.airlock_url
+        # dask-gateway's client reads these: Gateway() reaches this deployment's gateway.
+        env["DASK_GATEWAY__ADDRESS"] = self.gateway_url
+        env["DASK_GATEWAY__PROXY_ADDRESS"] = self.gateway_scheduler_proxy
+        env["DASK_GATEWAY__AUTH__TYPE"] = "jupyterhub"
+        env["JUPYTERLAB_SETTINGS_DIR"] = f"{self.home_inside}/.jupyter/lab/user-settings"
+        env["JUPYTERLAB_WORKSPACES_DIR"] = f"{self.home_inside}/.jupyter/lab/workspaces"
+        return env
+
+    # -- the audit log ---------------------------------------------------------------------
+
+    async def _record_start(self, project) -> None:
+        """Record the start and each dataset mount, or refuse to start (fail closed)."""
+        self.session_id = secrets.token_hex(8)
+        common = {"actor": self.user.name, "project": project.id, "session": self.session_id}
+        try:
+            await self.audit.record(
+                action="session.start",
+                target=f"{self.user.name}/{self.name}",
+                outcome="ok",
+                **common,
+            )
+            for dataset in project.datasets:
+                await self.audit.record(
+                    action="dataset.mount",
+                    target=f"{DATA_MOUNT}/{dataset}",
+                    dataset=dataset,
+                    outcome="read-only",
+                    **common,
+                )
+        except AuditRefused as error:
+            await self._record_end("session.failure", "refused", f"audit: {error}")
+            raise SpawnException(
+                f"The session was not started because it cannot be audited: {error}",
+                reason="audit",
+                status_code=503,
+            ) from None
+
+    async def _record_end(self, action: str, outcome: str, reason: str = "") -> None:
+        """Record how this run ended, once; it never stops the session from being removed."""
+        if not self.session_id:
+            return
+        session, self.session_id = self.session_id, ""
+        await self.audit.record_best_effort(
+            self.log,
+            actor=self.user.name,
+            action=action,
+            target=f"{self.user.name}/{self.name}",
+            project=self.name,
+            session=session,
+            outcome=outcome,
+            reason=reason or None,
+        )

@@ -1,0 +1,1 @@
+"""Kernel specs for sessions, one folder each (installed by `enclave kernels install`)."""
