@@ -30,12 +30,12 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 2
 fi
 
-# Debian packages: Python, the sandbox tools, Node.js for the proxy, a virtual display and
-# Mesa for napari, and Chromium and PostgreSQL (the registry's other database) for the tests.
-packages=(python3 python3-venv python3-dev ca-certificates bubblewrap nftables iproute2
-          xvfb libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libfontconfig1 libglib2.0-0
-          libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0
-          libxcb-shape0 libxcb-render0 libxcb-util1 libxcb-randr0 libxcb-xkb1)
+# Debian packages: Python, the sandbox tools, Node.js for the proxy, what sessions need (a
+# virtual display and Mesa for napari: images/session-packages.txt, shared with the notebook
+# image), and Chromium and PostgreSQL (the registry's other database) for the tests.
+packages=(python3 python3-venv python3-dev ca-certificates bubblewrap nftables iproute2)
+mapfile -t session_packages < <(grep -v '^#' images/session-packages.txt)
+packages+=("${session_packages[@]}")
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 [ "$mode" = test ] && packages+=(chromium postgresql)
