@@ -34,6 +34,7 @@ class ProjectSession(HasTraits):
         help="the project registry: projects_of(user) and membership(user, project)"
     ).tag(config=True)
     profiles = AnyTrait(help="resource profiles by name").tag(config=True)
+    project_groups = AnyTrait(help="ProjectGroups: the group id of each project").tag(config=True)
     audit = AnyTrait(help="the AuditClient that records session events").tag(config=True)
     audit_url = Unicode(help="the audit service, as sessions reach it").tag(config=True)
     audit_events_path = Unicode(help="the audit service's event URL path").tag(config=True)

@@ -26,7 +26,6 @@ from urllib.parse import urlsplit
 
 from jupyterhub.spawner import LocalProcessSpawner, SpawnException
 from jupyterhub.utils import random_port
-from traitlets import Any as AnyTrait
 from traitlets import Dict, Integer, List, Unicode, default
 
 from . import sandbox, session_airlock, session_dashboard
@@ -51,7 +50,6 @@ SESSION_KEEPER = ("setsid", "--fork", "--wait")
 class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
     """Starts a project session in its sandbox, under the session's own uid."""
 
-    project_groups = AnyTrait(help="ProjectGroups: the group id of each project").tag(config=True)
     workspace_root = Unicode(
         "/srv/enclave/workspaces",
         help="project workspaces: <root>/<project>/home/<user> and <root>/<project>/shared",

@@ -34,7 +34,6 @@ class EnclaveKubeSpawner(ProjectSession, KubeSpawner):
     """Starts a project session as a pod in the hub's namespace."""
 
     kube = AnyTrait(help="the site's KubernetesSettings: images, claims, uid").tag(config=True)
-    project_groups = AnyTrait(help="ProjectGroups: the group id of each project").tag(config=True)
     workspace_root = Unicode(
         help="where the hub mounts the workspace claim, to prepare a session's folders"
     ).tag(config=True)
