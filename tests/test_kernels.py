@@ -10,7 +10,7 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 
-from enclave_hub.kernels import GPU_KERNEL, install_kernels, kernel_specs
+from enclave_hub.kernels import GPU_KERNEL, has_gpu, install_kernels, kernel_specs
 
 
 def test_enclave_ships_a_python_kernel_and_a_gpu_one():
@@ -54,3 +54,11 @@ def test_each_installed_kernel_starts_and_runs_enclaves_library(tmp_path, name):
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+def test_the_gpu_kernel_goes_where_the_sandbox_would_give_a_gpu(tmp_path):
+    assert has_gpu(tmp_path) is False
+    (tmp_path / "nvidia0").touch()
+    assert has_gpu(tmp_path) is False  # no driver control device: the sandbox refuses it too
+    (tmp_path / "nvidiactl").touch()
+    assert has_gpu(tmp_path) is True

@@ -95,13 +95,7 @@ def dask_pods() -> dict[str, dict]:
 
 
 def rendered_pods(manifests) -> dict[str, dict]:
-    return {
-        d["metadata"]["name"]: {
-            "metadata": d["spec"]["template"]["metadata"],
-            **d["spec"]["template"],
-        }
-        for d in of_kind(manifests, "Deployment")
-    }
+    return {d["metadata"]["name"]: d["spec"]["template"] for d in of_kind(manifests, "Deployment")}
 
 
 def selects(policy: dict, labels: dict) -> bool:

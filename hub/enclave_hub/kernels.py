@@ -9,7 +9,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from .sandbox.gpu import DEV
+from .sandbox.gpu import DEV, GpuUnavailable, nvidia_devices
 
 GPU_KERNEL = "enclave-python-gpu"
 
@@ -25,14 +25,18 @@ def kernel_specs() -> dict[str, dict]:
 
 
 def has_gpu(dev: Path = DEV) -> bool:
-    return (dev / "nvidia0").exists()
+    """Whether this machine has a GPU a session could be given (as the sandbox decides)."""
+    try:
+        nvidia_devices(1, dev)
+    except GpuUnavailable:
+        return False
+    return True
 
 
 def install_kernels(prefix: Path, python: str, gpu: bool) -> list[Path]:
     """Write the kernel specs under `prefix`, run by `python`; the GPU one only if `gpu`.
 
-    Returns the folders written. The kernels a session offers are exactly these: the session's
-    Jupyter configuration allows no others (`session_jupyter_config`).
+    Returns the folders written.
     """
     written = []
     for name, spec in sorted(kernel_specs().items()):
@@ -67,6 +71,6 @@ def add_kernel_verbs(verbs) -> None:
         "--gpu",
         choices=("auto", "yes", "no"),
         default="auto",
-        help="install the GPU kernel: auto installs it where /dev/nvidia0 exists",
+        help="install the GPU kernel: auto installs it where the NVIDIA devices exist",
     )
     install.set_defaults(handler=cmd_install)

@@ -7,7 +7,7 @@ project's folders, the project's datasets read-only, and no way to gain privileg
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from kubernetes_asyncio.client import models as k8s
 
@@ -34,7 +34,6 @@ class SessionMounts:
     data_claim: str
     uid: int
     gid: int
-    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def home(self) -> str:
@@ -140,7 +139,6 @@ def confine_session_pod(pod: k8s.V1Pod, mounts: SessionMounts) -> k8s.V1Pod:
         seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
     )
     labels = dict(pod.metadata.labels or {})
-    labels.update(mounts.labels)
     labels[PROJECT_LABEL] = mounts.project
     labels[USER_LABEL] = mounts.user
     pod.metadata.labels = labels
