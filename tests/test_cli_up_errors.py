@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 
 import yaml
 
@@ -48,3 +49,56 @@ def test_a_bad_port_option_is_named():
     result = _up("--config", str(write_site_config(base)), "--port", "70000")
     assert result.returncode != 0
     assert "--port: hub.port" in result.stderr
+
+
+def _on_loopback(address: str) -> bool:
+    listing = subprocess.run(["ip", "-o", "addr", "show", "dev", "lo"], capture_output=True)
+    return f" {address}/".encode() in listing.stdout
+
+
+def test_a_port_held_on_the_hub_address_is_in_use_naming_the_process():
+    path = write_site_config(make_site_dir())
+    config = yaml.safe_load(path.read_text())
+    address, port = config["sessions"]["hub_address"], config["airlock"]["port"]
+    subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], check=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_PORT, address, str(port)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "listening"
+        result = _up("--config", str(path))
+    finally:
+        holder.kill()
+        holder.wait()
+        subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"], check=True)
+    assert result.returncode != 0
+    in_use = f"port {port} on {address} (airlock.port, the airlock service) is already in use by"
+    assert in_use in result.stderr, result.stderr
+    assert f"(pid {holder.pid}); stop what uses it" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_address_the_machine_lacks_is_told_apart_from_a_port_in_use():
+    path = write_site_config(make_site_dir(), hub={"bind": "192.0.2.1"})
+    config = yaml.safe_load(path.read_text())
+    hub_address, port = config["sessions"]["hub_address"], config["hub"]["port"]
+    assert not _on_loopback(hub_address)
+    result = _up("--config", str(path))
+    assert result.returncode != 0
+    assert (
+        f"port {port} on 192.0.2.1 (hub.port, the public proxy port) cannot be bound: "
+        "192.0.2.1 is not an address of this machine" in result.stderr
+    ), result.stderr
+    assert "in use" not in result.stderr and "Traceback" not in result.stderr
+    # What `enclave up` added before it gave up, it took away again.
+    assert not _on_loopback(hub_address)
+
+
+HOLD_PORT = """
+import socket, sys, time
+server = socket.socket()
+server.bind((sys.argv[1], int(sys.argv[2])))
+server.listen()
+print("listening", flush=True)
+time.sleep(120)
+"""

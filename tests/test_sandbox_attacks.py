@@ -227,7 +227,7 @@ def test_no_lateral_movement(enclave, alice, bob):
     kernel_ports = _kernel_ports(bob)
     assert kernel_ports, "bob's kernel should have written its connection file"
     hub = enclave.config["hub"]
-    hub_address = "169.254.250.1"
+    hub_address = str(enclave.site.sessions.hub_address)
     idp_port = enclave.config["identity"]["dev_provider"]["port"]
     targets = [
         (bob_host, int(bob_port)),

@@ -204,7 +204,7 @@ def test_the_command_line_ingests_lists_and_reports_failures(tmp_path):
         text=True,
     )
     assert ingest.returncode == 1, "a failed source makes the command fail"
-    assert "FAILED" in ingest.stdout and "broken.svs" in ingest.stdout
+    assert "FAILED" in ingest.stderr and "broken.svs" in ingest.stderr
     assert "1 slide(s) ingested into ds-cli, 1 failed" in ingest.stdout
     listing = subprocess.run(
         [*enclave, "dataset", "list", "--data-root", str(tmp_path)], capture_output=True, text=True

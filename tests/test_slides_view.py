@@ -20,12 +20,14 @@ from enclave.viewer import render, start_virtual_display
 slide = enclave.open_slide(Path(sys.argv[1]))
 snapshot = enclave.view(slide)  # no DISPLAY: starts Xvfb and renders off-screen
 snapshot.save(sys.argv[2])
+again = enclave.view(slide)  # the virtual display is not a screen: an image again
 import napari
 viewer = napari.Viewer(show=False)
 data, options, _ = slide.to_napari()
 layer = viewer.add_image(data, **options)
 print(json.dumps({
     "display": start_virtual_display(),
+    "again": type(again).__name__,
     "layers": len(viewer.layers),
     "rgb": layer.rgb,
     "scale": list(layer.scale),
@@ -41,6 +43,7 @@ def test_napari_renders_the_slide_off_screen_at_physical_scale(tmp_path):
     shot = tmp_path / "view.png"
     facts = run_without_display(RENDER, str(source), str(shot))
     assert facts["display"].startswith(":")
+    assert facts["again"] == "Snapshot"
     assert facts["layers"] == 1 and facts["rgb"]
     assert facts["scale"] == pytest.approx([0.499, 0.499])
     assert facts["units"] == ["micrometer", "micrometer"]

@@ -359,6 +359,11 @@ class SiteConfig(_Section):
         default=None, description="set (by the Helm chart) when Enclave runs on Kubernetes"
     )
     projects: list[Project] = Field(default_factory=lambda: list(SEED_PROJECTS))
+    demo_datasets: bool = Field(
+        default=True,
+        description="with the development provider: on first start, ingest the demo datasets "
+        "(a slide, a CT series, a single-cell matrix) and grant them to the seed projects",
+    )
 
     @model_validator(mode="after")
     def _ports_are_distinct(self) -> SiteConfig:

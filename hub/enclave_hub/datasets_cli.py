@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +26,7 @@ def _ingest(args: argparse.Namespace, run: Callable[[bool], list]) -> int:
     one failed (each named by the run), 2 when nothing could start."""
     from enclave.catalog import CatalogError, check_id
 
+    _quiet_libraries()
     try:
         check_id(args.dataset, "dataset")
         outcomes = run(not args.no_progress and sys.stderr.isatty())
@@ -33,13 +36,29 @@ def _ingest(args: argparse.Namespace, run: Callable[[bool], list]) -> int:
     return 1 if any(o.error for o in outcomes) else 0
 
 
+def _quiet_libraries() -> None:
+    """Hide what libraries log or warn (deprecations, details of a damaged file they read
+    around): the run names each source and what went wrong itself. `python -W` still shows
+    the warnings."""
+    if not sys.warnoptions:
+        warnings.simplefilter("ignore")
+    logging.disable(logging.ERROR)
+
+
+def _report(line: str) -> None:
+    """A line of an ingest's report: a source's failure on stderr, the rest on stdout."""
+    from enclave.registration import FAILED
+
+    print(line, file=sys.stderr if line.startswith(FAILED) else sys.stdout, flush=True)
+
+
 def cmd_ingest_slides(args: argparse.Namespace) -> int:
     from enclave.slides.ingest import ingest_slides
 
     return _ingest(
         args,
         lambda progress: ingest_slides(
-            args.sources, args.dataset, _data_root(args), args.workers, progress
+            args.sources, args.dataset, _data_root(args), args.workers, progress, _report
         ),
     )
 
@@ -50,7 +69,13 @@ def cmd_ingest_dicom(args: argparse.Namespace) -> int:
     return _ingest(
         args,
         lambda progress: ingest_dicom(
-            args.source, args.dataset, _data_root(args), _key(args), args.shift_dates, progress
+            args.source,
+            args.dataset,
+            _data_root(args),
+            _key(args),
+            args.shift_dates,
+            progress,
+            _report,
         ),
     )
 
@@ -65,9 +90,10 @@ def cmd_ingest_matrix(args: argparse.Namespace) -> int:
             args.sources,
             args.dataset,
             _data_root(args),
-            _key(args) if args.pseudonymise else b"",
+            _key(args) if args.pseudonymise else None,
             args.pseudonymise,
             progress,
+            _report,
         ),
     )
 

@@ -125,14 +125,13 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
                 limits=sandbox.Limits(
                     memory_bytes=int(profile.memory), cpus=profile.cpus, pids=profile.pids
                 ),
-                # Outside the state directory: bubblewrap reads it as the session user.
-                files_dir=Path(self.workspace_root, ".sandbox", str(self.sandbox_number)),
+                files_dir=sandbox.files_dir(Path(self.workspace_root), self.sandbox_number),
             )
         )
 
     def _existing_sandbox(self) -> sandbox.SessionSandbox:
-        """This session's sandbox, for checks and removal (which need only its number)."""
-        return self._sandbox(self.port or 1, 0, self.profiles["default"], [], [])
+        """This session's sandbox, for checks and removal."""
+        return sandbox.SessionSandbox.existing(self.sandbox_number, Path(self.workspace_root))
 
     # -- starting ------------------------------------------------------------------------
 

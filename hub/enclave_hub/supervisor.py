@@ -26,9 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import SiteConfig, write_site_config
+from .demo import DemoDataset, grant_demo_datasets, ingest_demo_datasets
 from .kernels import has_gpu, install_kernels
+from .leftovers import SUPERVISOR, RunRecord, remove_leftovers
+from .ports import bound_sockets, port_problem
 from .registry.site import site_registry
-from .sandbox.network import ensure_hub_address
+from .sandbox.network import add_hub_address, has_address, remove_hub_address
 from .secrets import Secrets, ensure_secrets
 
 HUB_CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
@@ -103,28 +106,17 @@ class Component:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _port_is_free(address: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((address, port))
-        except OSError:
-            return False
-    return True
-
-
 def check_ports(site: SiteConfig) -> None:
-    """Fail, naming the port and its key, if any port Enclave needs is taken."""
+    """Fail, naming the port, its key and what is wrong, if any port Enclave needs is taken."""
+    hub_address = str(site.sessions.hub_address)
     wanted = [
         ("hub.port", "the public proxy port", str(site.hub.bind), site.hub.port),
         ("hub.proxy_api_port", "the proxy's API", "127.0.0.1", site.hub.proxy_api_port),
         ("hub.hub_port", "the hub", "0.0.0.0", site.hub.hub_port),
         ("audit.port", "the audit service", "0.0.0.0", site.audit.port),
         ("registry.port", "the registry service", "127.0.0.1", site.registry.port),
+        ("airlock.port", "the airlock service", hub_address, site.airlock.port),
     ]
-    hub_address = str(site.sessions.hub_address)
-    wanted.append(("airlock.port", "the airlock service", hub_address, site.airlock.port))
     for key in ("api_port", "proxy_port", "scheduler_proxy_port"):
         port = getattr(site.dask, key)
         wanted.append((f"dask.{key}", "the Dask gateway", hub_address, port))
@@ -134,11 +126,17 @@ def check_ports(site: SiteConfig) -> None:
             ("identity.dev_provider.port", "the development OIDC provider", "127.0.0.1", port)
         )
     for key, purpose, address, port in wanted:
-        if not _port_is_free(address, port):
-            raise StartupError(
-                f"port {port} on {address} ({key}, {purpose}) is already in use; "
-                f"stop what uses it or choose another port"
-            )
+        problem = port_problem(address, port)
+        if problem is None:
+            continue
+        remedy = (
+            "stop what uses it or choose another port"
+            if problem.in_use
+            else f"change {key} or the address it is bound to"
+        )
+        raise StartupError(
+            f"port {port} on {address} ({key}, {purpose}) {problem.reason}; {remedy}"
+        )
 
 
 def check_reachable_by_sessions(path: Path, what: str) -> None:
@@ -149,6 +147,10 @@ def check_reachable_by_sessions(path: Path, what: str) -> None:
                 f"{what} {path} cannot be reached by sessions: {folder} is mode "
                 f"{folder.stat().st_mode & 0o777:o}; sessions need it to be searchable (o+x)"
             )
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def _http_ok(url: str) -> bool:
@@ -190,6 +192,8 @@ class Supervisor:
         self.log_dir = site.state_dir / "logs"
         self.components: list[Component] = []
         self.hub: Component | None = None
+        self.record = RunRecord(site.state_dir / "run")
+        self.new_demo_datasets: list[DemoDataset] = []
         self._stop_requested = False
 
     # -- building the components -------------------------------------------------------------
@@ -290,12 +294,47 @@ class Supervisor:
         components.append(self.hub)
         return components
 
-    def _prepare_state(self) -> Secrets:
+    @property
+    def _hub_address_marker(self) -> Path:
+        """Present while the hub's address is on loopback because `enclave up` put it there."""
+        return self.site.state_dir / "run" / "hub-address"
+
+    def _claim_hub_address(self) -> None:
+        address = self.site.sessions.hub_address
+        if not has_address(address):
+            add_hub_address(address)
+            self._hub_address_marker.write_text(f"{address}\n")
+
+    def _release_hub_address(self) -> None:
+        """Take the hub's address off loopback if this deployment added it and nothing else
+        (another deployment's services) is still bound to it."""
+        address = self.site.sessions.hub_address
+        if self._hub_address_marker.exists() and not bound_sockets(str(address)):
+            remove_hub_address(address)
+            self._hub_address_marker.unlink()
+
+    def _take_state_folder(self) -> None:
+        """The state folder, refused while another `enclave up` runs from it."""
         state = self.site.state_dir
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(state, 0o700)
         for folder in (self.log_dir, state / "run"):
             folder.mkdir(mode=0o700, exist_ok=True)
+        running = self.record.running_supervisor()
+        if running is not None:
+            raise StartupError(
+                f"Enclave is already running from {state} (enclave up, pid {running.pid}); "
+                "stop it first"
+            )
+
+    def _prepare_host(self) -> None:
+        """What an earlier run left removed, the hub's address added, the ports checked."""
+        remove_leftovers(self.record, self.site.sessions.workspace_root, _say)
+        self.record.add(SUPERVISOR, os.getpid())
+        self._claim_hub_address()
+        check_ports(self.site)
+
+    def _prepare_state(self) -> Secrets:
         workspaces = self.site.sessions.workspace_root.resolve()
         workspaces.mkdir(mode=0o755, parents=True, exist_ok=True)
         check_reachable_by_sessions(workspaces, "the session workspace root")
@@ -303,8 +342,10 @@ class Supervisor:
         write_site_config(self.site, self.config_path)
         # The sessions' kernels, into the environment sessions run from.
         install_kernels(Path(sys.prefix), sys.executable, gpu=has_gpu())
-        ensure_hub_address(self.site.sessions.hub_address)
-        return ensure_secrets(state)
+        secrets = ensure_secrets(self.site.state_dir)
+        if self.site.uses_dev_provider and self.site.demo_datasets:
+            self.new_demo_datasets = ingest_demo_datasets(self.site, self.config_path, _say)
+        return secrets
 
     # -- running -----------------------------------------------------------------------------
 
@@ -312,21 +353,30 @@ class Supervisor:
         self._stop_requested = True
 
     def run(self) -> int:
-        check_ports(self.site)
-        secrets = self._prepare_state()
-        self.components = self._components(secrets)
-        signal.signal(signal.SIGINT, self._request_stop)
-        signal.signal(signal.SIGTERM, self._request_stop)
+        self._take_state_folder()
+        secrets = None
         try:
+            self._prepare_host()
+            secrets = self._prepare_state()
+            self.components = self._components(secrets)
+            signal.signal(signal.SIGINT, self._request_stop)
+            signal.signal(signal.SIGTERM, self._request_stop)
             for component in self.components:
                 if self._stop_requested:
                     return 0
-                component.start()
+                self._start(component)
                 component.wait_ready()
+            # The registry is seeded by the hub's first start.
+            grant_demo_datasets(self.new_demo_datasets, site_registry(self.site), _say)
             self._print_banner()
             return self._watch()
         finally:
             self.shutdown(secrets)
+
+    def _start(self, component: Component) -> None:
+        component.start()
+        assert component.process is not None
+        self.record.add(component.name, component.process.pid)
 
     def _watch(self) -> int:
         while not self._stop_requested:
@@ -337,7 +387,7 @@ class Supervisor:
                     continue
                 if component.restartable and self._may_restart(component):
                     print(f"The {component.name} exited (status {status}); restarting it.")
-                    component.start()
+                    self._start(component)
                     component.wait_ready()
                     print(f"The {component.name} is back.", flush=True)
                     continue
@@ -376,16 +426,20 @@ class Supervisor:
 
     # -- stopping ----------------------------------------------------------------------------
 
-    def shutdown(self, secrets: Secrets) -> None:
-        """Stop the sessions, then every component, in reverse order of start."""
+    def shutdown(self, secrets: Secrets | None) -> None:
+        """Stop the sessions, then every component in reverse order of start, then give back
+        what `enclave up` added to the host."""
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if self.hub is not None and self.hub.process is not None:
+        if secrets is not None and self.hub is not None and self.hub.process is not None:
             print("Stopping sessions...", flush=True)
             self._stop_sessions(self.hub, secrets.supervisor_token)
         for component in reversed(self.components):
             component.stop()
-        print("Enclave stopped.", flush=True)
+        self.record.clear()
+        self._release_hub_address()
+        if self.components:
+            print("Enclave stopped.", flush=True)
 
     def _stop_sessions(self, hub: Component, token: str, attempts: int = 2) -> None:
         """Stop every session through the hub, which alone knows them.
@@ -395,7 +449,7 @@ class Supervisor:
         for attempt in range(1, attempts + 1):
             try:
                 if hub.exit_status() is not None:
-                    hub.start()
+                    self._start(hub)
                     hub.wait_ready()
                 stop_all_sessions(self.site, token)
                 return

@@ -22,12 +22,15 @@ MAX_SHIFT_DAYS = 365
 
 def load_key(path: Path) -> bytes:
     """The de-identification key at `path`, made (32 random bytes, mode 0600) if missing."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(secrets.token_bytes(32))
-    key = path.read_bytes()
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as stream:
+                stream.write(secrets.token_bytes(32))
+        key = path.read_bytes()
+    except OSError as error:
+        raise CatalogError(f"the de-identification key {path}: {error.strerror}") from None
     if len(key) < 16:
         raise CatalogError(f"the de-identification key {path} is too short (16 bytes at least)")
     return key

@@ -24,6 +24,7 @@ from .catalog import MANIFEST, CatalogError, check_id, contained
 
 LOCK = ".dataset.lock"
 STAGING_PREFIX = ".staging-"
+FAILED = "FAILED  "  # how a source's failure is reported
 
 
 def now_iso() -> str:
@@ -92,11 +93,13 @@ class DatasetWriter:
 
     def __init__(self, data_root: Path, dataset_id: str, kind: str):
         check_id(dataset_id, "dataset")
-        data_root.mkdir(parents=True, exist_ok=True)
         self.id = dataset_id
         self.kind = kind
         self.folder = contained(data_root, dataset_id)
-        self.folder.mkdir(exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise CatalogError(f"{error.filename}: cannot be created ({error.strerror})") from None
 
     def manifest(self) -> dict:
         path = self.folder / MANIFEST

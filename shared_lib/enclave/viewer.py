@@ -43,6 +43,11 @@ class Snapshot:
 _virtual_display: subprocess.Popen | None = None
 
 
+def has_screen() -> bool:
+    """Whether DISPLAY names a screen someone looks at, not the virtual one started here."""
+    return bool(os.environ.get("DISPLAY")) and _virtual_display is None
+
+
 def start_virtual_display() -> str:
     """Start Xvfb for this process (once) and point DISPLAY at it; the display's name."""
     global _virtual_display
@@ -74,7 +79,7 @@ def view(slide, show: bool | None = None, size: tuple[int, int] = VIEW_SIZE):
 
     On a display (or with `show=True`) returns the napari Viewer; otherwise a `Snapshot`.
     """
-    on_screen = show if show is not None else bool(os.environ.get("DISPLAY"))
+    on_screen = show if show is not None else has_screen()
     if not on_screen:
         start_virtual_display()
     import napari  # after DISPLAY is set: Qt reads it once

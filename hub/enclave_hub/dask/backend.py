@@ -177,32 +177,26 @@ class SandboxBackend(DBBackendBase):
                     cpus=limits.cluster_cores + 1,
                     pids=CLUSTER_PIDS,
                 ),
-                files_dir=self.files_dir(number),
+                files_dir=sandbox.files_dir(self.site.sessions.workspace_root, number),
             )
         )
 
     def cluster_uid(self, number: int) -> int:
         return self.site.dask.uid_base + number
 
-    def files_dir(self, number: int) -> Path:
-        return Path(self.site.sessions.workspace_root, ".sandbox", str(number))
-
     def existing_sandbox(self, number: int) -> sandbox.SessionSandbox:
-        """A cluster's sandbox, for checks and removal (which need only its number)."""
-        limits = sandbox.Limits(0, 1, 16)
-        spec = sandbox.SessionSpec(number, 0, 0, (), (), (), limits, self.files_dir(number))
-        return sandbox.SessionSandbox(spec)
+        """A cluster's sandbox, for checks and removal."""
+        return sandbox.SessionSandbox.existing(number, self.site.sessions.workspace_root)
 
     def remove_leftovers(self) -> None:
         """Remove the sandboxes and folders of clusters an earlier run of this gateway left.
 
         A sandbox is this deployment's if its files are in this deployment's workspace root.
         """
-        for number in sorted(sandbox.numbers_in_use() & set(CLUSTER_NUMBERS)):
-            box = self.existing_sandbox(number)
-            if box.spec.files_dir.exists():
+        for number in sandbox.built_numbers(self.site.sessions.workspace_root):
+            if number in CLUSTER_NUMBERS:
                 self.log.warning("Removing sandbox %d, left by an earlier run", number)
-                box.destroy()
+                self.existing_sandbox(number).destroy()
         if self.clusters_root.exists():
             for folder in self.clusters_root.iterdir():
                 shutil.rmtree(folder, ignore_errors=True)

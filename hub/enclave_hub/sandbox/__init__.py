@@ -35,6 +35,8 @@ __all__ = [
     "SandboxError",
     "SessionSandbox",
     "SessionSpec",
+    "built_numbers",
+    "files_dir",
     "numbers_in_use",
     "process_start_time",
     "release_session_number",
@@ -44,6 +46,10 @@ __all__ = [
 
 log = logging.getLogger("enclave.sandbox")
 CLONE_NEWNET = 0x40000000
+# Each sandbox's files (hosts, resolv.conf, a session's own Jupyter settings), by number, in
+# the deployment's workspace root: bubblewrap reads them as the sandbox's user. A folder there
+# is also what marks a sandbox on this machine as this deployment's.
+FILES_FOLDER = ".sandbox"
 
 
 class SandboxError(Exception):
@@ -63,6 +69,19 @@ def process_start_time(pid: int) -> int | None:
     # Fields after the command name, which is in parentheses and may hold spaces.
     fields = stat[stat.rindex(")") + 2 :].split()
     return int(fields[19])
+
+
+def files_dir(workspace_root: Path, number: int) -> Path:
+    """The folder of sandbox `number`'s files."""
+    return Path(workspace_root, FILES_FOLDER, str(number))
+
+
+def built_numbers(workspace_root: Path) -> list[int]:
+    """The numbers of the sandboxes this deployment has built and not yet removed."""
+    folder = Path(workspace_root, FILES_FOLDER)
+    if not folder.is_dir():
+        return []
+    return sorted(int(entry.name) for entry in folder.iterdir() if entry.name.isdigit())
 
 
 def resolve_endpoints(entries: list[Any]) -> tuple[list[Endpoint], list[tuple[str, str]]]:
@@ -102,6 +121,13 @@ class Step:
 
 class SessionSandbox:
     """Creates, checks and removes the sandbox of one session."""
+
+    @classmethod
+    def existing(cls, number: int, workspace_root: Path) -> SessionSandbox:
+        """A sandbox already built, for checks and removal (which need only its number)."""
+        limits = Limits(memory_bytes=0, cpus=1, pids=16)
+        spec = SessionSpec(number, 0, 0, (), (), (), limits, files_dir(workspace_root, number))
+        return cls(spec)
 
     def __init__(self, spec: SessionSpec):
         self.spec = spec

@@ -31,6 +31,19 @@ def is_cgroup_v2() -> bool:
     return (CGROUP_ROOT / "cgroup.controllers").exists()
 
 
+def sandbox_cgroups() -> list[SessionCgroup]:
+    """Every sandbox's cgroup on this machine, whichever deployment made it."""
+    parents = [CGROUP_ROOT / PARENT] if is_cgroup_v2() else list(CGROUP_ROOT.glob(f"*/{PARENT}"))
+    names = {
+        child.name
+        for parent in parents
+        if parent.is_dir()
+        for child in parent.iterdir()
+        if child.is_dir()
+    }
+    return [SessionCgroup(name) for name in sorted(names)]
+
+
 def _write(path: Path, value: str) -> None:
     try:
         path.write_text(value)

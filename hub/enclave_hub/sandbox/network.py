@@ -228,12 +228,23 @@ table inet {TABLE} {{
             run(["ip", "netns", "del", self.namespace])
 
 
-def ensure_hub_address(address: ipaddress.IPv4Address) -> None:
+def has_address(address: ipaddress.IPv4Address) -> bool:
+    """Whether loopback carries `address`."""
+    listing = run(["ip", "-o", "-4", "addr", "show", "dev", "lo"])
+    return f" {address}/" in listing
+
+
+def add_hub_address(address: ipaddress.IPv4Address) -> None:
     """Give the host the hub's address (on loopback): the one host address sessions reach.
 
     Packets from a session's veth to it are delivered locally; nothing is routed onwards.
     """
     run(["ip", "addr", "replace", f"{address}/32", "dev", "lo"])
+
+
+def remove_hub_address(address: ipaddress.IPv4Address) -> None:
+    if has_address(address):
+        run(["ip", "addr", "del", f"{address}/32", "dev", "lo"])
 
 
 _reserved: set[int] = set()

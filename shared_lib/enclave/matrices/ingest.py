@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ..catalog import CatalogError, object_id_for
 from ..pseudonyms import Pseudonymizer
-from ..registration import DatasetWriter, Outcome, file_sha256, tree_digest
+from ..registration import FAILED, DatasetWriter, Outcome, file_sha256, tree_digest
 from .sources import MatrixError, MatrixSource, open_source
 from .store import write_anndata
 
@@ -29,14 +29,16 @@ TOOLS = ("enclave", "anndata", "zarr", "h5py", "scipy")
 LOOKS_IDENTIFYING = re.compile(r"(sample|donor|patient|subject|individual)", re.IGNORECASE)
 
 
-def pseudonymise_obs(source: MatrixSource, columns: Iterable[str], key: bytes) -> list[str]:
-    """Replace the values of `columns` of obs by keyed pseudonyms; the columns replaced."""
-    pseudonyms = Pseudonymizer(key)
+def pseudonymise_obs(
+    path: Path, source: MatrixSource, columns: list[str], pseudonyms: Pseudonymizer | None
+) -> list[str]:
+    """Replace the values of `columns` of obs by keyed pseudonyms (`pseudonyms` is None only
+    when there are no columns); the columns replaced."""
     replaced = []
     for column in columns:
         if column not in source.obs.columns:
             known = ", ".join(map(str, source.obs.columns)) or "none"
-            raise MatrixError(f"{source.name}: no obs column {column!r} (its columns: {known})")
+            raise MatrixError(f"{path}: no obs column {column!r} (its columns: {known})")
         values = source.obs[column]
         if isinstance(values.dtype, pd.CategoricalDtype):
             mapping = {c: pseudonyms.patient(str(c)) for c in values.cat.categories}
@@ -50,8 +52,8 @@ def pseudonymise_obs(source: MatrixSource, columns: Iterable[str], key: bytes) -
 def ingest_matrix(
     writer: DatasetWriter,
     path: Path,
-    key: bytes,
-    pseudonymise: Iterable[str],
+    pseudonymise: list[str],
+    pseudonyms: Pseudonymizer | None,
     show_progress: bool,
     report: Callable[[str], object],
 ) -> str:
@@ -62,7 +64,7 @@ def ingest_matrix(
     with writer.staging(object_id) as staging:
         source = open_source(path, spill_dir=staging)
         try:
-            replaced = pseudonymise_obs(source, pseudonymise, key)
+            replaced = pseudonymise_obs(path, source, pseudonymise, pseudonyms)
             for column in source.obs.columns:
                 if LOOKS_IDENTIFYING.search(str(column)) and column not in replaced:
                     report(
@@ -76,7 +78,7 @@ def ingest_matrix(
             ) as bar:
                 try:
                     described = write_anndata(target, source, bar.update)
-                except (OSError, KeyError, ValueError, TypeError, EOFError) as error:
+                except Exception as error:  # h5py raises many kinds for damaged data
                     raise MatrixError(
                         f"{path}: reading failed ({type(error).__name__}: {error})"
                     ) from None
@@ -101,20 +103,22 @@ def ingest_matrices(
     sources: Iterable[Path],
     dataset_id: str,
     data_root: Path,
-    key: bytes,
+    key: bytes | None,
     pseudonymise: Iterable[str] = (),
     show_progress: bool = True,
     report: Callable[[str], object] = print,
 ) -> list[Outcome]:
-    """Ingest every source, reporting each; one outcome per source."""
-    writer = DatasetWriter(data_root, dataset_id, kind="matrices")
+    """Ingest every source, reporting each; one outcome per source. `key` is needed only when
+    there are columns to pseudonymise."""
     columns = list(pseudonymise)
+    pseudonyms = Pseudonymizer(key) if columns else None
+    writer = DatasetWriter(data_root, dataset_id, kind="matrices")
     outcomes = []
     for path in map(Path, sources):
         try:
-            object_id = ingest_matrix(writer, path, key, columns, show_progress, report)
+            object_id = ingest_matrix(writer, path, columns, pseudonyms, show_progress, report)
         except (MatrixError, CatalogError, OSError) as error:
-            report(f"FAILED  {error}")
+            report(f"{FAILED}{error}")
             outcomes.append(Outcome(path, error=str(error)))
         else:
             report(f"ok      {path} → {dataset_id}/{object_id}")

@@ -10,7 +10,9 @@ scanpy's readers: cells by genes, gene symbols (made unique) as var names, float
 from __future__ import annotations
 
 import gzip
+import os
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +81,8 @@ def _open_hdf5(path: Path) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as error:
+        if error.errno:  # the file itself cannot be opened
+            raise MatrixError(f"{path}: cannot be read ({os.strerror(error.errno)})") from None
         raise MatrixError(f"{path}: not a readable HDF5 file ({error})") from None
 
 
@@ -116,7 +120,7 @@ def _h5ad(path: Path) -> MatrixSource:
             raw_shape = (n_obs, len(source.elements["raw/var"]))
             source.matrices["raw/X"] = _h5ad_rows(path, raw["X"], raw_shape)
         return source
-    except (KeyError, OSError, ValueError, TypeError) as error:
+    except Exception as error:  # h5py and anndata raise many kinds for a damaged file
         handle.close()
         if isinstance(error, MatrixError):
             raise
@@ -163,7 +167,7 @@ def _h5ad_in_memory(path: Path) -> MatrixSource:
     """A file written before AnnData's encoding attributes (anndata < 0.7): read whole."""
     try:
         adata = ad.read_h5ad(path)
-    except (KeyError, OSError, ValueError, TypeError) as error:
+    except Exception as error:  # h5py and anndata raise many kinds for a damaged file
         raise MatrixError(f"{path}: not a readable AnnData file ({error})") from None
     source = MatrixSource(name=path.stem, obs=adata.obs, var=adata.var, matrices={})
 
@@ -224,7 +228,7 @@ def _tenx_h5(path: Path) -> MatrixSource:
             )
         # Stored genes x cells, compressed by cell: that is cells x genes, compressed by row.
         matrix = _csr_rows(path, group, (cells, genes), dtype=np.float32)
-    except (KeyError, OSError, ValueError, TypeError) as error:
+    except Exception as error:  # h5py raises many kinds for a damaged file
         handle.close()
         if isinstance(error, MatrixError):
             raise
@@ -252,7 +256,7 @@ def _find(folder: Path, names: tuple[str, ...]) -> Path:
 def _table(path: Path) -> pd.DataFrame:
     try:
         return pd.read_csv(path, sep="\t", header=None, dtype=str, keep_default_na=False)
-    except (OSError, ValueError, EOFError) as error:
+    except (OSError, ValueError, EOFError, zlib.error) as error:
         raise MatrixError(f"{path}: not a readable table ({error})") from None
 
 
@@ -319,7 +323,7 @@ def _spill_by_cell(path: Path, genes: int, cells: int, spill: Path) -> RowBlocks
                 for number in np.unique(block):
                     take = order[bounds[number] : bounds[number + 1]]
                     _append_spill(spill / str(number), cell[take], gene[take], value[take])
-    except (OSError, ValueError, EOFError) as error:
+    except (OSError, ValueError, EOFError, zlib.error) as error:
         if isinstance(error, MatrixError):
             raise
         raise MatrixError(f"{path}: not a readable Matrix Market file ({error})") from None

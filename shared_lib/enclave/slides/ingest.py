@@ -13,7 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..catalog import CatalogError, object_id_for
-from ..registration import DatasetWriter, Outcome, file_sha256
+from ..registration import FAILED, DatasetWriter, Outcome, file_sha256
 from .convert import SlideConverter
 from .source import SlideError, open_source
 
@@ -85,7 +85,7 @@ def ingest_slides(
         try:
             object_id = ingest_slide(writer, Path(path), workers, show_progress)
         except (SlideError, CatalogError, OSError) as error:
-            report(f"FAILED  {error}")
+            report(f"{FAILED}{error}")
             outcomes.append(Outcome(Path(path), error=str(error)))
         else:
             report(f"ok      {path} → {dataset_id}/{object_id}")

