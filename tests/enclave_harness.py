@@ -352,8 +352,10 @@ def session_namespaces() -> set[str]:
     return {line.split()[0] for line in listing.splitlines() if line.startswith("enclave-s")}
 
 
-def session_server_pids(username: str, project: str) -> list[int]:
-    """Host pids of the notebook server of one session (found by its hub-given variables)."""
+def session_server_pids(enclave: RunningEnclave, username: str, project: str) -> list[int]:
+    """Host pids of the notebook server of one session of `enclave` (found by the variables its
+    hub gave it; other deployments on this machine may have sessions of the same names)."""
+    hub_api = f"{enclave.site.hub_url}/"
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -365,7 +367,11 @@ def session_server_pids(username: str, project: str) -> list[int]:
             env = environ_of(int(proc.name))
         except OSError:
             continue
-        if env.get("JUPYTERHUB_USER") == username and env.get("JUPYTERHUB_SERVER_NAME") == project:
+        if (
+            env.get("JUPYTERHUB_USER") == username
+            and env.get("JUPYTERHUB_SERVER_NAME") == project
+            and env.get("JUPYTERHUB_API_URL", "").startswith(hub_api)
+        ):
             found.append(int(proc.name))
     return found
 

@@ -89,7 +89,7 @@ def test_a_full_audit_disk_refuses_session_starts_and_logins(small_disk):
         message = refused.json()["message"]
         assert "not started because it cannot be audited" in message, message
         assert "No space left on device" in message
-        assert not session_server_pids("alice", "full-disk")
+        assert not session_server_pids(enclave, "alice", "full-disk")
         _, login_refused = login(enclave, "bob")
         assert login_refused.status_code == 503
         assert "Login is refused because it cannot be audited" in login_refused.text

@@ -25,6 +25,7 @@ from enclave_harness import (
     project_cli,
 )
 from enclave_hub.audit.query import records
+from enclave_hub.leftovers import RunRecord
 
 pytestmark = pytest.mark.e2e
 
@@ -313,15 +314,10 @@ def test_suspending_the_project_stops_its_clusters(enclave):
     assert stop["reason"] == "the membership or the project is no longer in force"
 
 
-def _gateway_pid() -> int | None:
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if "enclave_hub.dask.service" in (proc / "cmdline").read_text():
-                    return int(proc.name)
-            except OSError:
-                continue
-    return None
+def _gateway_pid(enclave) -> int | None:
+    """The running Dask gateway of `enclave` (not of another deployment on this machine)."""
+    record = RunRecord(enclave.state_dir / "run")
+    return next((p.pid for p in record.processes() if p.name == "Dask gateway" and p.alive()), None)
 
 
 def test_a_killed_scheduler_then_gateway_leave_no_orphans(enclave, nina, nina_cluster):
@@ -351,12 +347,12 @@ def test_a_killed_scheduler_then_gateway_leave_no_orphans(enclave, nina, nina_cl
     assert after["name"] != nina_cluster
     second = after["name"]
 
-    gateway = _gateway_pid()
+    gateway = _gateway_pid(enclave)
     assert gateway is not None
     os.kill(gateway, signal.SIGKILL)
     # The cluster's processes die with the gateway: nothing is left to run unwatched.
     wait_for(lambda: not cluster_processes(second), "the cluster's processes ending", 30)
-    wait_for(lambda: _gateway_pid() not in (None, gateway), "the gateway's restart", 60)
+    wait_for(lambda: _gateway_pid(enclave) not in (None, gateway), "the gateway's restart", 60)
     again = nina.run(
         "import enclave, json, time\n"
         "errors = []\n"

@@ -56,7 +56,7 @@ def test_a_full_run_leaks_no_secret_and_ctrl_c_stops_everything():
         kernel_env = run_in_kernel(
             url, api.token, "import json, os; print(json.dumps(dict(os.environ)))"
         )
-        (server_pid,) = session_server_pids("alice", "genomics-pilot")
+        (server_pid,) = session_server_pids(enclave, "alice", "genomics-pilot")
         server_env = environ_of(server_pid)
         hub_pid = enclave.hub_pid()
         os.kill(hub_pid, signal.SIGTERM)  # a hub restart belongs to a full run

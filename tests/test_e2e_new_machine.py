@@ -117,12 +117,12 @@ def test_a_new_machine_runs_the_readme_tour_and_is_left_as_found():
             alice.kernel.execute(block)  # raises with the kernel's traceback on any error
             exports.append(alice.run(EXPORT_SO_FAR))
         results = alice.run(TOUR_RESULTS)
-        (server_pid,) = session_server_pids("alice", "cancer-imaging")
+        (server_pid,) = session_server_pids(enclave, "alice", "cancer-imaging")
         alice.stop()
-    except BaseException:
-        enclave.stop()
-        raise
+    finally:
+        stopped = enclave.stop()
 
+    assert stopped == 0, enclave.output()
     assert results["datasets"] == ["ds-ct", "ds-pathology", "ds-rna"]
     assert results["tiles"] > 0 and results["region"] == [512, 512]
     assert results["view"] == "Snapshot"
@@ -135,8 +135,6 @@ def test_a_new_machine_runs_the_readme_tour_and_is_left_as_found():
     assert statuses == ["checks-failed", "in-review"], exports
     (failed,) = [export["problems"] for export in exports if export][:1]
     assert any("CD4+/CD45RA+/CD25- Naive T" in problem for problem in failed), failed
-
-    assert enclave.stop() == 0, enclave.output()
     assert machine_state() == before
     assert not [name for name, pid in components.items() if _alive(pid)]
     assert not _alive(server_pid)
@@ -149,8 +147,8 @@ def test_after_a_kill_9_the_next_enclave_up_cleans_up_and_sessions_run():
     try:
         alice = SessionNotebook(first, "alice", "genomics-pilot")
         assert alice.run("import json; print(json.dumps(6 * 7))") == 42
-        (server_pid,) = session_server_pids("alice", "genomics-pilot")
-        (namespace,) = session_namespaces()
+        (server_pid,) = session_server_pids(first, "alice", "genomics-pilot")
+        (namespace,) = _lines("ip", "netns", "identify", str(server_pid))
         left = [p for p in record.processes() if p.name in COMPONENTS]
         first.process.kill()  # kill -9 of `enclave up` itself, with a session running
         first.process.wait()

@@ -65,8 +65,8 @@ def mona(enclave) -> HubAPI:
     return HubAPI(enclave, create_api_token(client, USER))
 
 
-def _server_token(project: str) -> str:
-    (pid,) = session_server_pids(USER, project)
+def _server_token(enclave, project: str) -> str:
+    (pid,) = session_server_pids(enclave, USER, project)
     return environ_of(pid)["JUPYTERHUB_API_TOKEN"]
 
 
@@ -125,7 +125,7 @@ def test_an_expired_membership_stops_the_session_revokes_its_token_and_refuses_a
     _wait_until_member(mona, "short-stay")
     assert mona.start_session(USER, "short-stay").status_code in (201, 202)
     mona.wait_until_ready(USER, "short-stay")
-    token = _server_token("short-stay")
+    token = _server_token(enclave, "short-stay")
     assert _token_works(enclave, token)
 
     _wait_until_stopped(mona, "short-stay", timeout=45)
@@ -142,7 +142,7 @@ def test_suspending_a_project_stops_its_sessions_and_refuses_new_ones(enclave, m
     _wait_until_member(mona, "to-suspend")
     assert mona.start_session(USER, "to-suspend").status_code in (201, 202)
     mona.wait_until_ready(USER, "to-suspend")
-    token = _server_token("to-suspend")
+    token = _server_token(enclave, "to-suspend")
 
     project_cli(enclave, "suspend", "to-suspend")
     waited = _wait_until_stopped(mona, "to-suspend")

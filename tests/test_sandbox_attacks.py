@@ -298,7 +298,7 @@ def test_files_outside_the_session_are_out_of_reach(enclave, alice, bob):
 
 
 def test_processes_outside_cannot_be_seen_signalled_or_injected(enclave, alice, bob):
-    (bob_server,) = session_server_pids("bob", bob.project)
+    (bob_server,) = session_server_pids(enclave, "bob", bob.project)
     setuid_copy = alice.home / "id-setuid"
     shutil.copy("/usr/bin/id", setuid_copy)
     os.chown(setuid_copy, 0, 0)
@@ -349,7 +349,7 @@ def test_processes_outside_cannot_be_seen_signalled_or_injected(enclave, alice, 
 def test_no_hub_secret_in_a_sessions_environment_or_files(enclave, alice):
     secrets = load_secrets(enclave.state_dir).values()
     environment = alice.run("import json, os; print(json.dumps(dict(os.environ)))")
-    (server,) = session_server_pids("alice", alice.project)
+    (server,) = session_server_pids(enclave, "alice", alice.project)
     server_environment = Path(f"/proc/{server}/environ").read_bytes().decode()
     for secret in secrets:
         assert secret not in json.dumps(environment)

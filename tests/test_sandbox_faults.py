@@ -153,7 +153,7 @@ def test_a_gpu_profile_needs_a_gpu(enclave):
 
 def test_a_killed_session_is_marked_stopped_and_its_sandbox_removed(enclave):
     api, namespace = _start(enclave, "ivan", "trial")
-    for pid in session_server_pids("ivan", "trial"):
+    for pid in session_server_pids(enclave, "ivan", "trial"):
         os.kill(pid, signal.SIGKILL)
     _eventually(lambda: _stopped(api, "ivan", "trial"), what="hub noticed the killed session")
     _eventually(lambda: _sandbox_gone(namespace), what="sandbox removed")
@@ -195,7 +195,7 @@ class HubOutage:
 def test_a_session_killed_while_the_hub_is_down_is_marked_stopped(enclave):
     api, namespace = _start(enclave, "judy", "trial")
     with HubOutage(enclave):
-        for pid in session_server_pids("judy", "trial"):
+        for pid in session_server_pids(enclave, "judy", "trial"):
             os.kill(pid, signal.SIGKILL)
     _eventually(lambda: _stopped(api, "judy", "trial"), 60, "the new hub marked it stopped")
     _eventually(lambda: _sandbox_gone(namespace), what="sandbox removed")
@@ -206,7 +206,7 @@ def test_a_recorded_pid_that_now_belongs_to_another_process_is_not_adopted(encla
     decoy = subprocess.Popen(["sleep", "300"])
     try:
         with HubOutage(enclave):
-            for pid in session_server_pids("ivan", "trial"):
+            for pid in session_server_pids(enclave, "ivan", "trial"):
                 os.kill(pid, signal.SIGKILL)
             database = sqlite3.connect(enclave.state_dir / "jupyterhub.sqlite")
             with database:
@@ -237,6 +237,6 @@ def test_a_session_whose_firewall_is_deleted_is_stopped(enclave):
         ["ip", "netns", "exec", namespace, "nft", "delete", "table", "inet", "enclave"], check=True
     )
     _eventually(lambda: _stopped(api, "judy", "trial"), 60, "stopped within a minute")
-    assert session_server_pids("judy", "trial") == []
+    assert session_server_pids(enclave, "judy", "trial") == []
     _eventually(lambda: _sandbox_gone(namespace), what="sandbox removed")
     assert "failing closed" in (enclave.state_dir / "logs/hub.log").read_text()
