@@ -32,7 +32,7 @@ from tornado import httpserver
 from enclave_hub.audit import AuditLog
 from enclave_hub.audit.attribution import TokenResolver
 from enclave_hub.audit.service import EVENTS_PATH, AuditService, make_app
-from enclave_hub.config import SiteConfig
+from enclave_hub.core.site_config import SiteConfig
 
 
 def sample_event(writer: int, n: int) -> dict:

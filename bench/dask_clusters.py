@@ -29,8 +29,9 @@ from enclave_harness import (
     start_enclave,
     write_site_config,
 )
+from enclave_hub.core.addresses import CLUSTER_NUMBERS, SESSION_NUMBERS
 from enclave_hub.sandbox.cgroup import SessionCgroup, is_cgroup_v2
-from enclave_hub.sandbox.network import CLUSTER_NUMBERS, SESSION_NUMBERS, numbers_in_use
+from enclave_hub.sandbox.network import numbers_in_use
 
 USER, PROJECT, TASKS = "bench", "dask-bench", 10_000
 PROFILE = {

@@ -16,7 +16,7 @@ from enclave_harness import (
     start_enclave,
     write_site_config,
 )
-from enclave_hub.config import SEED_PROJECTS
+from enclave_hub.core.site_config import SEED_PROJECTS
 from enclave_hub.sandbox.cgroup import sandbox_cgroups
 
 # Projects for users that tests create at the provider, besides the demo users.

@@ -20,7 +20,7 @@ import websocket
 import yaml
 from bs4 import BeautifulSoup
 
-from enclave_hub.config import SiteConfig, parse_site_config
+from enclave_hub.core.site_config import SiteConfig, parse_site_config
 
 ENCLAVE = Path(sys.prefix, "bin", "enclave")
 # Seconds a client waits for one HTTP answer; the load benchmark raises it for a busy hub.

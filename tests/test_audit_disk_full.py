@@ -26,7 +26,7 @@ from enclave_hub.audit.client import AuditClient, AuditRefused
 from enclave_hub.audit.query import records
 from enclave_hub.audit.service import EVENTS_PATH
 from enclave_hub.audit.verify import verify_log
-from enclave_hub.secrets import load_secrets
+from enclave_hub.core.site_secrets import load_secrets
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from enclave_hub.config import (
+from enclave_hub.core.site_config import (
     SiteConfigError,
     load_site_config,
     parse_site_config,

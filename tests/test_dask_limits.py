@@ -6,7 +6,7 @@ import pytest
 
 import enclave
 from enclave_harness import free_port
-from enclave_hub.config import DaskLimits, SiteConfigError, parse_site_config
+from enclave_hub.core.site_config import DaskLimits, SiteConfigError, parse_site_config
 from enclave_hub.dask.identity import Principal
 from enclave_hub.dask.limits import GIB, LimitExceeded, Usage, allowed_workers, check_growth
 from enclave_hub.dask.options import cluster_options

@@ -22,7 +22,7 @@ from enclave_harness import (
     start_enclave,
     write_site_config,
 )
-from enclave_hub.secrets import load_secrets
+from enclave_hub.core.site_secrets import load_secrets
 
 pytestmark = pytest.mark.e2e
 

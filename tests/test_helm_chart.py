@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from enclave_hub.config import SiteConfigError, parse_site_config
+from enclave_hub.core.site_config import SiteConfigError, parse_site_config
 from helm_chart import (
     CHART,
     DEPENDENCIES_OFF,

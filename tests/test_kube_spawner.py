@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 from jupyterhub.spawner import SpawnException
 
-from enclave_hub.config import parse_site_config
+from enclave_hub.core.site_config import parse_site_config
 from enclave_hub.kubernetes import PROJECT_LABEL, USER_LABEL
 from kube_sessions import kube_spawner_config, no_cluster, seeded_registry, session_pod
 

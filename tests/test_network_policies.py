@@ -17,7 +17,7 @@ import yaml
 from dask_gateway_server.backends.kubernetes.backend import KubeClusterConfig
 from dask_gateway_server.backends.kubernetes.controller import KubeController
 
-from enclave_hub.config import parse_site_config
+from enclave_hub.core.site_config import parse_site_config
 from helm_chart import RELEASE, chart_values, institution_values, merged, named, of_kind, render
 from kube_sessions import (
     ZERO_TO_JUPYTERHUB_LABELS,

@@ -24,7 +24,7 @@ from enclave_harness import (
     session_server_pids,
     session_url,
 )
-from enclave_hub.secrets import load_secrets
+from enclave_hub.core.site_secrets import load_secrets
 
 pytestmark = pytest.mark.e2e
 

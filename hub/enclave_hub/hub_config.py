@@ -19,16 +19,16 @@ from .audit.client import AuditClient
 from .audit.service import EVENTS_PATH
 from .audit.service import SERVICE_NAME as AUDIT_SERVICE
 from .auth import EnclaveAuthenticator
-from .config import SiteConfig, SiteConfigError
+from .core.project_groups import ProjectGroups
+from .core.site_config import SiteConfig, SiteConfigError
+from .core.site_secrets import Secrets, load_secrets, secret_path
 from .dask import ACCESS_SCOPE as DASK_GATEWAY_SCOPE
 from .dask import SERVICE_NAME as DASK_GATEWAY_SERVICE
 from .hub_access import REFLECT_SCOPE, USER_ROLE, HubAccess
-from .projects import ProjectGroups
 from .registry.registry import RegistryError
 from .registry.service import SERVICE_NAME as REGISTRY_SERVICE
 from .registry.site import site_registry
 from .registry.validation import InvalidInput
-from .secrets import Secrets, load_secrets, secret_path
 from .spawner import EnclaveSpawner
 
 TEMPLATES = Path(__file__).with_name("templates")

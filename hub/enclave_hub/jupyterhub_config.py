@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from enclave_hub.config import load_site_config
+from enclave_hub.core.site_config import load_site_config
 from enclave_hub.hub_config import configure
 
 site = load_site_config(Path(os.environ["ENCLAVE_CONFIG"]))

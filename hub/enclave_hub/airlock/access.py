@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from tornado import web
 
 from ..audit.attribution import session_server
-from ..service_auth import SignedInHandler
+from ..core.service_auth import SignedInHandler
 from .exports import Airlock, AirlockError, InvalidRequest, NotAllowed, NotFound
 
 

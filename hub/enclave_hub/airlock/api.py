@@ -21,7 +21,7 @@ import json
 import httpx
 from tornado import web
 
-from ..service_auth import JSONAPI
+from ..core.service_auth import JSONAPI
 from .access import AirlockHandler, Caller
 from .checks.files import OUTPUT, SUPPORTING
 from .exports import Submission, Upload

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..config import site_config
+from ..core.site_config import site_config
 from .exports import AirlockError
 from .service import site_airlock
 

@@ -11,12 +11,12 @@ import os
 
 from tornado import httpserver, web
 
-from ..config import SiteConfig
+from ..core.service_auth import OAuthCallback, hub_oauth
+from ..core.service_process import run_service, stop_signal
+from ..core.site_config import SiteConfig
+from ..core.site_secrets import load_secrets
 from ..registry.reconciler import HubSessions
 from ..registry.site import platform_recorder, site_registry
-from ..secrets import load_secrets
-from ..service_auth import OAuthCallback, hub_oauth
-from ..service_process import run_service, stop_signal
 from . import PREFIX, SERVICE_NAME
 from .api import api_handlers
 from .checks import Rules

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..config import site_config
+from ..core.site_config import site_config
 from .checkpoints import PUBLIC_KEY_FILE, Checkpoint, load_public_key, read_checkpoints
 from .export import ExportError, export_pack, verify_pack
 from .query import Filters, parse_time, query

@@ -17,8 +17,8 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader
 from tornado import web
 
-from ..config import SiteConfig
-from ..service_auth import OAuthCallback, SignedInHandler
+from ..core.service_auth import OAuthCallback, SignedInHandler
+from ..core.site_config import SiteConfig
 from . import LogUnwritable
 from .checkpoints import PUBLIC_KEY_FILE, load_public_key
 from .httputil import client_address

@@ -21,10 +21,10 @@ import time
 from tornado import httpserver, web
 from tornado.ioloop import PeriodicCallback
 
-from ..config import SiteConfig
-from ..secrets import load_secrets
-from ..service_auth import hub_oauth
-from ..service_process import run_service, stop_signal
+from ..core.service_auth import hub_oauth
+from ..core.service_process import run_service, stop_signal
+from ..core.site_config import SiteConfig
+from ..core.site_secrets import load_secrets
 from . import AuditLog, LogUnwritable
 from .attribution import ActiveSessions, HubUnavailable, TokenResolver, session_identity
 from .console import IntegrityCheck, console_handlers

@@ -32,15 +32,15 @@ from traitlets import Any as AnyTrait
 from .. import sandbox
 from ..audit.client import AuditClient, AuditRefused
 from ..audit.service import EVENTS_PATH
+from ..core.addresses import CLUSTER_NUMBERS
+from ..core.project_groups import ProjectGroups
+from ..core.site_secrets import load_secrets
 from ..hub_config import hub_paths
-from ..projects import ProjectGroups
 from ..registry import validation
 from ..registry.reconciler import HubSessions
 from ..registry.registry import ActiveProject, Registry
 from ..registry.site import site_registry
 from ..sandbox.bubblewrap import SandboxView, bwrap_argv, runtime_paths
-from ..sandbox.network import CLUSTER_NUMBERS
-from ..secrets import load_secrets
 from .dashboard import add_dashboard_route
 from .identity import Principal
 from .lifetimes import SessionWatch

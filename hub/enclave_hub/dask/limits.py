@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import DaskLimits
+from ..core.site_config import DaskLimits
 
 GIB = 1024**3
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dask_gateway_server.options import Float, Integer, Options
 
-from ..config import DaskLimits
+from ..core.site_config import DaskLimits
 from .limits import GIB
 
 SMALLEST_WORKER_MEMORY_GIB = 0.25

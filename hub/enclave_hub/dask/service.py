@@ -17,8 +17,8 @@ from pathlib import Path
 from dask_gateway_server.app import DaskGateway
 from traitlets.config import Config
 
-from ..config import SiteConfig, load_site_config
-from ..secrets import load_secrets
+from ..core.site_config import SiteConfig, load_site_config
+from ..core.site_secrets import load_secrets
 from . import SERVICE_NAME
 from .backend import SandboxBackend
 from .identity import SessionAuthenticator

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..config import SiteConfig, SiteConfigError
+from ..core.project_groups import ProjectGroups
+from ..core.site_config import SiteConfig, SiteConfigError
+from ..core.site_secrets import load_secrets
 from ..hub_config import configure_enclave, configure_project_sessions, seeded_registry
-from ..projects import ProjectGroups
-from ..secrets import load_secrets
 from .spawner import EnclaveKubeSpawner
 
 # The hub's own volume under Zero to JupyterHub (its database lives there too).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import KubernetesSettings, Profile
+from ..core.site_config import KubernetesSettings, Profile
 
 GPU_RESOURCE = "nvidia.com/gpu"
 

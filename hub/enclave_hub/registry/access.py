@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from tornado import web
 
-from ..service_auth import SignedInHandler
+from ..core.service_auth import SignedInHandler
 from . import validation
 from .registry import NotFound, Registry, RegistryError
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tornado import web
 
-from ..service_auth import JSONAPI
+from ..core.service_auth import JSONAPI
 from .access import RegistryHandler
 
 STATUS_CHANGES = {"suspended", "archived", "active"}

@@ -11,7 +11,7 @@ import getpass
 import json
 from pathlib import Path
 
-from ..config import site_config
+from ..core.site_config import site_config
 from .registry import Registry
 from .site import site_registry
 

@@ -19,8 +19,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..audit.client import AuditRefused
-from ..config import HostPort
-from ..config import Project as SeedProject
+from ..core.site_config import HostPort
+from ..core.site_config import Project as SeedProject
 from . import validation
 from .models import Base, DatasetGrant, Membership, Project, Revision
 

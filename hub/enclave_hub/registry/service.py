@@ -17,10 +17,10 @@ import httpx
 from tornado import httpserver, web
 
 from ..audit.client import AuditRefused
-from ..config import SiteConfig
-from ..secrets import load_secrets
-from ..service_auth import OAuthCallback, hub_oauth
-from ..service_process import run_service, stop_signal
+from ..core.service_auth import OAuthCallback, hub_oauth
+from ..core.service_process import run_service, stop_signal
+from ..core.site_config import SiteConfig
+from ..core.site_secrets import load_secrets
 from .api import api_handlers
 from .pages import page_handlers
 from .reconciler import HubSessions, reconcile

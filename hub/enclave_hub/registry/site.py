@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ..audit.client import AuditClient
 from ..audit.service import EVENTS_PATH
-from ..config import SiteConfig
-from ..secrets import load_secrets
+from ..core.site_config import SiteConfig
+from ..core.site_secrets import load_secrets
 from .registry import Registry, RegistryError
 
 

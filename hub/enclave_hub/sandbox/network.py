@@ -19,6 +19,8 @@ import subprocess
 import threading
 from dataclasses import dataclass
 
+from ..core.addresses import IPV4_POOL, IPV6_PREFIX, SESSION_NUMBERS
+
 TABLE = "enclave"
 # Blocked destinations, each with its packet count; up to 1024 distinct ones per session.
 BLOCKED_SET = "size 1024; flags dynamic; counter;"
@@ -27,12 +29,6 @@ BLOCKED_SET = "size 1024; flags dynamic; counter;"
 # nor counted as a blocked attempt.
 LINK_CONTROL_OUT = "nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert"
 LINK_CONTROL_IN = "nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert"
-IPV4_POOL = ipaddress.IPv4Network("169.254.0.0/17")
-IPV6_PREFIX = "fd3e:6e63:6c76"
-# Sandbox numbers: notebook sessions take the lower half, Dask clusters the upper, so that the
-# hub and the gateway, which reserve numbers in separate processes, never pick the same one.
-SESSION_NUMBERS = range(1, IPV4_POOL.num_addresses // 8)
-CLUSTER_NUMBERS = range(IPV4_POOL.num_addresses // 8, IPV4_POOL.num_addresses // 4)
 
 
 class NetworkError(Exception):

@@ -8,7 +8,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from .config import SiteConfig, load_site_config
+from .site_config import SiteConfig, load_site_config
 
 
 def stop_signal() -> asyncio.Event:

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from .sandbox.network import IPV4_POOL as SESSION_NETWORK
+from .addresses import IPV4_POOL as SESSION_NETWORK
 
 IDENTIFIER_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 DEFAULT_STATE_DIR = Path("/var/lib/enclave")

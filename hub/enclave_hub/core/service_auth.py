@@ -8,7 +8,7 @@ import json
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 
-from .config import SiteConfig
+from .site_config import SiteConfig
 
 
 class ServiceAuth:
