@@ -31,7 +31,8 @@ from tornado import httpserver
 
 from enclave_hub.audit import AuditLog
 from enclave_hub.audit.attribution import TokenResolver
-from enclave_hub.audit.service import EVENTS_PATH, AuditService, make_app
+from enclave_hub.audit.service import AuditService, make_app
+from enclave_hub.core.services import AUDIT_EVENTS_PATH
 from enclave_hub.core.site_config import SiteConfig
 
 
@@ -100,7 +101,7 @@ def service_rate(folder: Path, writers: int, seconds: float) -> float:
     token, port = secrets.token_hex(32), free_port()
     server = multiprocessing.Process(target=_serve, args=(folder, port, token), daemon=True)
     server.start()
-    url = f"http://127.0.0.1:{port}{EVENTS_PATH}"
+    url = f"http://127.0.0.1:{port}{AUDIT_EVENTS_PATH}"
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -116,7 +117,7 @@ def service_rate(folder: Path, writers: int, seconds: float) -> float:
 
             def append(event: dict) -> None:
                 body = {k: v for k, v in event.items() if k != "time"}  # the service stamps it
-                connection.request("POST", EVENTS_PATH, json.dumps(body), headers)
+                connection.request("POST", AUDIT_EVENTS_PATH, json.dumps(body), headers)
                 reply = connection.getresponse()
                 reply.read()
                 if reply.status != 201:

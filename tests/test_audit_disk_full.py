@@ -22,10 +22,10 @@ from enclave_harness import (
 )
 from enclave_hub.audit import AuditLog, LogUnwritable
 from enclave_hub.audit.checkpoints import PUBLIC_KEY_FILE, load_public_key
-from enclave_hub.audit.client import AuditClient, AuditRefused
 from enclave_hub.audit.query import records
-from enclave_hub.audit.service import EVENTS_PATH
 from enclave_hub.audit.verify import verify_log
+from enclave_hub.core.audit_client import AuditClient, AuditRefused
+from enclave_hub.core.services import AUDIT_EVENTS_PATH
 from enclave_hub.core.site_secrets import load_secrets
 
 
@@ -77,7 +77,7 @@ def test_a_full_audit_disk_refuses_session_starts_and_logins(small_disk):
         _fill(small_disk)
         # The last free bytes of the log's open page may hold a few records: use them up.
         ingest = AuditClient(
-            f"{enclave.site.audit_url}{EVENTS_PATH}",
+            f"{enclave.site.audit_url}{AUDIT_EVENTS_PATH}",
             load_secrets(enclave.state_dir).audit_ingest_token,
         )
         with pytest.raises(AuditRefused, match="No space left on device"):

@@ -16,7 +16,7 @@ from oauthenticator.oauth2 import OAuthCallbackHandler, OAuthLogoutHandler
 from tornado import web
 from traitlets import Any
 
-from .audit.client import AuditRefused
+from .core.audit_client import AuditRefused
 from .hub_access import REFLECT_ROUTE, ReflectAccessHandler
 
 CLAIMED_NAME = "enclave_claimed_name"

@@ -23,11 +23,8 @@ from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
-from .airlock import ACCESS_SCOPE as AIRLOCK_SCOPE
-from .audit.service import SERVICE_NAME as AUDIT_SERVICE
-from .dask import ACCESS_SCOPE as DASK_GATEWAY_SCOPE
+from .core.services import AIRLOCK, AUDIT, DASK_GATEWAY, REGISTRY
 from .registry.reconciler import REFLECT_ACCESS_PATH
-from .registry.service import SERVICE_NAME as REGISTRY_SERVICE
 
 PROJECT_GROUP_PREFIX = "project-"
 REFLECT_SCOPE = "custom:enclave:reflect-access"
@@ -45,18 +42,18 @@ USER_ROLE = {
         "users:activity!user",
         "tokens!user",
         "read:servers!user",
-        AIRLOCK_SCOPE,
+        AIRLOCK.access_scope,
     ],
 }
 REGISTRY_USER_ROLE = {
     "name": "registry-user",
     "description": "opens the project registry (admins change it, auditors read it)",
-    "scopes": [f"access:services!service={REGISTRY_SERVICE}"],
+    "scopes": [f"access:services!service={REGISTRY.name}"],
 }
 AUDITOR_ROLE = {
     "name": "auditor",
     "description": "reads the audit log in the audit console",
-    "scopes": [f"access:services!service={AUDIT_SERVICE}"],
+    "scopes": [f"access:services!service={AUDIT.name}"],
 }
 SESSION_SCOPES = ("servers", "access:servers")
 
@@ -101,7 +98,7 @@ class HubAccess:
             # never starts that server itself.
             scopes.append(f"servers!server={username}/")
             # Their sessions' tokens carry it too (server_token_scopes): Dask clusters.
-            scopes.append(DASK_GATEWAY_SCOPE)
+            scopes.append(DASK_GATEWAY.access_scope)
             roles.append(
                 {
                     "name": sessions_role_name(username),

@@ -12,21 +12,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .airlock import ACCESS_SCOPE as AIRLOCK_SCOPE
-from .airlock import PREFIX as AIRLOCK_PREFIX
-from .airlock import SERVICE_NAME as AIRLOCK_SERVICE
-from .audit.client import AuditClient
-from .audit.service import EVENTS_PATH
-from .audit.service import SERVICE_NAME as AUDIT_SERVICE
 from .auth import EnclaveAuthenticator
+from .core.audit_client import AuditClient, site_audit_client
 from .core.project_groups import ProjectGroups
+from .core.services import AIRLOCK, AUDIT, AUDIT_EVENTS_PATH, DASK_GATEWAY, REGISTRY
 from .core.site_config import SiteConfig, SiteConfigError
 from .core.site_secrets import Secrets, load_secrets, secret_path
-from .dask import ACCESS_SCOPE as DASK_GATEWAY_SCOPE
-from .dask import SERVICE_NAME as DASK_GATEWAY_SERVICE
 from .hub_access import REFLECT_SCOPE, USER_ROLE, HubAccess
 from .registry.registry import RegistryError
-from .registry.service import SERVICE_NAME as REGISTRY_SERVICE
 from .registry.site import site_registry
 from .registry.validation import InvalidInput
 from .spawner import EnclaveSpawner
@@ -137,7 +130,7 @@ def configure_enclave(c: Any, site: SiteConfig, secrets: Secrets, registry) -> A
     hub.custom_scopes = {
         REFLECT_SCOPE: {"description": "re-apply the registry's project groups and roles"}
     }
-    audit = AuditClient(f"{site.audit_url}{EVENTS_PATH}", secrets.audit_ingest_token)
+    audit = site_audit_client(site, secrets.audit_ingest_token)
     configure_authenticator(c.EnclaveAuthenticator, site, secrets, registry, audit)
     return audit
 
@@ -147,14 +140,14 @@ def enclave_services(site: SiteConfig, secrets: Secrets) -> list[dict[str, Any]]
     pages = {"oauth_no_confirm": True, "display": True}
     return [
         {
-            "name": REGISTRY_SERVICE,
+            "name": REGISTRY.name,
             "url": site.registry_service_url,
             "api_token": secrets.registry_service_token,
             **pages,
         },
         {
             # Started before the hub; the hub routes its console and signs auditors in to it.
-            "name": AUDIT_SERVICE,
+            "name": AUDIT.name,
             "url": site.audit_url,
             "api_token": secrets.audit_service_token,
             **pages,
@@ -162,7 +155,7 @@ def enclave_services(site: SiteConfig, secrets: Secrets) -> list[dict[str, Any]]
         {
             # Where sessions send their export requests with their own tokens; the hub routes
             # people's browsers to its pages.
-            "name": AIRLOCK_SERVICE,
+            "name": AIRLOCK.name,
             "url": site.airlock_url,
             "api_token": secrets.airlock_service_token,
             **pages,
@@ -170,7 +163,7 @@ def enclave_services(site: SiteConfig, secrets: Secrets) -> list[dict[str, Any]]
         {
             # No URL: the gateway is reached by sessions directly, never through the public
             # proxy (its dashboards would be open there to anyone with a link).
-            "name": DASK_GATEWAY_SERVICE,
+            "name": DASK_GATEWAY.name,
             "api_token": secrets.gateway_service_token,
         },
     ]
@@ -181,23 +174,23 @@ def enclave_roles() -> list[dict[str, Any]]:
     sessions_reader = ["list:users", "read:users", "read:servers", "admin:server_state"]
     return [
         {
-            "name": REGISTRY_SERVICE,
+            "name": REGISTRY.name,
             "description": "lets the reconciler stop sessions that the registry no longer allows "
             "and reflect the registry into groups and roles",
             "scopes": [*sessions_reader, "servers", REFLECT_SCOPE],
-            "services": [REGISTRY_SERVICE],
+            "services": [REGISTRY.name],
         },
         {
-            "name": AIRLOCK_SERVICE,
+            "name": AIRLOCK.name,
             "description": "lets the airlock name the session run an export request came from",
             "scopes": sessions_reader,
-            "services": [AIRLOCK_SERVICE],
+            "services": [AIRLOCK.name],
         },
         {
-            "name": DASK_GATEWAY_SERVICE,
+            "name": DASK_GATEWAY.name,
             "description": "lets the Dask gateway see which sessions run, to end their clusters",
             "scopes": sessions_reader,
-            "services": [DASK_GATEWAY_SERVICE],
+            "services": [DASK_GATEWAY.name],
         },
         # Users' roles are the authenticator's to give (hub_access); this one is only redefined.
         USER_ROLE,
@@ -247,14 +240,14 @@ def configure_project_sessions(spawner: Any, site: SiteConfig, registry, audit) 
     spawner.http_timeout = sessions.start_timeout
     spawner.audit = audit
     spawner.audit_url = site.audit_url
-    spawner.audit_events_path = EVENTS_PATH
+    spawner.audit_events_path = AUDIT_EVENTS_PATH
     # A session's token: its own server, its activity, the Dask gateway and the airlock.
     spawner.server_token_scopes = [
         "access:servers!server",
         "users:activity!user",
-        DASK_GATEWAY_SCOPE,
-        AIRLOCK_SCOPE,
+        DASK_GATEWAY.access_scope,
+        AIRLOCK.access_scope,
     ]
-    spawner.airlock_url = f"{site.airlock_url}{AIRLOCK_PREFIX}"
+    spawner.airlock_url = f"{site.airlock_url}{AIRLOCK.prefix}"
     spawner.gateway_url = site.gateway_url
     spawner.gateway_scheduler_proxy = site.gateway_scheduler_proxy

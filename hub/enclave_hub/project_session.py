@@ -15,7 +15,7 @@ from traitlets import Any as AnyTrait
 from traitlets import HasTraits, List, Unicode, default
 
 from . import notebook_audit, session_airlock, session_dashboard
-from .audit.client import AuditRefused
+from .core.audit_client import AuditRefused
 from .sandbox.bubblewrap import DATA_MOUNT, PROJECT_MOUNT
 
 # The server extensions every session runs: recording, Dask dashboards, the airlock's page.

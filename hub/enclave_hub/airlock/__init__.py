@@ -8,7 +8,3 @@ the files go to the requester's outbox with a release record (`record`), downloa
 airlock's pages outside the session. Every step is an audit event, and a step that cannot be
 recorded is refused.
 """
-
-SERVICE_NAME = "enclave-airlock"
-PREFIX = f"/services/{SERVICE_NAME}/"
-ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"

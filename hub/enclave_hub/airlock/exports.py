@@ -16,7 +16,7 @@ from typing import BinaryIO
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..audit.client import AuditRefused
+from ..core.audit_client import AuditRefused
 from ..registry.registry import Registry, open_engine
 from ..registry.validation import InvalidInput, dataset_folder
 from .checks import Rules, worst

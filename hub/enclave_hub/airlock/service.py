@@ -11,13 +11,14 @@ import os
 
 from tornado import httpserver, web
 
+from ..core.audit_client import platform_recorder
 from ..core.service_auth import OAuthCallback, hub_oauth
 from ..core.service_process import run_service, stop_signal
+from ..core.services import AIRLOCK
 from ..core.site_config import SiteConfig
 from ..core.site_secrets import load_secrets
 from ..registry.reconciler import HubSessions
-from ..registry.site import platform_recorder, site_registry
-from . import PREFIX, SERVICE_NAME
+from ..registry.site import site_registry
 from .api import api_handlers
 from .checks import Rules
 from .exports import Airlock, Limits
@@ -43,16 +44,16 @@ def site_airlock(site: SiteConfig) -> Airlock:
 def make_app(site: SiteConfig, airlock: Airlock) -> web.Application:
     token = load_secrets(site.state_dir).airlock_service_token
     handlers = [
-        *api_handlers(PREFIX),
-        *page_handlers(PREFIX),
-        (PREFIX + "oauth_callback", OAuthCallback),
+        *api_handlers(AIRLOCK.prefix),
+        *page_handlers(AIRLOCK.prefix),
+        (AIRLOCK.prefix + "oauth_callback", OAuthCallback),
     ]
     return web.Application(
         handlers,
         site=site,
         airlock=airlock,
         hub_sessions=HubSessions(f"{site.hub_url}/hub/api", token),
-        hub_auth=hub_oauth(site, PREFIX, SERVICE_NAME, token),
+        hub_auth=hub_oauth(site, AIRLOCK.prefix, AIRLOCK.name, token),
         cookie_secret=os.urandom(32),
         xsrf_cookies=True,
     )
@@ -65,7 +66,7 @@ async def serve(site: SiteConfig) -> None:
         max_body_size=site.airlock.max_request_size + BODY_OVERHEAD,
     )
     server.listen(site.airlock.port, address=site.listen_address)
-    print(f"The airlock service is listening at {site.airlock_url}{PREFIX}", flush=True)
+    print(f"The airlock service is listening at {site.airlock_url}{AIRLOCK.prefix}", flush=True)
     await stop_signal().wait()
     server.stop()
 

@@ -23,6 +23,7 @@ from tornado.ioloop import PeriodicCallback
 
 from ..core.service_auth import hub_oauth
 from ..core.service_process import run_service, stop_signal
+from ..core.services import AUDIT, AUDIT_EVENTS_PATH
 from ..core.site_config import SiteConfig
 from ..core.site_secrets import load_secrets
 from . import AuditLog, LogUnwritable
@@ -34,9 +35,6 @@ from .index import LogIndex
 from .query import records
 from .ratelimit import FailureLimiter
 
-SERVICE_NAME = "enclave-audit"
-PREFIX = f"/services/{SERVICE_NAME}/"
-EVENTS_PATH = PREFIX + "api/events"
 MAX_BODY = 2 * 1024 * 1024
 
 
@@ -118,12 +116,12 @@ class IngestHandler(web.RequestHandler):
 
 
 def make_app(service: AuditService, site: SiteConfig, service_token: str) -> web.Application:
-    handlers = [(EVENTS_PATH, IngestHandler), *console_handlers(PREFIX)]
+    handlers = [(AUDIT_EVENTS_PATH, IngestHandler), *console_handlers(AUDIT.prefix)]
     return web.Application(
         handlers,
         audit=service,
         site=site,
-        hub_auth=hub_oauth(site, PREFIX, SERVICE_NAME, service_token),
+        hub_auth=hub_oauth(site, AUDIT.prefix, AUDIT.name, service_token),
         integrity=IntegrityCheck(site.audit_dir),
         cookie_secret=os.urandom(32),
     )
@@ -141,7 +139,7 @@ async def serve(site: SiteConfig) -> None:
     reporter = PeriodicCallback(service.report_suppressed_logins, 10_000)
     reporter.start()
     stopped = stop_signal()
-    print(f"The audit service is listening at {site.audit_url}{PREFIX}", flush=True)
+    print(f"The audit service is listening at {site.audit_url}{AUDIT.prefix}", flush=True)
     await stopped.wait()
     reporter.stop()
     server.stop()

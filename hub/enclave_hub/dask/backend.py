@@ -30,9 +30,8 @@ from dask_gateway_server.backends.db_base import DBBackendBase, JobStatus
 from traitlets import Any as AnyTrait
 
 from .. import sandbox
-from ..audit.client import AuditClient, AuditRefused
-from ..audit.service import EVENTS_PATH
 from ..core.addresses import CLUSTER_NUMBERS
+from ..core.audit_client import AuditRefused, site_audit_client
 from ..core.project_groups import ProjectGroups
 from ..core.site_secrets import load_secrets
 from ..hub_config import hub_paths
@@ -72,7 +71,7 @@ class SandboxBackend(DBBackendBase):
         site = self.site
         secrets = load_secrets(site.state_dir)
         self.registry: Registry = site_registry(site, writable=False)
-        self.audit = AuditClient(f"{site.audit_url}{EVENTS_PATH}", secrets.audit_ingest_token)
+        self.audit = site_audit_client(site, secrets.audit_ingest_token)
         self.project_groups = ProjectGroups(
             hub_paths(site)["project_groups"], site.sessions.gid_base
         )

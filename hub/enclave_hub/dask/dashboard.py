@@ -14,7 +14,7 @@ import asyncio
 from aiohttp import WSMsgType, web
 from dask_gateway_server.routes import api_handler
 
-from . import DASHBOARD_HEADERS
+from ..core.services import DASHBOARD_HEADERS
 
 ROUTE = "/api/enclave/dashboard/{cluster_name}/{path:.*}"
 

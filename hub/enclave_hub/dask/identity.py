@@ -15,7 +15,7 @@ from dask_gateway_server.auth import JupyterHubAuthenticator, unauthorized
 from dask_gateway_server.models import User
 
 from ..audit.attribution import session_server
-from . import ACCESS_SCOPE
+from ..core.services import DASK_GATEWAY
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,10 @@ class SessionAuthenticator(JupyterHubAuthenticator):
         if reply.status >= 400:
             raise unauthorized("jupyterhub")
         model = await reply.json()
-        if ACCESS_SCOPE not in model.get("scopes", []):
-            raise web.HTTPForbidden(reason=f"this token lacks the scope {ACCESS_SCOPE}")
+        if DASK_GATEWAY.access_scope not in model.get("scopes", []):
+            raise web.HTTPForbidden(
+                reason=f"this token lacks the scope {DASK_GATEWAY.access_scope}"
+            )
         server = session_server(model)
         if server is None:
             raise web.HTTPForbidden(

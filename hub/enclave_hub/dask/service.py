@@ -17,9 +17,9 @@ from pathlib import Path
 from dask_gateway_server.app import DaskGateway
 from traitlets.config import Config
 
+from ..core.services import DASK_GATEWAY
 from ..core.site_config import SiteConfig, load_site_config
 from ..core.site_secrets import load_secrets
-from . import SERVICE_NAME
 from .backend import SandboxBackend
 from .identity import SessionAuthenticator
 
@@ -38,7 +38,7 @@ def gateway_config(site: SiteConfig) -> Config:
     c.Proxy.tcp_address = f"{hub_address}:{site.dask.scheduler_proxy_port}"
     c.JupyterHubAuthenticator.jupyterhub_api_url = hub_api
     c.JupyterHubAuthenticator.jupyterhub_api_token = secrets.gateway_service_token
-    c.JupyterHubAuthenticator.jupyterhub_service_name = SERVICE_NAME
+    c.JupyterHubAuthenticator.jupyterhub_service_name = DASK_GATEWAY.name
     c.ClusterConfig.scheduler_cmd = [dask_command, "scheduler"]
     c.ClusterConfig.worker_cmd = [dask_command, "worker"]
     c.SandboxBackend.site = site

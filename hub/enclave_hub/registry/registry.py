@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..audit.client import AuditRefused
+from ..core.audit_client import AuditRefused
 from ..core.site_config import HostPort
 from ..core.site_config import Project as SeedProject
 from . import validation

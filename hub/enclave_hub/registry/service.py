@@ -16,9 +16,10 @@ import time
 import httpx
 from tornado import httpserver, web
 
-from ..audit.client import AuditRefused
+from ..core.audit_client import AuditRefused
 from ..core.service_auth import OAuthCallback, hub_oauth
 from ..core.service_process import run_service, stop_signal
+from ..core.services import REGISTRY
 from ..core.site_config import SiteConfig
 from ..core.site_secrets import load_secrets
 from .api import api_handlers
@@ -26,8 +27,6 @@ from .pages import page_handlers
 from .reconciler import HubSessions, reconcile
 from .site import site_registry
 
-SERVICE_NAME = "enclave-registry"
-PREFIX = f"/services/{SERVICE_NAME}/"
 CHANGE_CHECK_INTERVAL = 1.0  # seconds between looks at the registry's revision
 
 
@@ -60,17 +59,17 @@ class Reconciler:
 def make_app(site: SiteConfig, reconciler: Reconciler) -> web.Application:
     secrets = load_secrets(site.state_dir)
     handlers = [
-        *api_handlers(PREFIX),
-        *page_handlers(PREFIX),
-        (PREFIX + "oauth_callback", OAuthCallback),
+        *api_handlers(REGISTRY.prefix),
+        *page_handlers(REGISTRY.prefix),
+        (REGISTRY.prefix + "oauth_callback", OAuthCallback),
     ]
     return web.Application(
         handlers,
         site=site,
-        prefix=PREFIX,
+        prefix=REGISTRY.prefix,
         registry=reconciler.registry,
         reconciler=reconciler,
-        hub_auth=hub_oauth(site, PREFIX, SERVICE_NAME, secrets.registry_service_token),
+        hub_auth=hub_oauth(site, REGISTRY.prefix, REGISTRY.name, secrets.registry_service_token),
         cookie_secret=os.urandom(32),
         xsrf_cookies=True,
     )
@@ -82,7 +81,9 @@ async def serve(site: SiteConfig) -> None:
     # Reached by the hub's proxy alone: on loopback here, in its own pod on Kubernetes.
     server.listen(site.registry.port, address="0.0.0.0" if site.kubernetes else "127.0.0.1")
     stopped = stop_signal()
-    print(f"The registry service is listening at http://127.0.0.1:{site.registry.port}{PREFIX}")
+    print(
+        f"The registry service is listening at http://127.0.0.1:{site.registry.port}{REGISTRY.prefix}"
+    )
     seen, last_run = -1, 0.0
     while not stopped.is_set():
         try:

@@ -7,8 +7,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import httpx
+
+from .services import AUDIT_EVENTS_PATH
+from .site_secrets import load_secrets
+
+if TYPE_CHECKING:
+    from .site_config import SiteConfig
 
 TIMEOUT = 15.0
 
@@ -82,3 +89,22 @@ def _sequence_number(reply: httpx.Response) -> int | None:
             reason = reply.reason_phrase
         raise AuditRefused(reason, retryable=reply.status_code == 503)
     return reply.json().get("seq")
+
+
+def site_audit_client(site: SiteConfig, token: str) -> AuditClient:
+    """A client of the deployment's audit service, sending with `token`."""
+    return AuditClient(f"{site.audit_url}{AUDIT_EVENTS_PATH}", token)
+
+
+def platform_recorder(site: SiteConfig):
+    """Records through the audit service as the platform (the hub's services do); the
+    credential is read when first needed, so that bad input is refused before anything else is
+    touched."""
+    clients: list[AuditClient] = []
+
+    def record(event: dict) -> None:
+        if not clients:
+            clients.append(site_audit_client(site, load_secrets(site.state_dir).audit_ingest_token))
+        clients[0].record_sync(event)
+
+    return record

@@ -1,0 +1,32 @@
+"""Enclave's services as the hub knows them: the name each is registered under, its URL prefix
+and the scope a token needs to reach it. The hub, the services and the sessions all use these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Service:
+    """A service registered at the hub."""
+
+    name: str
+
+    @property
+    def prefix(self) -> str:
+        return f"/services/{self.name}/"
+
+    @property
+    def access_scope(self) -> str:
+        return f"access:services!service={self.name}"
+
+
+REGISTRY = Service("enclave-registry")
+AUDIT = Service("enclave-audit")
+AIRLOCK = Service("enclave-airlock")
+DASK_GATEWAY = Service("dask-gateway")
+
+# Where processes send audit events.
+AUDIT_EVENTS_PATH = AUDIT.prefix + "api/events"
+# What the Dask dashboard relays (the gateway's and each session's) pass on of an answer.
+DASHBOARD_HEADERS = ("Content-Type", "Location", "Cache-Control", "Last-Modified", "ETag")
