@@ -16,10 +16,10 @@ from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.config import kube_config
 from traitlets.config import Config
 
+from enclave_hub.core.registry import Registry
 from enclave_hub.core.site_config import SiteConfig
 from enclave_hub.kubernetes.hub_config import configure_kube_spawner
 from enclave_hub.kubernetes.spawner import EnclaveKubeSpawner
-from enclave_hub.registry.registry import Registry
 
 KUBECONFIG = """\
 apiVersion: v1

@@ -25,7 +25,7 @@ from enclave_hub.airlock.store import AirlockStore
 from enclave_hub.audit import AuditLog
 from enclave_hub.audit.query import records
 from enclave_hub.core.audit_client import AuditRefused
-from enclave_hub.registry.registry import Registry
+from enclave_hub.core.registry import Registry
 
 TABLE = b"site,n\nleeds,12\nyork,40\n"
 LIMITS = Limits(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from enclave_hub.audit.attribution import ActiveSessions, session_server
+from enclave_hub.audit.attribution import ActiveSessions
 from enclave_hub.audit.events import BadEvent, SessionIdentity, platform_event, session_event
 from enclave_hub.audit.ratelimit import FailureLimiter
+from enclave_hub.core.hub_api import session_server
 
 ALICE = SessionIdentity(user="alice", project="genomics", session="run-1")
 

@@ -11,8 +11,8 @@ import pytest
 
 from enclave_hub.audit import AuditLog
 from enclave_hub.audit.query import records
-from enclave_hub.registry.registry import Registry, RegistryError
-from enclave_hub.registry.validation import InvalidInput
+from enclave_hub.core.registry import Registry, RegistryError
+from enclave_hub.core.validation import InvalidInput
 
 
 @pytest.fixture

@@ -8,17 +8,17 @@ from pathlib import Path
 
 from .airlock.cli import add_airlock_verbs
 from .audit.cli import add_audit_verbs
+from .core.registry import RegistryError
 from .core.site_config import (
     SiteConfigError,
     parse_site_config,
     site_config,
 )
 from .core.site_secrets import SecretError
+from .core.validation import InvalidInput
 from .datasets_cli import add_dataset_verbs
 from .kernels import add_kernel_verbs
 from .registry.cli import add_project_verbs
-from .registry.registry import RegistryError
-from .registry.validation import InvalidInput
 from .supervisor import StartupError, Supervisor
 
 

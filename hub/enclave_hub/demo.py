@@ -129,7 +129,7 @@ def ingest_demo_datasets(
 
 def grant_demo_datasets(datasets: list[DemoDataset], registry, say: Callable[[str], None]) -> None:
     """Grant each newly ingested demo dataset to its seed projects that the registry holds."""
-    from .registry.registry import RegistryError
+    from .core.registry import RegistryError
 
     for dataset in datasets:
         for project in dataset.projects:

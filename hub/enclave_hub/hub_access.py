@@ -23,8 +23,8 @@ from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
+from .core.hub_api import REFLECT_ACCESS_PATH
 from .core.services import AIRLOCK, AUDIT, DASK_GATEWAY, REGISTRY
-from .registry.reconciler import REFLECT_ACCESS_PATH
 
 PROJECT_GROUP_PREFIX = "project-"
 REFLECT_SCOPE = "custom:enclave:reflect-access"

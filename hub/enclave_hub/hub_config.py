@@ -15,13 +15,12 @@ from typing import Any
 from .auth import EnclaveAuthenticator
 from .core.audit_client import AuditClient, site_audit_client
 from .core.project_groups import ProjectGroups
+from .core.registry import RegistryError, site_registry
 from .core.services import AIRLOCK, AUDIT, AUDIT_EVENTS_PATH, DASK_GATEWAY, REGISTRY
 from .core.site_config import SiteConfig, SiteConfigError
 from .core.site_secrets import Secrets, load_secrets, secret_path
+from .core.validation import InvalidInput
 from .hub_access import REFLECT_SCOPE, USER_ROLE, HubAccess
-from .registry.registry import RegistryError
-from .registry.site import site_registry
-from .registry.validation import InvalidInput
 from .spawner import EnclaveSpawner
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -54,7 +53,6 @@ def hub_paths(site: SiteConfig) -> dict[str, Path]:
     return {
         "database": state / "jupyterhub.sqlite",
         "pid_file": state / "run" / "hub.pid",
-        "project_groups": state / "project-groups.json",
     }
 
 
@@ -103,7 +101,7 @@ def configure(c: Any, site: SiteConfig) -> None:
     sessions = site.sessions
     spawner = c.EnclaveSpawner
     configure_project_sessions(spawner, site, registry, audit)
-    spawner.project_groups = ProjectGroups(paths["project_groups"], sessions.gid_base)
+    spawner.project_groups = ProjectGroups(site.state_dir, sessions.gid_base)
     spawner.workspace_root = str(sessions.workspace_root)
     spawner.data_root = str(site.data_root)
     spawner.state_dir = str(site.state_dir)

@@ -29,8 +29,8 @@ from jupyterhub.utils import random_port
 from traitlets import Dict, Integer, List, Unicode, default
 
 from . import sandbox, session_airlock, session_dashboard
+from .core import validation
 from .project_session import ProjectSession, first_line
-from .registry import validation
 from .sandbox.bubblewrap import (
     SESSION_CONFIG_MOUNT,
     SandboxView,

@@ -25,13 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .core.registry import site_registry
 from .core.site_config import SiteConfig, write_site_config
 from .core.site_secrets import Secrets, ensure_secrets
 from .demo import DemoDataset, grant_demo_datasets, ingest_demo_datasets
 from .kernels import has_gpu, install_kernels
 from .leftovers import SUPERVISOR, RunRecord, remove_leftovers
 from .ports import bound_sockets, port_problem
-from .registry.site import site_registry
 from .sandbox.network import add_hub_address, has_address, remove_hub_address
 
 HUB_CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
@@ -463,7 +463,7 @@ class Supervisor:
 
 
 def _hub_api(site: SiteConfig, token: str, path: str, method: str = "GET") -> object:
-    request = urllib.request.Request(f"{site.hub_url}/hub/api{path}", method=method)
+    request = urllib.request.Request(f"{site.hub_api_url}{path}", method=method)
     request.add_header("Authorization", f"token {token}")
     with urllib.request.urlopen(request, timeout=30) as response:
         body = response.read()

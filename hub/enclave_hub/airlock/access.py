@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from tornado import web
 
-from ..audit.attribution import session_server
+from ..core.hub_api import session_server
 from ..core.service_auth import SignedInHandler
 from .exports import Airlock, AirlockError, InvalidRequest, NotAllowed, NotFound
 

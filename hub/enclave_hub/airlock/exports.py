@@ -17,8 +17,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..core.audit_client import AuditRefused
-from ..registry.registry import Registry, open_engine
-from ..registry.validation import InvalidInput, dataset_folder
+from ..core.registry import Registry, open_engine
+from ..core.validation import InvalidInput, dataset_folder
 from .checks import Rules, worst
 from .checks.files import OUTPUT, SUPPORTING
 from .checks.runner import run_checks

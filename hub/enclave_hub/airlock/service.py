@@ -12,13 +12,13 @@ import os
 from tornado import httpserver, web
 
 from ..core.audit_client import platform_recorder
+from ..core.hub_api import HubSessions
+from ..core.registry import site_registry
 from ..core.service_auth import OAuthCallback, hub_oauth
 from ..core.service_process import run_service, stop_signal
 from ..core.services import AIRLOCK
 from ..core.site_config import SiteConfig
 from ..core.site_secrets import load_secrets
-from ..registry.reconciler import HubSessions
-from ..registry.site import site_registry
 from .api import api_handlers
 from .checks import Rules
 from .exports import Airlock, Limits
@@ -52,7 +52,7 @@ def make_app(site: SiteConfig, airlock: Airlock) -> web.Application:
         handlers,
         site=site,
         airlock=airlock,
-        hub_sessions=HubSessions(f"{site.hub_url}/hub/api", token),
+        hub_sessions=HubSessions(site.hub_api_url, token),
         hub_auth=hub_oauth(site, AIRLOCK.prefix, AIRLOCK.name, token),
         cookie_secret=os.urandom(32),
         xsrf_cookies=True,

@@ -8,14 +8,13 @@ is and which server it may reach; the log itself says which run of that server i
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 
 import httpx
 
+from ..core.hub_api import session_server
 from .events import SessionIdentity
 
-SERVER_SCOPE = re.compile(r"^access:servers!server=([^/]+)/(.+)$")
 ENDED = ("session.stop", "session.failure")
 REMEMBER_TOKENS_FOR = 600.0
 
@@ -40,17 +39,6 @@ class ActiveSessions:
 
     def current(self, user: str, project: str) -> str | None:
         return self._current.get((user, project))
-
-
-def session_server(model: dict) -> tuple[str, str] | None:
-    """(user, server name) if the hub's `/user` model is that of a notebook server's token."""
-    if model.get("kind") != "user":
-        return None
-    if f"tokens!user={model.get('name')}" in model.get("scopes", []):
-        return None  # a person's own token (it manages tokens), never a session's
-    servers = {m.groups() for s in model.get("scopes", []) if (m := SERVER_SCOPE.match(s))}
-    servers = {s for s in servers if s[0] == model.get("name")}
-    return servers.pop() if len(servers) == 1 else None
 
 
 class TokenResolver:

@@ -131,7 +131,7 @@ async def serve(site: SiteConfig) -> None:
     secrets = load_secrets(site.state_dir)
     site.audit_key_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     log = AuditLog(site.audit_dir, site.audit_key_path)
-    resolver = TokenResolver(f"{site.hub_url}/hub/api")
+    resolver = TokenResolver(site.hub_api_url)
     service = AuditService(log, secrets.audit_ingest_token, resolver, site.audit.failed_login_limit)
     app = make_app(service, site, secrets.audit_service_token)
     server = httpserver.HTTPServer(app, max_body_size=MAX_BODY)

@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+FILE_NAME = "project-groups.json"
+
 
 class ProjectGroups:
     """A stable group id for each project, kept in a file of the hub's state directory.
@@ -13,8 +15,8 @@ class ProjectGroups:
     Sessions of one project share its group, which owns the project's shared folder.
     """
 
-    def __init__(self, path: Path, gid_base: int):
-        self.path = path
+    def __init__(self, state_dir: Path, gid_base: int):
+        self.path = state_dir / FILE_NAME
         self.gid_base = gid_base
 
     def _load(self) -> dict[str, int]:

@@ -46,7 +46,7 @@ def hub_oauth(site: SiteConfig, prefix: str, service_name: str, api_token: str) 
     """The service's OAuth client at the hub (registered there as a service of that name)."""
     return HubOAuth(
         api_token=api_token,
-        api_url=f"{site.hub_url}/hub/api",
+        api_url=site.hub_api_url,
         base_url=prefix,
         oauth_client_id=f"service-{service_name}",
         access_scopes={f"access:services!service={service_name}"},

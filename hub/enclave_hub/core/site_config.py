@@ -436,6 +436,11 @@ class SiteConfig(_Section):
         return f"http://{self.sessions.hub_address}:{self.hub.hub_port}"
 
     @property
+    def hub_api_url(self) -> str:
+        """The hub's REST API, where the services and tools reach it."""
+        return f"{self.hub_url}/hub/api"
+
+    @property
     def gateway_url(self) -> str:
         """The Dask gateway's API as sessions reach it, on the hub's address."""
         if self.kubernetes:

@@ -30,15 +30,13 @@ from dask_gateway_server.backends.db_base import DBBackendBase, JobStatus
 from traitlets import Any as AnyTrait
 
 from .. import sandbox
+from ..core import validation
 from ..core.addresses import CLUSTER_NUMBERS
 from ..core.audit_client import AuditRefused, site_audit_client
+from ..core.hub_api import HubSessions
 from ..core.project_groups import ProjectGroups
+from ..core.registry import ActiveProject, Registry, site_registry
 from ..core.site_secrets import load_secrets
-from ..hub_config import hub_paths
-from ..registry import validation
-from ..registry.reconciler import HubSessions
-from ..registry.registry import ActiveProject, Registry
-from ..registry.site import site_registry
 from ..sandbox.bubblewrap import SandboxView, bwrap_argv, runtime_paths
 from .dashboard import add_dashboard_route
 from .identity import Principal
@@ -72,10 +70,8 @@ class SandboxBackend(DBBackendBase):
         secrets = load_secrets(site.state_dir)
         self.registry: Registry = site_registry(site, writable=False)
         self.audit = site_audit_client(site, secrets.audit_ingest_token)
-        self.project_groups = ProjectGroups(
-            hub_paths(site)["project_groups"], site.sessions.gid_base
-        )
-        self.sessions = HubSessions(f"{site.hub_url}/hub/api", secrets.gateway_service_token)
+        self.project_groups = ProjectGroups(site.state_dir, site.sessions.gid_base)
+        self.sessions = HubSessions(site.hub_api_url, secrets.gateway_service_token)
         self.stop_reasons: dict[str, str] = {}
         await asyncio.to_thread(self.remove_leftovers)
         self.watch = SessionWatch(self, self.site.dask.check_interval)

@@ -14,7 +14,7 @@ from aiohttp import web
 from dask_gateway_server.auth import JupyterHubAuthenticator, unauthorized
 from dask_gateway_server.models import User
 
-from ..audit.attribution import session_server
+from ..core.hub_api import session_server
 from ..core.services import DASK_GATEWAY
 
 

@@ -28,7 +28,7 @@ def gateway_config(site: SiteConfig) -> Config:
     """The gateway's traitlets configuration for this deployment."""
     secrets = load_secrets(site.state_dir)
     hub_address = site.sessions.hub_address
-    hub_api = f"{site.hub_url}/hub/api"
+    hub_api = site.hub_api_url
     dask_command = str(Path(sys.prefix, "bin", "dask"))
     c = Config()
     c.DaskGateway.address = f"{hub_address}:{site.dask.api_port}"

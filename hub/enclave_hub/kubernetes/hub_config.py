@@ -40,9 +40,7 @@ def configure_kube_spawner(
     kube = site.kubernetes
     configure_project_sessions(spawner, site, registry, audit)
     spawner.kube = kube
-    spawner.project_groups = ProjectGroups(
-        hub_state_dir / "project-groups.json", site.sessions.gid_base
-    )
+    spawner.project_groups = ProjectGroups(hub_state_dir, site.sessions.gid_base)
     spawner.workspace_root = str(site.sessions.workspace_root)
     spawner.uid = kube.session_uid
     # Homes and shared folders live in the workspace claim, not in a claim per user.

@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 from tornado import web
 
+from ..core import validation
+from ..core.registry import NotFound, Registry, RegistryError
 from ..core.service_auth import SignedInHandler
-from . import validation
-from .registry import NotFound, Registry, RegistryError
 
 
 class RegistryHandler(SignedInHandler):

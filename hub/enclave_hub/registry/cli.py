@@ -11,9 +11,8 @@ import getpass
 import json
 from pathlib import Path
 
+from ..core.registry import Registry, site_registry
 from ..core.site_config import site_config
-from .registry import Registry
-from .site import site_registry
 
 
 def _actor() -> str:

@@ -13,60 +13,10 @@ scopes of a revoked project, and a new member's gain those of the new one.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
-import httpx
-
-from .registry import ActiveProject, Registry, now_utc
-
-TIMEOUT = 30.0
-REFLECT_ACCESS_PATH = "/enclave/access"  # under the hub's API
-
-
-@dataclass(frozen=True)
-class RunningSession:
-    user: str
-    project: str
-    datasets: tuple[str, ...]  # as mounted when it started
-    session: str | None
-
-
-class HubSessions:
-    """The hub's REST API, as far as the reconciler needs it (with the registry's token)."""
-
-    def __init__(self, hub_api_url: str, token: str):
-        self.http = httpx.Client(
-            base_url=hub_api_url, headers={"Authorization": f"token {token}"}, timeout=TIMEOUT
-        )
-
-    def running(self) -> list[RunningSession]:
-        users = self.http.get("/users", params={"state": "active", "include_stopped_servers": 0})
-        users.raise_for_status()
-        found = []
-        for user in users.json():
-            for name, server in (user.get("servers") or {}).items():
-                state = server.get("state") or {}
-                found.append(
-                    RunningSession(
-                        user=user["name"],
-                        project=name,
-                        datasets=tuple(state.get("datasets", ())),
-                        session=state.get("session_id"),
-                    )
-                )
-        return found
-
-    def reflect_access(self) -> list[str]:
-        """Have the hub re-apply every user's project groups and roles; who changed."""
-        reply = self.http.post(REFLECT_ACCESS_PATH)
-        reply.raise_for_status()
-        return reply.json()["changed"]
-
-    def stop(self, session: RunningSession) -> None:
-        reply = self.http.delete(f"/users/{session.user}/servers/{session.project}")
-        if reply.status_code not in (202, 204, 404):
-            reply.raise_for_status()
+from ..core.hub_api import HubSessions, RunningSession
+from ..core.registry import ActiveProject, Registry, now_utc
 
 
 def why_stop(session: RunningSession, allowed: ActiveProject | None) -> str | None:

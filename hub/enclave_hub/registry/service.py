@@ -17,6 +17,8 @@ import httpx
 from tornado import httpserver, web
 
 from ..core.audit_client import AuditRefused
+from ..core.hub_api import HubSessions
+from ..core.registry import site_registry
 from ..core.service_auth import OAuthCallback, hub_oauth
 from ..core.service_process import run_service, stop_signal
 from ..core.services import REGISTRY
@@ -24,8 +26,7 @@ from ..core.site_config import SiteConfig
 from ..core.site_secrets import load_secrets
 from .api import api_handlers
 from .pages import page_handlers
-from .reconciler import HubSessions, reconcile
-from .site import site_registry
+from .reconciler import reconcile
 
 CHANGE_CHECK_INTERVAL = 1.0  # seconds between looks at the registry's revision
 
@@ -37,7 +38,7 @@ class Reconciler:
     def __init__(self, site: SiteConfig):
         self.registry = site_registry(site)
         token = load_secrets(site.state_dir).registry_service_token
-        self.hub = HubSessions(f"{site.hub_url}/hub/api", token)
+        self.hub = HubSessions(site.hub_api_url, token)
         self._lock = asyncio.Lock()
 
     async def run(self) -> None:

@@ -18,11 +18,11 @@ from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..core.audit_client import AuditRefused
-from ..core.site_config import HostPort
-from ..core.site_config import Project as SeedProject
 from . import validation
-from .models import Base, DatasetGrant, Membership, Project, Revision
+from .audit_client import AuditRefused, platform_recorder
+from .registry_tables import Base, DatasetGrant, Membership, Project, Revision
+from .site_config import HostPort, SiteConfig
+from .site_config import Project as SeedProject
 
 Recorder = Callable[[dict], None]
 HOST_PORT = TypeAdapter(HostPort)
@@ -456,3 +456,14 @@ class Registry:
             db.rollback()
             raise RegistryError(f"nothing was changed: it cannot be audited ({error})") from None
         db.commit()
+
+
+def _read_only(event: dict) -> None:
+    raise RegistryError("this view of the registry is read-only")
+
+
+def site_registry(site: SiteConfig, writable: bool = True) -> Registry:
+    """The registry, recording its changes through the audit service (or read-only)."""
+    record = platform_recorder(site) if writable else _read_only
+    profiles = site.sessions.profiles.keys()
+    return Registry(site.registry_url, site.data_root, profiles, record)
