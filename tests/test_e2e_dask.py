@@ -25,7 +25,7 @@ from enclave_harness import (
     project_cli,
 )
 from enclave_hub.audit.query import records
-from enclave_hub.leftovers import RunRecord
+from enclave_hub.local.leftovers import RunRecord
 
 pytestmark = pytest.mark.e2e
 

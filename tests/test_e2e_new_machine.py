@@ -24,7 +24,7 @@ from enclave_harness import (
     start_enclave,
     write_site_config,
 )
-from enclave_hub.leftovers import RunRecord, remove_leftovers
+from enclave_hub.local.leftovers import RunRecord, remove_leftovers
 from enclave_hub.sandbox.cgroup import sandbox_cgroups
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -131,7 +131,7 @@ def test_the_notebook_image_installs_the_kernels_and_the_sessions_jupyter_config
     assert "enclave kernels install --prefix /usr/local --gpu no" in runs
     assert "enclave kernels install --prefix /usr/local --gpu yes" in runs
     assert "jupyter kernelspec remove -y python3" in runs
-    assert f'session_jupyter_config"))\')" {SESSION_JUPYTER_CONFIG}' in runs
+    assert f"print(s.CONFIG_DIR)')\" {SESSION_JUPYTER_CONFIG}" in runs
     env = " ".join(arguments for stage, instruction, arguments in steps if instruction == "ENV")
     assert f"JUPYTER_CONFIG_DIR={SESSION_JUPYTER_CONFIG}" in env
     users = [arguments for stage, instruction, arguments in steps if instruction == "USER"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from enclave_harness import make_site_dir
-from enclave_hub.supervisor import StartupError, check_reachable_by_sessions
+from enclave_hub.local.supervisor import StartupError, check_reachable_by_sessions
 
 
 def test_a_folder_sessions_cannot_pass_through_is_named():

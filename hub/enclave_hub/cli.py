@@ -18,8 +18,8 @@ from .core.site_secrets import SecretError
 from .core.validation import InvalidInput
 from .datasets_cli import add_dataset_verbs
 from .kernels import add_kernel_verbs
+from .local.supervisor import StartupError, Supervisor
 from .registry.cli import add_project_verbs
-from .supervisor import StartupError, Supervisor
 
 
 def cmd_up(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
-"""JupyterHub's configuration, derived from the site configuration.
-
-`jupyterhub_config.py` in this package calls `configure`; nothing else about the hub is
-configured by hand, so the site configuration stays the one description of a deployment.
+"""JupyterHub's configuration, derived from the site configuration: what every Enclave hub
+has, on one machine (`local/hub_config.py`) and on Kubernetes (`kubernetes/hub_config.py`).
+Nothing else about the hub is configured by hand, so the site configuration stays the one
+description of a deployment.
 """
 
 from __future__ import annotations
@@ -14,17 +14,14 @@ from typing import Any
 
 from .auth import EnclaveAuthenticator
 from .core.audit_client import AuditClient, site_audit_client
-from .core.project_groups import ProjectGroups
 from .core.registry import RegistryError, site_registry
 from .core.services import AIRLOCK, AUDIT, AUDIT_EVENTS_PATH, DASK_GATEWAY, REGISTRY
 from .core.site_config import SiteConfig, SiteConfigError
-from .core.site_secrets import Secrets, load_secrets, secret_path
+from .core.site_secrets import Secrets
 from .core.validation import InvalidInput
 from .hub_access import REFLECT_SCOPE, USER_ROLE, HubAccess
-from .spawner import EnclaveSpawner
 
 TEMPLATES = Path(__file__).with_name("templates")
-SUPERVISOR_SERVICE = "enclave-supervisor"
 
 
 def fetch_provider_metadata(issuer: str) -> dict[str, Any]:
@@ -47,15 +44,6 @@ def fetch_provider_metadata(issuer: str) -> dict[str, Any]:
     return metadata
 
 
-def hub_paths(site: SiteConfig) -> dict[str, Path]:
-    """Where the hub keeps its files inside the state directory."""
-    state = site.state_dir
-    return {
-        "database": state / "jupyterhub.sqlite",
-        "pid_file": state / "run" / "hub.pid",
-    }
-
-
 def seeded_registry(site: SiteConfig):
     """The site's project registry, with the configuration's seed projects put in if empty."""
     registry = site_registry(site)
@@ -64,52 +52,6 @@ def seeded_registry(site: SiteConfig):
     except (InvalidInput, RegistryError) as error:
         raise SiteConfigError(f"projects: cannot seed the project registry: {error}") from None
     return registry
-
-
-def configure(c: Any, site: SiteConfig) -> None:
-    """Fill JupyterHub's traitlets config `c` for this deployment on this machine."""
-    secrets = load_secrets(site.state_dir)
-    paths = hub_paths(site)
-    registry = seeded_registry(site)
-
-    hub = c.JupyterHub
-    hub.bind_url = f"http://{site.hub.bind}:{site.hub.port}"
-    # Sessions reach the hub, and nothing else of the host, at its address on its own link.
-    hub.hub_bind_url = site.hub_url
-    hub.db_url = f"sqlite:///{paths['database']}"
-    hub.pid_file = str(paths["pid_file"])
-    hub.cookie_secret_file = str(secret_path(site.state_dir, "cookie_secret"))
-    hub.cleanup_servers = False
-    hub.cleanup_proxy = False
-    hub.spawner_class = EnclaveSpawner
-    c.ConfigurableHTTPProxy.should_start = False
-    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{site.hub.proxy_api_port}"
-    c.ConfigurableHTTPProxy.auth_token = secrets.proxy_token
-    c.CryptKeeper.keys = [secrets.crypt_key]
-
-    audit = configure_enclave(c, site, secrets, registry)
-    hub.services.append({"name": SUPERVISOR_SERVICE, "api_token": secrets.supervisor_token})
-    hub.load_roles.append(
-        {
-            "name": SUPERVISOR_SERVICE,
-            "description": "lets `enclave up` stop every session when it shuts down",
-            "scopes": ["list:users", "read:servers", "servers"],
-            "services": [SUPERVISOR_SERVICE],
-        }
-    )
-
-    sessions = site.sessions
-    spawner = c.EnclaveSpawner
-    configure_project_sessions(spawner, site, registry, audit)
-    spawner.project_groups = ProjectGroups(site.state_dir, sessions.gid_base)
-    spawner.workspace_root = str(sessions.workspace_root)
-    spawner.data_root = str(site.data_root)
-    spawner.state_dir = str(site.state_dir)
-    spawner.uid_base = sessions.uid_base
-    spawner.hub_address = str(sessions.hub_address)
-    spawner.hub_port = site.hub.hub_port
-    spawner.egress_allow = list(sessions.egress_allow)
-    spawner.poll_interval = sessions.poll_interval
 
 
 def configure_enclave(c: Any, site: SiteConfig, secrets: Secrets, registry) -> AuditClient:

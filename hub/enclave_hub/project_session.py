@@ -14,12 +14,12 @@ from jupyterhub.spawner import SpawnException
 from traitlets import Any as AnyTrait
 from traitlets import HasTraits, List, Unicode, default
 
-from . import notebook_audit, session_airlock, session_dashboard
 from .core.audit_client import AuditRefused
 from .sandbox.bubblewrap import DATA_MOUNT, PROJECT_MOUNT
+from .singleuser import airlock_page, dask_dashboard, recording
 
 # The server extensions every session runs: recording, Dask dashboards, the airlock's page.
-SESSION_EXTENSIONS = (notebook_audit, session_dashboard, session_airlock)
+SESSION_EXTENSIONS = (recording, dask_dashboard, airlock_page)
 
 
 def first_line(error: BaseException) -> str:
@@ -54,7 +54,7 @@ class ProjectSession(HasTraits):
             *super().get_args(),
             f"--ServerApp.jpserver_extensions={extensions!r}",
             "--ServerApp.kernel_websocket_connection_class="
-            f"{notebook_audit.__name__}.{notebook_audit.RecordingChannels.__name__}",
+            f"{recording.__name__}.{recording.RecordingChannels.__name__}",
         ]
 
     @default("default_url")

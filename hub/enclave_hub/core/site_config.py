@@ -571,7 +571,8 @@ def write_default_site_config(state_dir: Path) -> Path:
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = state_dir / CONFIG_FILE_NAME
     header = (
-        "# Enclave site configuration. Every key is optional; see DESIGN.md.\n"
+        "# Enclave site configuration. Every key is optional: the README describes them, and\n"
+        "# docs/architecture.md which process reads what.\n"
         "# Secrets are not kept here: they live in secrets/ beside this file (mode 0600).\n"
     )
     write_site_config(SiteConfig(state_dir=state_dir), path, header)

@@ -3,7 +3,7 @@
 dask-gateway would route `/clusters/<name>/` on its HTTP proxy to the dashboard with no check
 but the cluster's name. Enclave does not add that route; the dashboard is served here instead,
 on the gateway's API, to a token of the cluster's own session, HTTP and websocket alike. The
-session's notebook server relays it to the user's browser (`enclave_hub.session_dashboard`),
+session's notebook server relays it to the user's browser (`enclave_hub.singleuser.dask_dashboard`),
 so the dashboard is reached only through the user's authenticated server.
 """
 

@@ -25,14 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core.registry import site_registry
-from .core.site_config import SiteConfig, write_site_config
-from .core.site_secrets import Secrets, ensure_secrets
+from ..core.registry import site_registry
+from ..core.site_config import SiteConfig, write_site_config
+from ..core.site_secrets import Secrets, ensure_secrets
+from ..kernels import has_gpu, install_kernels
+from ..sandbox.network import add_hub_address, has_address, remove_hub_address
 from .demo import DemoDataset, grant_demo_datasets, ingest_demo_datasets
-from .kernels import has_gpu, install_kernels
 from .leftovers import SUPERVISOR, RunRecord, remove_leftovers
 from .ports import bound_sockets, port_problem
-from .sandbox.network import add_hub_address, has_address, remove_hub_address
 
 HUB_CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
 STARTUP_TIMEOUT = 60.0
@@ -225,7 +225,7 @@ class Supervisor:
             components.append(
                 self._enclave_module(
                     "development OIDC provider",
-                    "enclave_hub.devidp",
+                    "enclave_hub.local.devidp",
                     "idp.log",
                     lambda: _http_ok(f"{site.issuer_url}/.well-known/openid-configuration"),
                 )

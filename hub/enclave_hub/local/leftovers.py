@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import sandbox
+from .. import sandbox
 
 SUPERVISOR = "enclave up"
 STOP_TIMEOUT = 10.0

@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 from enclave_hub.core.site_config import load_site_config
-from enclave_hub.hub_config import configure
+from enclave_hub.local.hub_config import configure
 
 site = load_site_config(Path(os.environ["ENCLAVE_CONFIG"]))
 configure(c, site)  # noqa: F821

@@ -23,7 +23,7 @@ from jupyter_server.services.kernels.connection.base import (
 )
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 
-from .core.audit_client import AuditClient, AuditRefused
+from ..core.audit_client import AuditClient, AuditRefused
 
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
 CONTENTS_EVENTS = "https://events.jupyter.org/jupyter_server/contents_service/v1"

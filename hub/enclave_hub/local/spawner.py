@@ -28,20 +28,20 @@ from jupyterhub.spawner import LocalProcessSpawner, SpawnException
 from jupyterhub.utils import random_port
 from traitlets import Dict, Integer, List, Unicode, default
 
-from . import sandbox, session_airlock, session_dashboard
-from .core import validation
-from .project_session import ProjectSession, first_line
-from .sandbox.bubblewrap import (
+from .. import sandbox
+from ..core import validation
+from ..project_session import ProjectSession, first_line
+from ..sandbox.bubblewrap import (
     SESSION_CONFIG_MOUNT,
     SandboxView,
     bwrap_argv,
     runtime_paths,
 )
-from .sandbox.gpu import GpuUnavailable, nvidia_devices, visible_devices
+from ..sandbox.gpu import GpuUnavailable, nvidia_devices, visible_devices
+from ..singleuser import CONFIG_DIR as SESSION_CONFIG_DIR
+from ..singleuser import airlock_page, dask_dashboard
 
 LOG_TAIL_LINES = 15
-# Read-only inside the sandbox (it is part of Enclave's code) and without any settings.
-SESSION_CONFIG_DIR = Path(__file__).with_name("session_jupyter_config")
 # bubblewrap's parent: the sandbox dies with it (--die-with-parent), and it outlives the hub, so
 # that a restarted hub can adopt the session.
 SESSION_KEEPER = ("setsid", "--fork", "--wait")
@@ -224,9 +224,9 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
         )
         env = self.get_env()
         env["ENCLAVE_DASK_WORKERS"] = str(profile.dask.default_workers)
-        # Dashboard links lead through the user's own server (session_dashboard).
+        # Dashboard links lead through the user's own server (dask_dashboard).
         env["DASK_GATEWAY__PUBLIC_ADDRESS"] = (
-            env["JUPYTERHUB_SERVICE_PREFIX"] + session_dashboard.PUBLIC_ADDRESS
+            env["JUPYTERHUB_SERVICE_PREFIX"] + dask_dashboard.PUBLIC_ADDRESS
         )
         if devices:
             env["CUDA_VISIBLE_DEVICES"] = visible_devices(profile.gpus)
@@ -246,9 +246,7 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
         labconfig = Path(box.spec.files_dir, "jupyter", "labconfig")
         labconfig.mkdir(mode=0o755, parents=True, exist_ok=True)
         overrides = labconfig / "default_setting_overrides.json"
-        overrides.write_text(
-            json.dumps(session_airlock.lab_setting_overrides(self.server.base_url))
-        )
+        overrides.write_text(json.dumps(airlock_page.lab_setting_overrides(self.server.base_url)))
         overrides.chmod(0o644)
         return labconfig.parent
 

