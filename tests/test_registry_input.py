@@ -42,6 +42,7 @@ def _recorded(folder) -> list[str]:
 
 
 BAD_IDS = [
+    "proj\n",  # a trailing newline: ids are matched whole
     "../x",
     "/etc",
     "x/../y",

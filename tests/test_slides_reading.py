@@ -146,6 +146,7 @@ def test_to_napari_is_one_rgb_multiscale_layer_at_physical_scale(cmu):
         (f"{DATASET}/nothing-here", "has no object 'nothing-here'"),
         ("absent/x", "there is no dataset 'absent'"),
         (f"{DATASET}/a\0b", "is not valid"),
+        (f"{DATASET}/cmu-1-small-region\n", "is not valid"),
     ],
 )
 def test_bad_references_are_refused_by_name(root, reference, message):

@@ -13,7 +13,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# Dataset, object, project and key ids, everywhere in Enclave; always matched whole.
+IDENTIFIER_PATTERN = r"[a-z0-9][a-z0-9_-]{0,62}"
+IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 MANIFEST = "dataset.json"
 SESSION_DATA = "/data"
 
@@ -24,7 +26,7 @@ class CatalogError(ValueError):
 
 def check_id(value: object, what: str) -> str:
     """A dataset or object id: 1 to 63 lower-case letters, digits, '-' or '_'."""
-    if not isinstance(value, str) or not IDENTIFIER.match(value):
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
         raise CatalogError(
             f"{what} {str(value)[:80]!r} is not valid: use 1 to 63 lower-case letters, digits, "
             "'-' or '_', starting with a letter or digit"
@@ -118,7 +120,7 @@ def datasets(root: Path | None = None) -> list[str]:
     base = root if root is not None else data_root()
     if not base.is_dir():
         return []
-    return sorted(p.name for p in base.iterdir() if p.is_dir() and IDENTIFIER.match(p.name))
+    return sorted(p.name for p in base.iterdir() if p.is_dir() and IDENTIFIER.fullmatch(p.name))
 
 
 def dataset(dataset_id: str, root: Path | None = None) -> Dataset:

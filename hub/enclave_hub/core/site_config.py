@@ -23,13 +23,14 @@ from pydantic import (
     model_validator,
 )
 
+from enclave.catalog import IDENTIFIER_PATTERN
+
 from .addresses import IPV4_POOL as SESSION_NETWORK
 
-IDENTIFIER_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 DEFAULT_STATE_DIR = Path("/var/lib/enclave")
 CONFIG_FILE_NAME = "enclave.yaml"
 
-Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
+Identifier = Annotated[str, Field(pattern=f"^{IDENTIFIER_PATTERN}$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 

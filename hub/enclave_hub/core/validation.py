@@ -11,8 +11,9 @@ import unicodedata
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
+from enclave.catalog import IDENTIFIER
+
+USERNAME = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}")
 ROLES = ("researcher", "output-checker", "project-admin")
 STATUSES = ("active", "suspended", "archived")
 
@@ -23,7 +24,7 @@ class InvalidInput(ValueError):
 
 def identifier(value: str, what: str) -> str:
     """A project or dataset id: lower-case letters, digits, '-' and '_', at most 63."""
-    if not isinstance(value, str) or not IDENTIFIER.match(value):
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
         shown = repr(value)[:80]
         raise InvalidInput(
             f"{what} {shown} is not valid: use 1 to 63 lower-case letters, digits, '-' or '_', "
@@ -37,7 +38,7 @@ def username(value: str) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"username {value!r} is not text")
     normal = unicodedata.normalize("NFKC", value).casefold().strip()
-    if not USERNAME.match(normal):
+    if not USERNAME.fullmatch(normal):
         raise InvalidInput(
             f"username {value!r} is not valid: use 1 to 64 letters, digits, '.', '_', '@' or '-'"
         )

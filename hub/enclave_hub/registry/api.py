@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from tornado import web
 
+from enclave.catalog import IDENTIFIER_PATTERN
+
 from ..core.service_auth import JSONAPI
 from .access import RegistryHandler
 
@@ -137,7 +139,7 @@ def openapi_document(prefix: str) -> dict:
                     "type": "object",
                     "required": ["id", "title"],
                     "properties": {
-                        "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"},
+                        "id": {"type": "string", "pattern": f"^{IDENTIFIER_PATTERN}$"},
                         "title": text,
                         "description": text,
                         "agreement": {"type": "string", "description": "data-use agreement"},
