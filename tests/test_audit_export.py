@@ -10,7 +10,7 @@ import pytest
 
 from enclave_hub.audit import AuditLog
 from enclave_hub.audit.checkpoints import PUBLIC_KEY_FILE
-from enclave_hub.audit.export import CHECKPOINT, PROOFS, RECORDS
+from enclave_hub.audit.evidence import CHECKPOINT, PROOFS, RECORDS
 
 
 @pytest.fixture

@@ -71,3 +71,14 @@ def test_broken_yaml_names_the_file(tmp_path):
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(SiteConfigError, match=r"nothere\.yaml: cannot read"):
         load_site_config(tmp_path / "nothere.yaml")
+
+
+def test_the_platform_role_comes_from_the_identity_groups_admin_first(tmp_path):
+    site = parse_site_config(
+        {"identity": {"admin_groups": ["ops"]}, "audit": {"auditor_groups": ["audit", "ops"]}},
+        "site.yaml",
+    )
+    assert site.platform_role(["ops"]) == "admin"
+    assert site.platform_role(["audit", "x"]) == "auditor"
+    assert site.platform_role(["researchers"]) is None
+    assert site.platform_role([]) is None

@@ -61,3 +61,28 @@ def test_the_readme_layout_names_every_package_and_only_what_exists():
             assert (HUB / folder / f"{name}.py").exists() or (HUB / folder / name).is_dir(), (
                 f"{folder}{name} is named in the README's layout but does not exist"
             )
+
+
+def test_the_readme_names_every_secret_of_a_deployment():
+    from enclave_hub.core.site_secrets import SECRET_NAMES
+
+    text = README.read_text()
+    assert [name for name in SECRET_NAMES if f"`{name}`" not in text] == []
+
+
+def test_the_generated_configuration_and_the_chart_point_to_the_architecture(tmp_path):
+    from enclave_hub.core.site_config import write_default_site_config
+
+    written = write_default_site_config(tmp_path / "state").read_text()
+    chart_values = (ROOT / "helm" / "enclave" / "values.yaml").read_text()
+    for text in (written, chart_values):
+        assert "docs/architecture.md" in text
+        assert "DESIGN.md" not in text
+
+
+def test_the_library_and_the_platform_agree_on_what_crosses_between_them():
+    """The library cannot import the hub, so these are written on both sides; they must agree."""
+    from enclave.catalog import SESSION_DATA
+    from enclave_hub.core.mounts import DATA_MOUNT
+
+    assert SESSION_DATA == DATA_MOUNT

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from enclave_hub.core.site_config import SiteConfigError, parse_site_config
+from enclave_hub.core.site_secrets import SECRET_NAMES
 from helm_chart import (
     CHART,
     DEPENDENCIES_OFF,
@@ -133,17 +134,7 @@ def test_secrets_are_generated_per_install_and_the_client_secret_is_the_provider
     first = named(render(institution_values()), "Secret", "enclave-secrets")["data"]
     second = named(render(institution_values()), "Secret", "enclave-secrets")["data"]
     assert "oauth_client_secret" not in first  # issued by the identity provider, not made here
-    assert set(first) == {
-        "cookie_secret",
-        "crypt_key",
-        "proxy_token",
-        "supervisor_token",
-        "audit_ingest_token",
-        "audit_service_token",
-        "registry_service_token",
-        "gateway_service_token",
-        "airlock_service_token",
-    }
+    assert set(first) == set(SECRET_NAMES) - {"oauth_client_secret"}
     for name, value in first.items():
         assert len(base64.b64decode(value)) == 64
         assert value != second[name]

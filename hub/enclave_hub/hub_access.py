@@ -48,12 +48,12 @@ USER_ROLE = {
 REGISTRY_USER_ROLE = {
     "name": "registry-user",
     "description": "opens the project registry (admins change it, auditors read it)",
-    "scopes": [f"access:services!service={REGISTRY.name}"],
+    "scopes": [REGISTRY.access_scope],
 }
 AUDITOR_ROLE = {
     "name": "auditor",
     "description": "reads the audit log in the audit console",
-    "scopes": [f"access:services!service={AUDIT.name}"],
+    "scopes": [AUDIT.access_scope],
 }
 SESSION_SCOPES = ("servers", "access:servers")
 

@@ -62,7 +62,8 @@ def configure_enclave(c: Any, site: SiteConfig, secrets: Secrets, registry) -> A
     hub.default_url = "/hub/home"
     hub.template_paths = [str(TEMPLATES)]
     hub.template_vars = {
-        "enclave_projects": lambda user: registry.projects_of(user.name) if user else []
+        "enclave_projects": lambda user: registry.projects_of(user.name) if user else [],
+        "enclave_airlock_path": AIRLOCK.prefix.lstrip("/"),
     }
     hub.authenticator_class = EnclaveAuthenticator
     hub.services = enclave_services(site, secrets)

@@ -15,7 +15,8 @@ from traitlets import Any as AnyTrait
 from traitlets import HasTraits, List, Unicode, default
 
 from .core.audit_client import AuditRefused
-from .sandbox.bubblewrap import DATA_MOUNT, PROJECT_MOUNT
+from .core.hub_api import SavedSession
+from .core.mounts import DATA_MOUNT, PROJECT_MOUNT, home_inside
 from .singleuser import airlock_page, dask_dashboard, recording
 
 # The server extensions every session runs: recording, Dask dashboards, the airlock's page.
@@ -67,7 +68,7 @@ class ProjectSession(HasTraits):
 
     @property
     def home_inside(self) -> str:
-        return f"/home/{self.user.name}"
+        return home_inside(self.user.name)
 
     # -- the project -----------------------------------------------------------------------
 
@@ -172,3 +173,17 @@ class ProjectSession(HasTraits):
             outcome=outcome,
             reason=reason or None,
         )
+
+    # -- state kept across hub restarts ---------------------------------------------------
+
+    def get_state(self) -> dict:
+        state = super().get_state()
+        if self.session_id:
+            state.update(SavedSession(self.session_id, tuple(self.mounted_datasets)).to_state())
+        return state
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        saved = SavedSession.from_state(state)
+        self.session_id = saved.session_id
+        self.mounted_datasets = list(saved.datasets)

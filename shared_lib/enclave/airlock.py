@@ -5,7 +5,8 @@
     enclave.export_requests()
 
 The airlock service snapshots the files as they are now (later edits change nothing), checks
-them for disclosure, and queues them for two output checkers of the project. Approved files
+them for disclosure, and queues them for the project's output checkers (as many approvals as
+the site's `airlock.reviews_required` asks, never the requester's own). Approved files
 are downloaded outside the session, from the airlock's pages. Files are named by their path in
 the home folder, or `project/...` in the project's shared folder.
 """
@@ -21,10 +22,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import urlsplit
 
 URL_VARIABLE = "ENCLAVE_AIRLOCK_URL"
 TIMEOUT = 300.0  # the checks of a large request take a while
-PAGES = "services/enclave-airlock/"
 
 
 class ExportError(RuntimeError):
@@ -48,7 +49,7 @@ class ExportRequest:
     @property
     def url(self) -> str:
         """The request's page in the airlock, for the browser."""
-        return f"{os.environ.get('JUPYTERHUB_BASE_URL', '/')}{PAGES}requests/{self.id}"
+        return f"{pages_url()}requests/{self.id}"
 
     def problems(self) -> list[str]:
         """What the checks failed or flagged, one line each."""
@@ -70,6 +71,13 @@ class ExportRequest:
             f"{self.id}</a>: <strong>{html.escape(self.status)}</strong> "
             f"(checks: {html.escape(self.checks)})</p>" + (f"<ul>{items}</ul>" if items else "")
         )
+
+
+def pages_url() -> str:
+    """The airlock's pages as the browser reaches them: the hub's base URL and the path of the
+    session's airlock address (the proxy routes that path to the airlock)."""
+    path = urlsplit(os.environ.get(URL_VARIABLE, "")).path.lstrip("/")
+    return f"{os.environ.get('JUPYTERHUB_BASE_URL', '/')}{path}"
 
 
 def export_folders() -> dict[str, Path]:

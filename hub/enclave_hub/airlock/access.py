@@ -43,10 +43,8 @@ class AirlockHandler(SignedInHandler):
         server = session_server(model)
         if server is not None:
             return Caller(name=server[0], project=server[1])
-        site = self.settings["site"]
-        readers = set(site.identity.admin_groups) | set(site.audit.auditor_groups)
-        groups = set(model.get("groups") or ())
-        return Caller(name=model["name"], project=None, platform_reader=bool(groups & readers))
+        role = self.settings["site"].platform_role(model.get("groups") or ())
+        return Caller(name=model["name"], project=None, platform_reader=role is not None)
 
     def person(self) -> Caller:
         """The caller, who must be a person: sessions only submit and read."""

@@ -27,7 +27,7 @@ from .checks.files import OUTPUT, SUPPORTING
 from .exports import Submission, Upload
 
 
-class APIHandler(JSONAPI, AirlockHandler):
+class AirlockAPIHandler(JSONAPI, AirlockHandler):
     async def visible_request(self, caller: Caller, request_id: str) -> dict:
         """One request the caller may see; a session sees only its user's in its project."""
         found = await self.act(
@@ -40,7 +40,7 @@ class APIHandler(JSONAPI, AirlockHandler):
         return found
 
 
-class RequestsAPI(APIHandler):
+class RequestsAPI(AirlockAPIHandler):
     @web.authenticated
     async def get(self) -> None:
         caller = self.caller()
@@ -90,13 +90,13 @@ class RequestsAPI(APIHandler):
         )
 
 
-class RequestAPI(APIHandler):
+class RequestAPI(AirlockAPIHandler):
     @web.authenticated
     async def get(self, request_id: str) -> None:
         self.finish(await self.visible_request(self.caller(), request_id))
 
 
-class ReviewsAPI(APIHandler):
+class ReviewsAPI(AirlockAPIHandler):
     @web.authenticated
     async def post(self, request_id: str) -> None:
         caller = self.person()

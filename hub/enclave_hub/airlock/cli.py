@@ -2,8 +2,8 @@
 
 `list` and `show` read every request (the operator's view). `approve` and `reject` act for a
 named output checker of the request's project, under the same rules as the pages (never the
-requester, one decision each, two approvals release); the audit record says the decision
-came from the command line and which local user entered it.
+requester, one decision each, `airlock.reviews_required` approvals release); the audit record
+says the decision came from the command line and which local user entered it.
 """
 
 from __future__ import annotations

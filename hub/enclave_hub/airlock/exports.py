@@ -1,7 +1,9 @@
 """The airlock's operations: submit, review, release, and what each person may see.
 
-Every step is recorded in the audit log in the same transaction as the change it describes:
-if the event cannot be recorded, nothing changes and the step is refused.
+Every step is recorded in the audit log before the change it describes is committed: if the
+event cannot be recorded, the change is rolled back and the step refused. The record and the
+commit are two steps, so a crash between them leaves a record of a change that did not happen,
+never a change without its record.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from typing import BinaryIO
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from enclave.catalog import CatalogError, Dataset
+
 from ..core.audit_client import AuditRefused
 from ..core.registry import Registry, open_engine
-from ..core.validation import InvalidInput, dataset_folder
 from .checks import Rules, worst
 from .checks.files import OUTPUT, SUPPORTING
 from .checks.runner import run_checks
@@ -114,6 +117,105 @@ def _awaits(request: ExportRequest, checker: str) -> bool:
     )
 
 
+def _may_review(request: ExportRequest, reviewer: str, checkers: set[str]) -> None:
+    """Refuse a review by the requester, by someone not a checker of the project now, of a
+    request not in review, or a second one of the same revision by the same checker."""
+    revision = request.current
+    if reviewer == request.requester:
+        raise NotAllowed("no one may review their own request")
+    if reviewer not in checkers:
+        raise NotAllowed(f"{reviewer} is not an output checker of project '{request.project}' now")
+    if request.status != IN_REVIEW:
+        raise AirlockError(f"request {request.id} is {request.status}, not in review")
+    if any(r.reviewer == reviewer and r.revision == revision.number for r in request.reviews):
+        raise AirlockError(
+            f"{reviewer} has already reviewed revision {revision.number} of request "
+            f"{request.id}; another checker must review it"
+        )
+
+
+def _check_comment(revision: Revision, decision: str, comment: str) -> None:
+    """A rejection says why; an approval of files the checks flagged says why they may leave."""
+    if decision == "reject" and not comment:
+        raise InvalidRequest("a rejection needs a comment telling the requester why")
+    flagged = [f.name for f in revision.files if f.outcome == "flag"]
+    if decision == "approve" and flagged and not comment:
+        raise InvalidRequest(
+            f"{', '.join(flagged)} flagged by the checks: say in a comment why they may leave"
+        )
+
+
+def _status_after_review(request: ExportRequest, decision: str, reviews_required: int) -> str:
+    """A rejection rejects; enough distinct approvals of the current revision release."""
+    if decision == "reject":
+        return REJECTED
+    approvals = {
+        r.reviewer
+        for r in request.reviews
+        if r.revision == request.current.number and r.decision == "approve"
+    }
+    return RELEASED if len(approvals) >= reviews_required else IN_REVIEW
+
+
+def _review_events(
+    request: ExportRequest, reviewer: str, decision: str, comment: str, source: str | None
+) -> list[dict]:
+    """The audit events of a review: the decision, and the release when it released."""
+    revision = request.current.number
+    common = {
+        "actor": reviewer,
+        "project": request.project,
+        "target": _target(request.id),
+        "source": source,
+    }
+    events = [
+        {
+            **common,
+            "action": f"airlock.{decision}",
+            "outcome": "ok",
+            "note": comment or None,
+            "detail": {"revision": revision},
+        }
+    ]
+    if request.status == RELEASED:
+        detail = {
+            "revision": revision,
+            "requester": request.requester,
+            "files": request.release_record["files"],
+        }
+        events.append({**common, "action": "airlock.release", "outcome": "ok", "detail": detail})
+    return events
+
+
+def _submission_events(
+    submission: Submission, request_id: int, action: str, number: int, files: list[ExportFile]
+) -> list[dict]:
+    """The audit events of a submission: the files as snapshotted, and what the checks found."""
+    common = {
+        "actor": submission.requester,
+        "project": submission.project,
+        "session": submission.session,
+        "target": _target(request_id),
+    }
+    snapshots = [
+        {"name": f.name, "role": f.role, "sha256": f.sha256, "size": f.size} for f in files
+    ]
+    return [
+        {
+            **common,
+            "action": action,
+            "outcome": "ok",
+            "detail": {"revision": number, "files": snapshots},
+        },
+        {
+            **common,
+            "action": "airlock.checks",
+            "outcome": worst(f.outcome for f in files),
+            "detail": {"revision": number, "results": {f.name: f.outcome for f in files}},
+        },
+    ]
+
+
 class Airlock:
     def __init__(
         self,
@@ -158,9 +260,7 @@ class Airlock:
                 request = ExportRequest(
                     project=submission.project,
                     requester=submission.requester,
-                    status=IN_REVIEW,
                     created_at=now,
-                    updated_at=now,
                 )
                 db.add(request)
                 number, action = 1, "airlock.request"
@@ -169,6 +269,18 @@ class Airlock:
                 number, action = request.current.number + 1, "airlock.revise"
             request.status = CHECKS_FAILED if outcome == "fail" else IN_REVIEW
             request.updated_at = now
+            files = [
+                ExportFile(
+                    name=name,
+                    role=role,
+                    sha256=sha,
+                    size=size,
+                    kind=report["kind"],
+                    outcome=report["outcome"],
+                    findings=report["findings"],
+                )
+                for (name, role, sha, size), report in zip(snapshots, reports, strict=True)
+            ]
             request.revisions.append(
                 Revision(
                     number=number,
@@ -178,46 +290,11 @@ class Airlock:
                     environment=environment,
                     datasets=self._dataset_versions(membership.datasets),
                     checks_outcome=outcome,
-                    files=[
-                        ExportFile(
-                            name=name,
-                            role=role,
-                            sha256=sha,
-                            size=size,
-                            kind=report["kind"],
-                            outcome=report["outcome"],
-                            findings=report["findings"],
-                        )
-                        for (name, role, sha, size), report in zip(snapshots, reports, strict=True)
-                    ],
+                    files=files,
                 )
             )
             db.flush()
-            common = {
-                "actor": submission.requester,
-                "project": submission.project,
-                "session": submission.session,
-                "target": _target(request.id),
-            }
-            files = [{"name": n, "role": r, "sha256": s, "size": z} for n, r, s, z in snapshots]
-            self._commit(
-                db,
-                {
-                    **common,
-                    "action": action,
-                    "outcome": "ok",
-                    "detail": {"revision": number, "files": files},
-                },
-                {
-                    **common,
-                    "action": "airlock.checks",
-                    "outcome": outcome,
-                    "detail": {
-                        "revision": number,
-                        "results": {r["name"]: r["outcome"] for r in reports},
-                    },
-                },
-            )
+            self._commit(db, *_submission_events(submission, request.id, action, number, files))
             return self._describe(request)
 
     def _justification(self, text: str) -> str:
@@ -271,15 +348,10 @@ class Airlock:
         versions = {}
         for dataset in datasets:
             try:
-                manifest = json.loads(
-                    (dataset_folder(self.registry.data_root, dataset) / "dataset.json").read_text()
-                )
-                versions[dataset] = {
-                    "version": manifest.get("version"),
-                    "title": manifest.get("title"),
-                }
-            except (InvalidInput, OSError, ValueError):
-                versions[dataset] = {"version": None, "title": None}
+                manifest = Dataset(dataset, self.registry.data_root).manifest
+            except CatalogError:
+                manifest = {}
+            versions[dataset] = {"version": manifest.get("version"), "title": manifest.get("title")}
         return versions
 
     def _revisable(self, db: Session, submission: Submission) -> ExportRequest:
@@ -312,90 +384,40 @@ class Airlock:
             raise InvalidRequest(f"a comment may hold at most {MAX_COMMENT} characters")
         with self._session() as db:
             request = self._request(db, request_id)
-            revision = request.current
-            if reviewer == request.requester:
-                raise NotAllowed("no one may review their own request")
-            if reviewer not in self.registry.checkers_of(request.project):
-                raise NotAllowed(
-                    f"{reviewer} is not an output checker of project '{request.project}' now"
-                )
-            if request.status != IN_REVIEW:
-                raise AirlockError(f"request {request.id} is {request.status}, not in review")
-            if any(
-                r.reviewer == reviewer and r.revision == revision.number for r in request.reviews
-            ):
-                raise AirlockError(
-                    f"{reviewer} has already reviewed revision {revision.number} of request "
-                    f"{request.id}; another checker must review it"
-                )
-            flagged = [f.name for f in revision.files if f.outcome == "flag"]
-            if decision == "reject" and not comment:
-                raise InvalidRequest("a rejection needs a comment telling the requester why")
-            if decision == "approve" and flagged and not comment:
-                raise InvalidRequest(
-                    f"{', '.join(flagged)} flagged by the checks: say in a comment why they may "
-                    "leave"
-                )
+            _may_review(request, reviewer, self.registry.checkers_of(request.project))
+            _check_comment(request.current, decision, comment)
             now = now_utc()
             request.reviews.append(
                 Review(
-                    revision=revision.number,
+                    revision=request.current.number,
                     reviewer=reviewer,
                     decision=decision,
                     comment=comment,
                     at=now,
                 )
             )
-            approvals = {
-                r.reviewer
-                for r in request.reviews
-                if r.revision == revision.number and r.decision == "approve"
-            }
             request.updated_at = now
-            common = {
-                "actor": reviewer,
-                "project": request.project,
-                "target": _target(request.id),
-                "source": source,
-            }
-            events = [
-                {
-                    **common,
-                    "action": f"airlock.{decision}",
-                    "outcome": "ok",
-                    "note": comment or None,
-                    "detail": {"revision": revision.number},
-                }
-            ]
-            if decision == "reject":
-                request.status = REJECTED
-            elif len(approvals) >= self.limits.reviews_required:
-                request.status = RELEASED
+            request.status = _status_after_review(request, decision, self.limits.reviews_required)
+            if request.status == RELEASED:
                 request.release_record = release_record(request, now, self.rules.as_dict())
-                events.append(
-                    {
-                        **common,
-                        "action": "airlock.release",
-                        "outcome": "ok",
-                        "detail": {
-                            "revision": revision.number,
-                            "requester": request.requester,
-                            "files": request.release_record["files"],
-                        },
-                    }
-                )
+            events = _review_events(request, reviewer, decision, comment, source)
             db.flush()
-            if request.status != RELEASED:
+            if request.status == RELEASED:
+                self._release(db, request, events)
+            else:
                 self._commit(db, *events)
-                return self._describe(request)
-            outputs = [(f.name, f.sha256) for f in revision.files if f.role == OUTPUT]
-            self.store.release(request.requester, request.id, outputs, request.release_record)
-            try:
-                self._commit(db, *events)
-            except AirlockError:
-                self.store.withdraw(request.requester, request.id)
-                raise
             return self._describe(request)
+
+    def _release(self, db: Session, request: ExportRequest, events: list[dict]) -> None:
+        """Put the released files in the requester's outbox, then record and commit; the
+        outbox is emptied again when the release cannot be recorded."""
+        outputs = [(f.name, f.sha256) for f in request.current.files if f.role == OUTPUT]
+        self.store.release(request.requester, request.id, outputs, request.release_record)
+        try:
+            self._commit(db, *events)
+        except AirlockError:
+            self.store.withdraw(request.requester, request.id)
+            raise
 
     # -- reading -------------------------------------------------------------------------------
 

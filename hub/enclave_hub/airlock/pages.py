@@ -31,6 +31,7 @@ class PageHandler(AirlockHandler):
                 prefix=self.hub_auth.base_url,
                 user=caller.name,
                 reader=caller.platform_reader,
+                reviews_required=self.settings["site"].airlock.reviews_required,
                 xsrf=self.xsrf_form_html(),
                 **values,
             )

@@ -7,14 +7,12 @@ people in. Started by `enclave up`: `python -m enclave_hub.airlock.service --con
 
 from __future__ import annotations
 
-import os
-
 from tornado import httpserver, web
 
 from ..core.audit_client import platform_recorder
 from ..core.hub_api import HubSessions
 from ..core.registry import site_registry
-from ..core.service_auth import OAuthCallback, hub_oauth
+from ..core.service_auth import service_app
 from ..core.service_process import run_service, stop_signal
 from ..core.services import AIRLOCK
 from ..core.site_config import SiteConfig
@@ -43,18 +41,13 @@ def site_airlock(site: SiteConfig) -> Airlock:
 
 def make_app(site: SiteConfig, airlock: Airlock) -> web.Application:
     token = load_secrets(site.state_dir).airlock_service_token
-    handlers = [
-        *api_handlers(AIRLOCK.prefix),
-        *page_handlers(AIRLOCK.prefix),
-        (AIRLOCK.prefix + "oauth_callback", OAuthCallback),
-    ]
-    return web.Application(
-        handlers,
-        site=site,
+    return service_app(
+        site,
+        AIRLOCK,
+        token,
+        [*api_handlers(AIRLOCK.prefix), *page_handlers(AIRLOCK.prefix)],
         airlock=airlock,
         hub_sessions=HubSessions(site.hub_api_url, token),
-        hub_auth=hub_oauth(site, AIRLOCK.prefix, AIRLOCK.name, token),
-        cookie_secret=os.urandom(32),
         xsrf_cookies=True,
     )
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..core.site_config import site_config
 from .checkpoints import PUBLIC_KEY_FILE, Checkpoint, load_public_key, read_checkpoints
-from .export import ExportError, export_pack, verify_pack
+from .evidence import PackError, export_pack, verify_pack
 from .query import Filters, parse_time, query
 from .verify import verify_log
 
@@ -73,7 +73,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     try:
         count = export_pack(_log_folder(args), _filters(args), args.out)
-    except (ExportError, OSError, ValueError) as error:
+    except (PackError, OSError, ValueError) as error:
         raise SystemExit(f"enclave: {error}") from None
     print(f"Wrote {count} records with their proofs to {args.out}")
     return 0
@@ -83,7 +83,7 @@ def cmd_verify_pack(args: argparse.Namespace) -> int:
     try:
         key = load_public_key(args.public_key) if args.public_key else None
         verdict = verify_pack(args.pack, key)
-    except (ExportError, OSError, ValueError) as error:
+    except (PackError, OSError, ValueError) as error:
         raise SystemExit(f"enclave: {error}") from None
     result = {
         "ok": verdict.ok,

@@ -17,7 +17,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader
 from tornado import web
 
-from ..core.service_auth import OAuthCallback, SignedInHandler
+from ..core.service_auth import SignedInHandler
 from ..core.site_config import SiteConfig
 from . import LogUnwritable
 from .checkpoints import PUBLIC_KEY_FILE, load_public_key
@@ -184,5 +184,4 @@ def console_handlers(prefix: str) -> list[tuple]:
         (prefix + "datasets", DatasetPage),
         (prefix + "integrity", IntegrityPage),
         (prefix + "api/records", RecordsAPI),
-        (prefix + "oauth_callback", OAuthCallback),
     ]

@@ -1,10 +1,11 @@
 """The audit service: the one process that writes the audit log and holds its signing key.
 
 It listens on the hub's address, beside the hub, so that both the hub and the notebook
-sessions reach it. The hub (and later the other services) send events with the ingest token
-and may record any action; a notebook server sends with its own hub token, and its events are
-attributed to the session that token belongs to. An event is answered only once it is on disk;
-when the log cannot be written the answer is 503, and the sender refuses what it was about to do.
+sessions reach it. The hub, the registry, the airlock and the Dask gateway send events with
+the ingest token and may record any action; a notebook server sends with its own hub token,
+and its events are attributed to the session that token belongs to. An event is answered only
+once it is on disk; when the log cannot be written the answer is 503, and the sender refuses
+what it was about to do.
 Auditors read the log through the console's pages (`console`) under the same prefix.
 
 Run by `enclave up`: `python -m enclave_hub.audit.service --config <site.yaml>`.
@@ -15,13 +16,12 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import os
 import time
 
 from tornado import httpserver, web
 from tornado.ioloop import PeriodicCallback
 
-from ..core.service_auth import hub_oauth
+from ..core.service_auth import service_app
 from ..core.service_process import run_service, stop_signal
 from ..core.services import AUDIT, AUDIT_EVENTS_PATH
 from ..core.site_config import SiteConfig
@@ -116,14 +116,13 @@ class IngestHandler(web.RequestHandler):
 
 
 def make_app(service: AuditService, site: SiteConfig, service_token: str) -> web.Application:
-    handlers = [(AUDIT_EVENTS_PATH, IngestHandler), *console_handlers(AUDIT.prefix)]
-    return web.Application(
-        handlers,
+    return service_app(
+        site,
+        AUDIT,
+        service_token,
+        [(AUDIT_EVENTS_PATH, IngestHandler), *console_handlers(AUDIT.prefix)],
         audit=service,
-        site=site,
-        hub_auth=hub_oauth(site, AUDIT.prefix, AUDIT.name, service_token),
         integrity=IntegrityCheck(site.audit_dir),
-        cookie_secret=os.urandom(32),
     )
 
 

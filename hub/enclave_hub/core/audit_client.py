@@ -1,4 +1,4 @@
-"""The audit client: how the hub (and later the other services) record events.
+"""The audit client: how the hub, the registry, the airlock and the Dask gateway record events.
 
 `record` returns only once the audit service has the event on disk. When it cannot, it raises
 `AuditRefused` with the reason, and the caller refuses the action it was about to take.

@@ -20,6 +20,22 @@ REFLECT_ACCESS_PATH = "/enclave/access"  # under the hub's API
 
 
 @dataclass(frozen=True)
+class SavedSession:
+    """What a spawner keeps of a session's run in the hub's database, across hub restarts; the
+    registry reads it back to stop sessions whose access was withdrawn."""
+
+    session_id: str
+    datasets: tuple[str, ...]  # as mounted when it started
+
+    def to_state(self) -> dict:
+        return {"session_id": self.session_id, "datasets": list(self.datasets)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> SavedSession:
+        return cls(state.get("session_id", ""), tuple(state.get("datasets", ())))
+
+
+@dataclass(frozen=True)
 class RunningSession:
     user: str
     project: str
@@ -41,13 +57,13 @@ class HubSessions:
         found = []
         for user in users.json():
             for name, server in (user.get("servers") or {}).items():
-                state = server.get("state") or {}
+                saved = SavedSession.from_state(server.get("state") or {})
                 found.append(
                     RunningSession(
                         user=user["name"],
                         project=name,
-                        datasets=tuple(state.get("datasets", ())),
-                        session=state.get("session_id"),
+                        datasets=saved.datasets,
+                        session=saved.session_id or None,
                     )
                 )
         return found

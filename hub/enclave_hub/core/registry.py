@@ -1,9 +1,10 @@
 """The registry's operations: what admins change, and what the hub asks.
 
-Every change names who made it and is recorded in the audit log in the same step: if the event
-cannot be recorded, the change is rolled back. Reads answer with `ActiveProject`s, which hold
-only what is in force now: an active project within its dates, a membership not expired, and
-the dataset grants not expired.
+Every change names who made it and is recorded in the audit log before it is committed: if the
+event cannot be recorded, the change is rolled back (a crash between the two leaves a record of
+a change that did not happen, never a change without its record). Reads answer with
+`ActiveProject`s, which hold only what is in force now: an active project within its dates, a
+membership not expired, and the dataset grants not expired.
 """
 
 from __future__ import annotations
@@ -380,7 +381,7 @@ class Registry:
     def set_status(self, actor: str, project_id: str, status: str) -> dict:
         if status not in validation.STATUSES:
             raise validation.InvalidInput(
-                f"status {status!r} is not one of active, suspended, archived"
+                f"status {status!r} is not one of {', '.join(validation.STATUSES)}"
             )
         with self._session() as db:
             project = self._project(db, project_id)

@@ -4,10 +4,12 @@ for its services. Each service keeps its own `HubOAuth` client in its applicatio
 from __future__ import annotations
 
 import json
+import os
 
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 
+from .services import Service
 from .site_config import SiteConfig
 
 
@@ -42,14 +44,26 @@ class SignedInHandler(ServiceAuth, HubOAuthenticated, web.RequestHandler):
         return self._reason
 
 
-def hub_oauth(site: SiteConfig, prefix: str, service_name: str, api_token: str) -> HubOAuth:
-    """The service's OAuth client at the hub (registered there as a service of that name)."""
-    return HubOAuth(
+def service_app(
+    site: SiteConfig, service: Service, api_token: str, handlers: list, **settings
+) -> web.Application:
+    """A service's web application: its handlers and the hub's sign-in callback under its
+    prefix, its own OAuth client at the hub (registered there under the service's name) and a
+    cookie secret of this process's own. `settings` adds the service's objects."""
+    hub_auth = HubOAuth(
         api_token=api_token,
         api_url=site.hub_api_url,
-        base_url=prefix,
-        oauth_client_id=f"service-{service_name}",
-        access_scopes={f"access:services!service={service_name}"},
+        base_url=service.prefix,
+        oauth_client_id=f"service-{service.name}",
+        access_scopes={service.access_scope},
+    )
+    return web.Application(
+        [*handlers, (service.prefix + "oauth_callback", OAuthCallback)],
+        site=site,
+        prefix=service.prefix,
+        hub_auth=hub_auth,
+        cookie_secret=os.urandom(32),
+        **settings,
     )
 
 

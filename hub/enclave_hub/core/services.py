@@ -26,6 +26,8 @@ AUDIT = Service("enclave-audit")
 AIRLOCK = Service("enclave-airlock")
 DASK_GATEWAY = Service("dask-gateway")
 
+# Where the Dask gateway serves a cluster's dashboard: <path>/<cluster name>/<dashboard path>.
+DASK_DASHBOARD_PATH = "/api/enclave/dashboard"
 # Where processes send audit events.
 AUDIT_EVENTS_PATH = AUDIT.prefix + "api/events"
 # What the Dask dashboard relays (the gateway's and each session's) pass on of an answer.

@@ -368,21 +368,8 @@ class SiteConfig(_Section):
 
     @model_validator(mode="after")
     def _ports_are_distinct(self) -> SiteConfig:
-        ports = {
-            "hub.port": self.hub.port,
-            "hub.proxy_api_port": self.hub.proxy_api_port,
-            "hub.hub_port": self.hub.hub_port,
-            "audit.port": self.audit.port,
-            "registry.port": self.registry.port,
-            "dask.api_port": self.dask.api_port,
-            "dask.proxy_port": self.dask.proxy_port,
-            "dask.scheduler_proxy_port": self.dask.scheduler_proxy_port,
-            "airlock.port": self.airlock.port,
-        }
-        if self.identity.issuer is None:
-            ports["identity.dev_provider.port"] = self.identity.dev_provider.port
         seen: dict[int, str] = {}
-        for key, port in ports.items():
+        for key, port in self.ports.items():
             if port in seen:
                 raise ValueError(f"{key} and {seen[port]} both use port {port}")
             seen[port] = key
@@ -435,6 +422,33 @@ class SiteConfig(_Section):
         if self.kubernetes:
             return self.kubernetes.hub_url
         return f"http://{self.sessions.hub_address}:{self.hub.hub_port}"
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """Every port this deployment listens on, by its key in this configuration."""
+        ports = {
+            "hub.port": self.hub.port,
+            "hub.proxy_api_port": self.hub.proxy_api_port,
+            "hub.hub_port": self.hub.hub_port,
+            "audit.port": self.audit.port,
+            "registry.port": self.registry.port,
+            "airlock.port": self.airlock.port,
+            "dask.api_port": self.dask.api_port,
+            "dask.proxy_port": self.dask.proxy_port,
+            "dask.scheduler_proxy_port": self.dask.scheduler_proxy_port,
+        }
+        if self.uses_dev_provider:
+            ports["identity.dev_provider.port"] = self.identity.dev_provider.port
+        return ports
+
+    def platform_role(self, groups) -> str | None:
+        """'admin' or 'auditor' for someone in those identity-provider groups (admin first),
+        else None: the platform's readers, who see every project's registry and requests."""
+        if set(groups) & set(self.identity.admin_groups):
+            return "admin"
+        if set(groups) & set(self.audit.auditor_groups):
+            return "auditor"
+        return None
 
     @property
     def hub_api_url(self) -> str:

@@ -9,21 +9,8 @@ from __future__ import annotations
 import os
 import secrets
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-
-SECRET_NAMES = (
-    "cookie_secret",
-    "crypt_key",
-    "proxy_token",
-    "oauth_client_secret",
-    "supervisor_token",
-    "audit_ingest_token",
-    "audit_service_token",
-    "registry_service_token",
-    "gateway_service_token",
-    "airlock_service_token",
-)
 
 
 class SecretError(Exception):
@@ -47,6 +34,9 @@ class Secrets:
 
     def values(self) -> list[str]:
         return [getattr(self, name) for name in SECRET_NAMES]
+
+
+SECRET_NAMES = tuple(secret.name for secret in fields(Secrets))
 
 
 def secrets_dir(state_dir: Path) -> Path:

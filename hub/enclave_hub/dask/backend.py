@@ -34,6 +34,7 @@ from ..core import validation
 from ..core.addresses import CLUSTER_NUMBERS
 from ..core.audit_client import AuditRefused, site_audit_client
 from ..core.hub_api import HubSessions
+from ..core.mounts import DATA_MOUNT, shared_subpath
 from ..core.project_groups import ProjectGroups
 from ..core.registry import ActiveProject, Registry, site_registry
 from ..core.site_secrets import load_secrets
@@ -250,7 +251,7 @@ class SandboxBackend(DBBackendBase):
         return SandboxView(
             home=home,
             home_inside=CLUSTER_HOME,
-            project_folder=Path(self.site.sessions.workspace_root, project.id, "shared"),
+            project_folder=Path(self.site.sessions.workspace_root, shared_subpath(project.id)),
             datasets=datasets,
             runtime=runtime_paths(),
             hosts_file=box.hosts_file,
@@ -356,7 +357,7 @@ class SandboxBackend(DBBackendBase):
             PATH=os.pathsep.join([str(Path(sys.prefix, "bin")), "/usr/bin", "/bin"]),
             HOME="/tmp",
             DASK_TEMPORARY_DIRECTORY="/tmp",
-            ENCLAVE_DATA="/data",
+            ENCLAVE_DATA=DATA_MOUNT,
         )
         return env
 

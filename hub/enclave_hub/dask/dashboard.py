@@ -14,9 +14,9 @@ import asyncio
 from aiohttp import WSMsgType, web
 from dask_gateway_server.routes import api_handler
 
-from ..core.services import DASHBOARD_HEADERS
+from ..core.services import DASHBOARD_HEADERS, DASK_DASHBOARD_PATH
 
-ROUTE = "/api/enclave/dashboard/{cluster_name}/{path:.*}"
+ROUTE = DASK_DASHBOARD_PATH + "/{cluster_name}/{path:.*}"
 
 
 @api_handler(user_authenticated=True)

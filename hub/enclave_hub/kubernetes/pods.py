@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from kubernetes_asyncio.client import models as k8s
 
-from ..sandbox.bubblewrap import DATA_MOUNT, PROJECT_MOUNT
+from ..core.mounts import DATA_MOUNT, PROJECT_MOUNT, home_inside, home_subpath, shared_subpath
 from . import PROJECT_LABEL, USER_LABEL
 
 WORKSPACE_VOLUME = "enclave-workspace"
@@ -37,19 +37,19 @@ class SessionMounts:
 
     @property
     def home(self) -> str:
-        return f"/home/{self.user}"
+        return home_inside(self.user)
 
     def volume_mounts(self) -> list[k8s.V1VolumeMount]:
         workspace = [
             k8s.V1VolumeMount(
                 name=WORKSPACE_VOLUME,
                 mount_path=self.home,
-                sub_path=f"{self.project}/home/{self.user}",
+                sub_path=home_subpath(self.project, self.user),
             ),
             k8s.V1VolumeMount(
                 name=WORKSPACE_VOLUME,
                 mount_path=PROJECT_MOUNT,
-                sub_path=f"{self.project}/shared",
+                sub_path=shared_subpath(self.project),
             ),
             k8s.V1VolumeMount(name=TMP_VOLUME, mount_path="/tmp"),
         ]

@@ -17,6 +17,7 @@ from kubespawner import KubeSpawner
 from traitlets import Any as AnyTrait
 from traitlets import Unicode, default
 
+from ..core.mounts import home_subpath, shared_subpath
 from ..project_session import ProjectSession, first_line
 from .pods import SessionMounts, confine_session_pod
 from .profiles import kubespawner_profile
@@ -80,8 +81,8 @@ class EnclaveKubeSpawner(ProjectSession, KubeSpawner):
         Every session runs as the same uid as the hub (`kubernetes.session_uid`): a pod sees
         only its own project's folders, so its mounts, not its uid, keep projects apart.
         """
-        home = Path(self.workspace_root, project_id, "home", self.user.name)
-        shared = Path(self.workspace_root, project_id, "shared")
+        home = Path(self.workspace_root, home_subpath(project_id, self.user.name))
+        shared = Path(self.workspace_root, shared_subpath(project_id))
         try:
             home.mkdir(mode=0o700, parents=True, exist_ok=True)
             shared.mkdir(mode=0o770, exist_ok=True)
@@ -110,15 +111,3 @@ class EnclaveKubeSpawner(ProjectSession, KubeSpawner):
         if status is not None:
             await self._record_end("session.stop", "exited", f"exit status {status}")
         return status
-
-    def get_state(self) -> dict[str, Any]:
-        state = super().get_state()
-        if self.session_id:
-            state["session_id"] = self.session_id
-            state["datasets"] = list(self.mounted_datasets)
-        return state
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        super().load_state(state)
-        self.session_id = state.get("session_id", "")
-        self.mounted_datasets = state.get("datasets", [])

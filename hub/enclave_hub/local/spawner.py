@@ -30,13 +30,9 @@ from traitlets import Dict, Integer, List, Unicode, default
 
 from .. import sandbox
 from ..core import validation
+from ..core.mounts import SESSION_CONFIG_MOUNT, home_subpath, shared_subpath
 from ..project_session import ProjectSession, first_line
-from ..sandbox.bubblewrap import (
-    SESSION_CONFIG_MOUNT,
-    SandboxView,
-    bwrap_argv,
-    runtime_paths,
-)
+from ..sandbox.bubblewrap import SandboxView, bwrap_argv, runtime_paths
 from ..sandbox.gpu import GpuUnavailable, nvidia_devices, visible_devices
 from ..singleuser import CONFIG_DIR as SESSION_CONFIG_DIR
 from ..singleuser import airlock_page, dask_dashboard
@@ -85,11 +81,11 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
 
     @property
     def home_dir(self) -> Path:
-        return Path(self.workspace_root, self.name, "home", self.user.name)
+        return Path(self.workspace_root, home_subpath(self.name, self.user.name))
 
     @property
     def project_folder(self) -> Path:
-        return Path(self.workspace_root, self.name, "shared")
+        return Path(self.workspace_root, shared_subpath(self.name))
 
     @property
     def log_path(self) -> Path:
@@ -406,9 +402,6 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
         if self.sandbox_number:
             # Kept until the sandbox is removed, even once the process has exited.
             state["sandbox_number"] = self.sandbox_number
-        if self.session_id:
-            state["session_id"] = self.session_id
-            state["datasets"] = list(self.mounted_datasets)
         if self.pid:
             state.update(
                 pid_start_time=self.pid_start_time,
@@ -428,8 +421,6 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
         self.blocked_seen = state.get("blocked_seen", 0)
         self.blocked_destinations = state.get("blocked_destinations", {})
         self.sandbox_number = state.get("sandbox_number", 0)
-        self.session_id = state.get("session_id", "")
-        self.mounted_datasets = state.get("datasets", [])
         self.port = state.get("port", 0)
         self.ip = state.get("ip", "")
 

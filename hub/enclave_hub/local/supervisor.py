@@ -106,26 +106,28 @@ class Component:
         return "\n".join(text.splitlines()[-lines:])
 
 
+def port_bindings(site: SiteConfig) -> dict[str, tuple[str, str]]:
+    """What listens on each of the site's ports on one machine, and on which address."""
+    hub_address = str(site.sessions.hub_address)
+    return {
+        "hub.port": ("the public proxy port", str(site.hub.bind)),
+        "hub.proxy_api_port": ("the proxy's API", "127.0.0.1"),
+        "hub.hub_port": ("the hub", "0.0.0.0"),
+        "audit.port": ("the audit service", "0.0.0.0"),
+        "registry.port": ("the registry service", "127.0.0.1"),
+        "airlock.port": ("the airlock service", hub_address),
+        "dask.api_port": ("the Dask gateway", hub_address),
+        "dask.proxy_port": ("the Dask gateway", hub_address),
+        "dask.scheduler_proxy_port": ("the Dask gateway", hub_address),
+        "identity.dev_provider.port": ("the development OIDC provider", "127.0.0.1"),
+    }
+
+
 def check_ports(site: SiteConfig) -> None:
     """Fail, naming the port, its key and what is wrong, if any port Enclave needs is taken."""
-    hub_address = str(site.sessions.hub_address)
-    wanted = [
-        ("hub.port", "the public proxy port", str(site.hub.bind), site.hub.port),
-        ("hub.proxy_api_port", "the proxy's API", "127.0.0.1", site.hub.proxy_api_port),
-        ("hub.hub_port", "the hub", "0.0.0.0", site.hub.hub_port),
-        ("audit.port", "the audit service", "0.0.0.0", site.audit.port),
-        ("registry.port", "the registry service", "127.0.0.1", site.registry.port),
-        ("airlock.port", "the airlock service", hub_address, site.airlock.port),
-    ]
-    for key in ("api_port", "proxy_port", "scheduler_proxy_port"):
-        port = getattr(site.dask, key)
-        wanted.append((f"dask.{key}", "the Dask gateway", hub_address, port))
-    if site.uses_dev_provider:
-        port = site.identity.dev_provider.port
-        wanted.append(
-            ("identity.dev_provider.port", "the development OIDC provider", "127.0.0.1", port)
-        )
-    for key, purpose, address, port in wanted:
+    bindings = port_bindings(site)
+    for key, port in site.ports.items():
+        purpose, address = bindings[key]
         problem = port_problem(address, port)
         if problem is None:
             continue
@@ -182,6 +184,92 @@ def find_proxy_command() -> str:
     return found
 
 
+@dataclass(frozen=True)
+class PlannedComponent:
+    """What `enclave up` runs for one component, decided before anything starts."""
+
+    name: str
+    argv: tuple[str, ...]
+    log_name: str
+    is_ready: Callable[[], bool]
+    env: dict[str, str] = field(default_factory=dict)
+    restartable: bool = False
+
+
+def component_plan(
+    site: SiteConfig, config_path: Path, proxy_command: str, secrets: Secrets
+) -> list[PlannedComponent]:
+    """The deployment's processes in the order they start, the hub last: how each is run, where
+    it logs, how it is seen ready, and whether it is restarted when it exits (the hub and the
+    Dask gateway are; any other exit stops everything)."""
+
+    def enclave_module(name: str, module: str, log_name: str, is_ready, **more):
+        argv = (sys.executable, "-m", module, "--config", str(config_path))
+        return PlannedComponent(name, argv, log_name, is_ready, **more)
+
+    hub_address = str(site.sessions.hub_address)
+    plan = []
+    if site.uses_dev_provider:
+        plan.append(
+            enclave_module(
+                "development OIDC provider",
+                "enclave_hub.local.devidp",
+                "idp.log",
+                lambda: _http_ok(f"{site.issuer_url}/.well-known/openid-configuration"),
+            )
+        )
+    proxy_argv = (
+        proxy_command,
+        *("--ip", str(site.hub.bind), "--port", str(site.hub.port)),
+        *("--api-ip", "127.0.0.1", "--api-port", str(site.hub.proxy_api_port)),
+        *("--error-target", f"{site.hub_url}/hub/error"),
+    )
+    hub_argv = (sys.executable, "-m", "jupyterhub", "-f", str(HUB_CONFIG_FILE))
+    return [
+        *plan,
+        enclave_module(
+            "audit service",
+            "enclave_hub.audit.service",
+            "audit.log",
+            lambda: _tcp_open(site.audit.port, hub_address),
+        ),
+        PlannedComponent(
+            "proxy",
+            proxy_argv,
+            "proxy.log",
+            lambda: _tcp_open(site.hub.proxy_api_port),
+            env={"CONFIGPROXY_AUTH_TOKEN": secrets.proxy_token},
+        ),
+        enclave_module(
+            "registry service",
+            "enclave_hub.registry.service",
+            "registry.log",
+            lambda: _tcp_open(site.registry.port),
+        ),
+        enclave_module(
+            "airlock service",
+            "enclave_hub.airlock.service",
+            "airlock.log",
+            lambda: _tcp_open(site.airlock.port, hub_address),
+        ),
+        enclave_module(
+            "Dask gateway",
+            "enclave_hub.dask.service",
+            "dask-gateway.log",
+            lambda: _http_ok(f"{site.gateway_url}/api/health"),
+            restartable=True,
+        ),
+        PlannedComponent(
+            "hub",
+            hub_argv,
+            "hub.log",
+            lambda: _http_ok(f"{site.public_url}/hub/api/"),
+            env={"ENCLAVE_CONFIG": str(config_path)},
+            restartable=True,
+        ),
+    ]
+
+
 class Supervisor:
     """Starts, watches and stops the components of one deployment."""
 
@@ -206,93 +294,20 @@ class Supervisor:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    def _enclave_module(
-        self, name: str, module: str, log_name: str, is_ready: Callable[[], bool]
-    ) -> Component:
-        """A component that is one of Enclave's modules, run with the resolved configuration."""
-        return Component(
-            name=name,
-            argv=[sys.executable, "-m", module, "--config", str(self.config_path)],
-            env=self._base_env(),
-            log_path=self.log_dir / log_name,
-            is_ready=is_ready,
-        )
-
     def _components(self, secrets: Secrets) -> list[Component]:
-        site = self.site
-        env = self._base_env()
-        components = []
-        if site.uses_dev_provider:
-            components.append(
-                self._enclave_module(
-                    "development OIDC provider",
-                    "enclave_hub.local.devidp",
-                    "idp.log",
-                    lambda: _http_ok(f"{site.issuer_url}/.well-known/openid-configuration"),
-                )
-            )
-        components.append(
-            self._enclave_module(
-                "audit service",
-                "enclave_hub.audit.service",
-                "audit.log",
-                lambda: _tcp_open(site.audit.port, str(site.sessions.hub_address)),
-            )
-        )
-        components.append(
+        plan = component_plan(self.site, self.config_path, find_proxy_command(), secrets)
+        components = [
             Component(
-                name="proxy",
-                argv=[
-                    find_proxy_command(),
-                    "--ip",
-                    str(site.hub.bind),
-                    "--port",
-                    str(site.hub.port),
-                    "--api-ip",
-                    "127.0.0.1",
-                    "--api-port",
-                    str(site.hub.proxy_api_port),
-                    "--error-target",
-                    f"{site.hub_url}/hub/error",
-                ],
-                env={**env, "CONFIGPROXY_AUTH_TOKEN": secrets.proxy_token},
-                log_path=self.log_dir / "proxy.log",
-                is_ready=lambda: _tcp_open(site.hub.proxy_api_port),
+                name=step.name,
+                argv=list(step.argv),
+                env={**self._base_env(), **step.env},
+                log_path=self.log_dir / step.log_name,
+                is_ready=step.is_ready,
+                restartable=step.restartable,
             )
-        )
-        components.append(
-            self._enclave_module(
-                "registry service",
-                "enclave_hub.registry.service",
-                "registry.log",
-                lambda: _tcp_open(site.registry.port),
-            )
-        )
-        components.append(
-            self._enclave_module(
-                "airlock service",
-                "enclave_hub.airlock.service",
-                "airlock.log",
-                lambda: _tcp_open(site.airlock.port, str(site.sessions.hub_address)),
-            )
-        )
-        gateway = self._enclave_module(
-            "Dask gateway",
-            "enclave_hub.dask.service",
-            "dask-gateway.log",
-            lambda: _http_ok(f"{site.gateway_url}/api/health"),
-        )
-        gateway.restartable = True
-        components.append(gateway)
-        self.hub = Component(
-            name="hub",
-            argv=[sys.executable, "-m", "jupyterhub", "-f", str(HUB_CONFIG_FILE)],
-            env={**env, "ENCLAVE_CONFIG": str(self.config_path)},
-            log_path=self.log_dir / "hub.log",
-            is_ready=lambda: _http_ok(f"{site.public_url}/hub/api/"),
-            restartable=True,
-        )
-        components.append(self.hub)
+            for step in plan
+        ]
+        self.hub = components[-1]
         return components
 
     @property

@@ -25,13 +25,10 @@ class RegistryHandler(SignedInHandler):
 
     def role(self) -> str:
         """'admin' or 'auditor'; anyone else is refused (403)."""
-        site = self.settings["site"]
-        groups = set(self.current_user.get("groups") or ())
-        if groups & set(site.identity.admin_groups):
-            return "admin"
-        if groups & set(site.audit.auditor_groups):
-            return "auditor"
-        raise web.HTTPError(403, "only admins and auditors may use the project registry")
+        role = self.settings["site"].platform_role(self.current_user.get("groups") or ())
+        if role is None:
+            raise web.HTTPError(403, "only admins and auditors may use the project registry")
+        return role
 
     def require_admin(self) -> str:
         """The admin's name (who made the change); auditors and others get 403."""

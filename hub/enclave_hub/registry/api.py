@@ -12,18 +12,17 @@ from tornado import web
 from enclave.catalog import IDENTIFIER_PATTERN
 
 from ..core.service_auth import JSONAPI
+from ..core.validation import STATUSES
 from .access import RegistryHandler
 
-STATUS_CHANGES = {"suspended", "archived", "active"}
 
-
-class APIHandler(JSONAPI, RegistryHandler):
+class RegistryAPIHandler(JSONAPI, RegistryHandler):
     def created(self, project: dict) -> None:
         self.set_status(201)
         self.finish(project)
 
 
-class ProjectsAPI(APIHandler):
+class ProjectsAPI(RegistryAPIHandler):
     @web.authenticated
     def get(self) -> None:
         self.finish({"projects": self.read(self.registry.list_projects)})
@@ -40,7 +39,7 @@ class ProjectsAPI(APIHandler):
         )
 
 
-class ProjectAPI(APIHandler):
+class ProjectAPI(RegistryAPIHandler):
     @web.authenticated
     def get(self, project: str) -> None:
         self.finish(self.read(self.registry.show, project))
@@ -49,8 +48,8 @@ class ProjectAPI(APIHandler):
     async def patch(self, project: str) -> None:
         body = self.json_body()
         status = body.pop("status", None)
-        if status is not None and status not in STATUS_CHANGES:
-            raise web.HTTPError(400, f"status {status!r} is not one of {sorted(STATUS_CHANGES)}")
+        if status is not None and status not in STATUSES:
+            raise web.HTTPError(400, f"status {status!r} is not one of {', '.join(STATUSES)}")
         result = None
         if body:
             result = await self.change(self.registry.update_project, project, **body)
@@ -59,7 +58,7 @@ class ProjectAPI(APIHandler):
         self.finish(result or self.read(self.registry.show, project))
 
 
-class MembersAPI(APIHandler):
+class MembersAPI(RegistryAPIHandler):
     @web.authenticated
     async def post(self, project: str) -> None:
         body = self.json_body()
@@ -74,13 +73,13 @@ class MembersAPI(APIHandler):
         )
 
 
-class MemberAPI(APIHandler):
+class MemberAPI(RegistryAPIHandler):
     @web.authenticated
     async def delete(self, project: str, username: str) -> None:
         self.finish(await self.change(self.registry.remove_member, project, username))
 
 
-class GrantsAPI(APIHandler):
+class GrantsAPI(RegistryAPIHandler):
     @web.authenticated
     async def post(self, project: str) -> None:
         body = self.json_body()
@@ -91,7 +90,7 @@ class GrantsAPI(APIHandler):
         )
 
 
-class GrantAPI(APIHandler):
+class GrantAPI(RegistryAPIHandler):
     @web.authenticated
     async def delete(self, project: str, dataset: str) -> None:
         self.finish(await self.change(self.registry.revoke, project, dataset))
@@ -158,7 +157,7 @@ def openapi_document(prefix: str) -> dict:
                         "starts": day,
                         "ends": day,
                         "profile": text,
-                        "status": {"enum": sorted(STATUS_CHANGES)},
+                        "status": {"enum": list(STATUSES)},
                     },
                 },
                 "NewMember": {

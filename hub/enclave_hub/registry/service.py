@@ -10,7 +10,6 @@ after the audit service and before the hub:
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 import httpx
@@ -19,7 +18,7 @@ from tornado import httpserver, web
 from ..core.audit_client import AuditRefused
 from ..core.hub_api import HubSessions
 from ..core.registry import site_registry
-from ..core.service_auth import OAuthCallback, hub_oauth
+from ..core.service_auth import service_app
 from ..core.service_process import run_service, stop_signal
 from ..core.services import REGISTRY
 from ..core.site_config import SiteConfig
@@ -59,19 +58,13 @@ class Reconciler:
 
 def make_app(site: SiteConfig, reconciler: Reconciler) -> web.Application:
     secrets = load_secrets(site.state_dir)
-    handlers = [
-        *api_handlers(REGISTRY.prefix),
-        *page_handlers(REGISTRY.prefix),
-        (REGISTRY.prefix + "oauth_callback", OAuthCallback),
-    ]
-    return web.Application(
-        handlers,
-        site=site,
-        prefix=REGISTRY.prefix,
+    return service_app(
+        site,
+        REGISTRY,
+        secrets.registry_service_token,
+        [*api_handlers(REGISTRY.prefix), *page_handlers(REGISTRY.prefix)],
         registry=reconciler.registry,
         reconciler=reconciler,
-        hub_auth=hub_oauth(site, REGISTRY.prefix, REGISTRY.name, secrets.registry_service_token),
-        cookie_secret=os.urandom(32),
         xsrf_cookies=True,
     )
 

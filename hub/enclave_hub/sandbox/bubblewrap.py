@@ -16,6 +16,8 @@ from pathlib import Path
 import enclave
 import enclave_hub
 
+from ..core.mounts import DATA_MOUNT, PROJECT_MOUNT, SESSION_CONFIG_MOUNT
+
 SYSTEM_READ_ONLY = ("/usr", "/etc")
 USR_MERGED_LINKS = {
     "/bin": "usr/bin",
@@ -23,9 +25,6 @@ USR_MERGED_LINKS = {
     "/lib": "usr/lib",
     "/lib64": "usr/lib64",
 }
-PROJECT_MOUNT = "/project"
-DATA_MOUNT = "/data"
-SESSION_CONFIG_MOUNT = "/run/enclave-jupyter"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,13 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from enclave.airlock import ExportError, export_folders, export_requests, request_export
+from enclave.airlock import (
+    ExportError,
+    export_folders,
+    export_requests,
+    pages_url,
+    request_export,
+)
 
 PAGE = "enclave/airlock/"
 BLOCKED_ROUTES = ("files", "view", "nbconvert")
@@ -92,7 +98,7 @@ class ExportPage(JupyterHandler):
             requests = export_requests()
         except ExportError as error:
             requests, message = [], message or str(error)
-        pages = f"{os.environ.get('JUPYTERHUB_BASE_URL', '/')}services/enclave-airlock/"
+        pages = pages_url()
         rows = "".join(
             f'<tr><td><a href="{pages}requests/{r["id"]}" target="_blank">#{r["id"]}</a></td>'
             f"<td>{html.escape(', '.join(r['files']))}</td><td>{html.escape(r['checks'])}</td>"
@@ -106,8 +112,8 @@ class ExportPage(JupyterHandler):
             "<h1>Request an export</h1>"
             f"<p id='message'>{html.escape(message)}</p>"
             "<p>The files are copied to the airlock as they are now, checked for disclosure, "
-            "and reviewed by two output checkers of this project. Once approved you download "
-            f"them from <a href='{pages}' target='_blank'>the airlock</a>.</p>"
+            "and reviewed by this project's output checkers, never by you. Once approved you "
+            f"download them from <a href='{pages}' target='_blank'>the airlock</a>.</p>"
             f"<form method='post' id='export'>{xsrf_form}"
             "<fieldset><legend>Files to release</legend>"
             f"{_checkboxes(names, 'output')}</fieldset>"
@@ -133,15 +139,11 @@ class ExportPage(JupyterHandler):
 
     @web.authenticated
     async def post(self) -> None:
-        home = Path(os.environ.get("HOME", "~")).expanduser()
-        project = Path(os.environ.get("ENCLAVE_PROJECT_FOLDER", "/project"))
+        folders = export_folders()
 
         def path_of(name: str) -> Path:
-            return (
-                project / name.removeprefix("project/")
-                if name.startswith("project/")
-                else home / name
-            )
+            prefix = "project/" if name.startswith("project/") else ""
+            return folders[prefix] / name.removeprefix(prefix)
 
         try:
             request = await asyncio.to_thread(

@@ -15,7 +15,7 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
 from tornado import httpclient, web, websocket
 
-from ..core.services import DASHBOARD_HEADERS
+from ..core.services import DASHBOARD_HEADERS, DASK_DASHBOARD_PATH
 
 # dask-gateway's links are `<public address>/clusters/<name>/status`; the spawner sets the
 # public address to the server's prefix joined with this.
@@ -24,7 +24,7 @@ CLUSTER = r"([0-9a-f]{32})"
 
 
 def _gateway_request(cluster: str, path: str, query: str, websocket_url: bool = False):
-    url = f"{os.environ['DASK_GATEWAY__ADDRESS']}/api/enclave/dashboard/{cluster}/{path}"
+    url = f"{os.environ['DASK_GATEWAY__ADDRESS']}{DASK_DASHBOARD_PATH}/{cluster}/{path}"
     if query:
         url += f"?{query}"
     if websocket_url:

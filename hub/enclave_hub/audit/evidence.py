@@ -34,7 +34,7 @@ CHECKPOINT = "checkpoint.json"
 MANIFEST = "manifest.json"
 
 
-class ExportError(Exception):
+class PackError(Exception):
     """No pack can be made, or a pack does not hold; the message says why."""
 
 
@@ -55,10 +55,10 @@ def export_pack(folder: Path, filters: Filters, out: Path) -> int:
     key_path = folder / PUBLIC_KEY_FILE
     verdict = verify_log(folder, load_public_key(key_path))
     if not verdict.ok:
-        raise ExportError(f"the log does not verify, so nothing is exported: {verdict.reason}")
+        raise PackError(f"the log does not verify, so nothing is exported: {verdict.reason}")
     checkpoints = read_checkpoints(folder / CHECKPOINTS_FILE)
     if not checkpoints:
-        raise ExportError("the log has no signed checkpoint yet; try again in a few seconds")
+        raise PackError("the log has no signed checkpoint yet; try again in a few seconds")
     checkpoint = max(checkpoints, key=lambda c: c.size)
     leaves, chosen = [], []
     for segment in segments(folder):
@@ -73,7 +73,7 @@ def export_pack(folder: Path, filters: Filters, out: Path) -> int:
     try:
         out.mkdir(parents=True)
     except FileExistsError:
-        raise ExportError(f"{out} already exists; name a new folder for the pack") from None
+        raise PackError(f"{out} already exists; name a new folder for the pack") from None
     (out / RECORDS).write_bytes(b"".join(payload + b"\n" for _, payload in chosen))
     (out / PROOFS).write_text(
         "".join(
@@ -96,7 +96,7 @@ def verify_pack(pack: Path, public_key: Ed25519PublicKey | None = None) -> PackV
         payloads = (pack / RECORDS).read_bytes().splitlines()
         proofs = [json.loads(line) for line in (pack / PROOFS).read_text().splitlines()]
     except (OSError, ValueError, TypeError) as error:
-        raise ExportError(f"{pack} is not a readable evidence pack: {error}") from None
+        raise PackError(f"{pack} is not a readable evidence pack: {error}") from None
     if not signature_holds(key, checkpoint):
         return PackVerdict(len(payloads), checkpoint.size, 0, "the checkpoint's signature fails")
     if len(proofs) != len(payloads):
