@@ -31,6 +31,7 @@ from tornado import httpserver
 
 from enclave_hub.audit import AuditLog
 from enclave_hub.audit.attribution import TokenResolver
+from enclave_hub.audit.ratelimit import FailureLimiter
 from enclave_hub.audit.service import AuditService, make_app
 from enclave_hub.core.services import AUDIT_EVENTS_PATH
 from enclave_hub.core.site_config import SiteConfig
@@ -88,7 +89,7 @@ def _serve(folder: Path, port: int, token: str) -> None:
         site = SiteConfig(state_dir=folder)
         log = AuditLog(folder / "service-log", folder / "signing.key")
         resolver = TokenResolver("http://127.0.0.1:9/hub/api")  # sessions do not send here
-        service = AuditService(log, token, resolver, limit=5)
+        service = AuditService(log, token, resolver, FailureLimiter())
         server = httpserver.HTTPServer(make_app(service, site, token))
         server.listen(port, address="127.0.0.1")
         await asyncio.Event().wait()

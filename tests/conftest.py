@@ -9,6 +9,7 @@ import pytest
 from postgres_harness import new_database, postgresql_server
 
 from enclave_harness import (
+    REFRESH_AGE,
     RunningEnclave,
     free_port,
     make_site_dir,
@@ -48,6 +49,13 @@ EXTRA_PROJECTS = [
     },
     {"id": "dask-idle", "title": "Dask, idle", "members": ["nina"], "profile": "dask-idle"},
     {"id": "dask-halt", "title": "Dask, suspended", "members": ["pia"], "profile": "daskling"},
+    # Attacks on the session boundary (test_e2e_session_boundary).
+    {
+        "id": "boundary",
+        "title": "Session boundary",
+        "members": ["sam", "tess", "uma", "vic", "wes"],
+        "checkers": ["erin", "rose"],
+    },
     # The airlock (test_e2e_airlock): a researcher and the two demo output checkers.
     {
         "id": "airlock-study",
@@ -156,6 +164,9 @@ def enclave(test_host) -> RunningEnclave:
             "dask-idle": {"dask": {**DASKLING, "idle_timeout": 8}},
         },
     }
-    running = start_enclave(write_site_config(base, projects=projects, sessions=sessions))
+    identity = {"refresh_age": REFRESH_AGE}
+    running = start_enclave(
+        write_site_config(base, projects=projects, sessions=sessions, identity=identity)
+    )
     yield running
     assert running.stop() == 0, running.output()

@@ -25,6 +25,9 @@ from enclave_hub.core.site_config import SiteConfig, parse_site_config
 ENCLAVE = Path(sys.prefix, "bin", "enclave")
 # Seconds a client waits for one HTTP answer; the load benchmark raises it for a busy hub.
 HTTP_TIMEOUT = 30.0
+# identity.refresh_age of the deployment the end-to-end tests share: a user's groups are asked of
+# the provider again after so many seconds, so that a removal takes effect within a test.
+REFRESH_AGE = 10
 # The hub addresses of the deployments the tests start, one each: outside the sessions' pool
 # and the test host's address.
 HUB_ADDRESSES = (f"169.254.250.{n}" for n in range(1, 255))
@@ -65,7 +68,14 @@ def write_site_config(base: Path, **overrides: object) -> Path:
             "start_timeout": 60,
             "hub_address": next(HUB_ADDRESSES),
         },
-        "hub": {"port": next(ports), "proxy_api_port": next(ports), "hub_port": next(ports)},
+        # Sessions on paths of the hub's origin, so that the tests' HTTP clients reach every
+        # part by one address; test_browser's origin test turns user_subdomains on.
+        "hub": {
+            "port": next(ports),
+            "proxy_api_port": next(ports),
+            "hub_port": next(ports),
+            "user_subdomains": False,
+        },
         "identity": {"dev_provider": {"port": next(ports)}},
         "audit": {"port": next(ports)},
         "dask": {
@@ -96,7 +106,7 @@ class RunningEnclave:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.config['hub']['port']}"
+        return self.site.public_url
 
     @property
     def idp_url(self) -> str:
@@ -229,7 +239,8 @@ class Kernel:
         )
         self.session = uuid.uuid4().hex
 
-    def _request(self, msg_type: str, content: dict) -> str:
+    def request(self, msg_type: str, content: dict, channel: str = "shell") -> str:
+        """Send a request on a channel; its message id."""
         msg_id = uuid.uuid4().hex
         header = {
             "msg_id": msg_id,
@@ -245,13 +256,14 @@ class Kernel:
                     "parent_header": {},
                     "metadata": {},
                     "content": content,
-                    "channel": "shell",
+                    "channel": channel,
                 }
             )
         )
         return msg_id
 
-    def _replies(self, msg_id: str):
+    def replies(self, msg_id: str):
+        """The messages answering a request, as they come."""
         while True:
             message = json.loads(self.channel.recv())
             if message.get("parent_header", {}).get("msg_id") == msg_id:
@@ -259,13 +271,13 @@ class Kernel:
 
     def wait_ready(self) -> None:
         """Return once the kernel answers a kernel_info request."""
-        msg_id = self._request("kernel_info_request", {})
-        next(m for m in self._replies(msg_id) if m["msg_type"] == "kernel_info_reply")
+        msg_id = self.request("kernel_info_request", {})
+        next(m for m in self.replies(msg_id) if m["msg_type"] == "kernel_info_reply")
 
     def execute(self, code: str) -> str:
         """Run `code`; return what it printed, or raise with the kernel's traceback."""
         printed = []
-        for message in self._replies(self._request("execute_request", {"code": code})):
+        for message in self.replies(self.request("execute_request", {"code": code})):
             kind = message["msg_type"]
             if kind == "stream":
                 printed.append(message["content"]["text"])
@@ -362,7 +374,7 @@ def session_server_pids(enclave: RunningEnclave, username: str, project: str) ->
             continue
         try:
             argv = (proc / "cmdline").read_text().split("\0")
-            if not argv[0].endswith(("python3", "python")) or "singleuser" not in argv[1]:
+            if not argv[0].endswith(("python3", "python")) or "jupyterhub.singleuser" not in argv:
                 continue
             env = environ_of(int(proc.name))
         except OSError:

@@ -60,14 +60,24 @@ def test_a_platform_event_needs_an_actor_and_keeps_its_fields():
 
 
 def test_failed_logins_beyond_the_limit_are_counted_and_reported_once_a_window_ends():
-    limiter = FailureLimiter(limit=3, window=60)
-    key = ("192.0.2.1", "mallory")
-    admitted = [limiter.admit(key, now=float(n)) for n in range(10)]
+    limiter = FailureLimiter(per_source=3, total=10, window=60)
+    admitted = [limiter.admit("192.0.2.1", now=float(n)) for n in range(10)]
     assert admitted == [True] * 3 + [False] * 7
-    assert limiter.admit(("192.0.2.2", "mallory"), now=5.0), "another address has its own limit"
+    assert limiter.admit("192.0.2.2", now=5.0), "another address has its own limit"
     assert limiter.ended(now=30.0) == []
-    assert limiter.ended(now=61.0) == [(key, 7)]
-    assert limiter.admit(key, now=62.0), "a new window records again"
+    [report] = limiter.ended(now=61.0)
+    assert (report.count, report.sources) == (7, {"192.0.2.1": 7})
+    assert limiter.ended(now=62.0) == []
+    assert limiter.admit("192.0.2.1", now=62.0), "a new window records again"
+
+
+def test_failed_logins_from_many_addresses_are_bounded_in_total():
+    limiter = FailureLimiter(per_source=5, total=20, window=60)
+    admitted = [limiter.admit(f"10.0.{n // 256}.{n % 256}", now=1.0) for n in range(20_000)]
+    assert sum(admitted) == 20
+    [report] = limiter.ended(now=61.0)
+    assert report.count == 20_000 - 20
+    assert len(report.sources) <= 20
 
 
 def test_the_current_run_of_a_session_follows_its_start_and_end_records():

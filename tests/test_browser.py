@@ -15,8 +15,12 @@ from enclave_harness import (
     SessionNotebook,
     create_api_token,
     login,
+    make_site_dir,
     run_in_kernel,
     session_url,
+    set_provider_claims,
+    start_enclave,
+    write_site_config,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -202,3 +206,135 @@ def test_output_checkers_review_and_approve_an_export_in_the_pages(enclave, brow
         expect(researcher.get_by_text("Request an export…")).to_be_visible()
     finally:
         quinn.stop()
+
+
+# What a planted script tries: make an API token for whoever's browser runs it.
+TAKE_A_TOKEN = """
+fetch("/hub/home").then(page => page.text()).then(home => {
+  const xsrf = (home.match(/xsrf_token: "([^"]+)"/) || [])[1] || "";
+  return fetch("/hub/api/user", {headers: {"X-XSRFToken": xsrf}}).then(me => me.json()).then(me =>
+    fetch(`/hub/api/users/${me.name}/tokens`, {
+      method: "POST",
+      headers: {"X-XSRFToken": xsrf, "Content-Type": "application/json"},
+      body: JSON.stringify({note: "planted"}),
+    }));
+});
+"""
+# Alice's tokens' notes, as her hub page may read them (at least the one of her session).
+TOKEN_NOTES = """
+fetch("/hub/home").then(page => page.text()).then(home => {
+  const headers = {"X-XSRFToken": (home.match(/xsrf_token: "([^"]+)"/) || [])[1] || ""};
+  return fetch("/hub/api/user", {headers}).then(me => me.json()).then(me =>
+    fetch(`/hub/api/users/${me.name}/tokens`, {headers})).then(found => found.json())
+    .then(found => found.api_tokens.map(token => token.note || ""));
+});
+"""
+PLANT_IN_PROJECT = """
+import json, pathlib
+script = {script!r}
+planted = pathlib.Path("/project/planted")
+planted.mkdir(exist_ok=True)
+(planted / "page.html").write_text(f"<h1>Results</h1><script>{{script}}</script>")
+(planted / "figure.svg").write_text(
+    '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10" '
+    f'onload="{{script.replace(chr(34), chr(39))}}"><rect width="10" height="10"/></svg>')
+output = {{"output_type": "display_data", "metadata": {{}}, "data": {{
+    "text/html": f"<b>table</b><img src=x onerror='{{script}}'><script>{{script}}</script>",
+    "application/javascript": script}}}}
+cell = {{"cell_type": "code", "execution_count": 1, "metadata": {{}}, "source": "show()",
+        "outputs": [output]}}
+notebook = {{"cells": [cell], "metadata": {{}}, "nbformat": 4, "nbformat_minor": 5}}
+(planted / "report.ipynb").write_text(json.dumps(notebook))
+out = pathlib.Path("out")
+out.mkdir(exist_ok=True)
+for name in ("page.html", "figure.svg", "report.ipynb"):
+    (out / name).write_text((planted / name).read_text())
+import enclave
+r = enclave.request_export([f"out/{{n}}" for n in ("page.html", "figure.svg", "report.ipynb")],
+                           justification="figures for the paper")
+print(json.dumps({{"id": r.id}}))
+"""
+
+
+def _planted_tokens(api: HubAPI, username: str) -> list[dict]:
+    tokens = api.http.get(f"/users/{username}/tokens").json()["api_tokens"]
+    return [t for t in tokens if t.get("note") == "planted"]
+
+
+def test_a_script_planted_in_the_project_runs_with_no_ones_credentials(enclave, browser):
+    for user in ("wes", "uma", "vic"):
+        claims = {"preferred_username": user, "groups": ["researchers"]}
+        set_provider_claims(enclave, user, claims)
+    # The attack works where a script does run: in a page of the hub itself.
+    wes = _sign_in(browser, enclave, "wes")
+    wes.evaluate(TAKE_A_TOKEN)
+    wes_api = HubAPI(enclave, create_api_token(login(enclave, "wes")[0], "wes"))
+    deadline = time.monotonic() + 10
+    while not _planted_tokens(wes_api, "wes"):
+        assert time.monotonic() < deadline, "the planted script's attack does not work at all"
+        time.sleep(0.5)
+
+    uma = SessionNotebook(enclave, "uma", "boundary")
+    vic = SessionNotebook(enclave, "vic", "boundary")
+    try:
+        request = uma.run(PLANT_IN_PROJECT.format(script=TAKE_A_TOKEN))
+        vic.run("import shutil, json\nshutil.copytree('/project/planted', 'planted')\nprint('{}')")
+        viewer = _sign_in(browser, enclave, "vic")
+        lab = f"{enclave.url}/user/vic/boundary/lab"
+        answer = viewer.goto(lab)
+        policy = dict(
+            directive.strip().split(" ", 1)
+            for directive in answer.headers["content-security-policy"].split(";")
+        )
+        assert policy["script-src"] == "'self' 'unsafe-eval'", "no inline script runs in a session"
+        assert policy["frame-ancestors"] == "'self'"
+        for name in ("page.html", "figure.svg", "report.ipynb"):
+            viewer.goto(f"{lab}/tree/planted/{name}")
+            expect(viewer.locator("#jp-main-dock-panel")).to_be_visible(timeout=60_000)
+            expect(viewer.locator(".jp-MainAreaWidget").last).to_be_visible(timeout=30_000)
+            time.sleep(3)  # what a planted script would do, it does now
+        checker = _sign_in(browser, enclave, "erin")
+        airlock = f"{enclave.url}/services/enclave-airlock/"
+        page = checker.goto(airlock)
+        assert "script-src 'none'" in page.headers["content-security-policy"]
+        for name in ("page.html", "figure.svg", "report.ipynb"):
+            shown = checker.goto(f"{airlock}requests/{request['id']}/snapshots/out/{name}")
+            assert shown.status == 200, name
+            assert shown.headers["content-security-policy"].startswith("sandbox")
+            assert shown.headers["x-content-type-options"] == "nosniff"
+            assert shown.headers["content-type"].startswith("text/plain"), name
+            time.sleep(2)
+        erin_api = HubAPI(enclave, create_api_token(login(enclave, "erin")[0], "erin"))
+        assert _planted_tokens(vic.api, "vic") == []
+        assert _planted_tokens(erin_api, "erin") == []
+    finally:
+        uma.stop()
+        vic.stop()
+
+
+def test_each_users_sessions_have_an_origin_of_their_own(browser):
+    projects = [{"id": "origins", "title": "Origins of their own", "members": ["alice"]}]
+    config = write_site_config(make_site_dir(), projects=projects, hub={"user_subdomains": True})
+    enclave = start_enclave(config)
+    try:
+        port = enclave.config["hub"]["port"]
+        assert enclave.url == f"http://localhost:{port}"
+        page = _sign_in(browser, enclave, "alice")
+        page.click("#start-origins")
+        page.get_by_role("button", name="Start").click()
+        page.wait_for_url(f"http://alice.localhost:{port}/user/alice/origins/lab*", timeout=90_000)
+        expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=60_000)
+        hub_cookies = {c["name"] for c in page.context.cookies(f"{enclave.url}/hub/")}
+        session_cookies = {c["name"] for c in page.context.cookies(page.url)}
+        assert "jupyterhub-hub-login" in hub_cookies
+        assert "jupyterhub-hub-login" not in session_cookies, "the hub's sign-in stays the hub's"
+        # A script that did run in the session's page (CSP keeps planted ones from running)
+        # reaches the hub without alice's sign-in.
+        page.evaluate(TAKE_A_TOKEN)
+        hub_page = page.context.new_page()
+        hub_page.goto(f"{enclave.url}/hub/home")
+        notes = hub_page.evaluate(TOKEN_NOTES)
+        assert notes, "the hub's own page lists alice's tokens"
+        assert "planted" not in notes
+    finally:
+        assert enclave.stop() == 0, enclave.output()

@@ -79,7 +79,8 @@ def test_a_port_held_on_the_hub_address_is_in_use_naming_the_process():
 
 
 def test_an_address_the_machine_lacks_is_told_apart_from_a_port_in_use():
-    path = write_site_config(make_site_dir(), hub={"bind": "192.0.2.1"})
+    provider = {"issuer": "https://login.example.org", "client_id": "enclave"}
+    path = write_site_config(make_site_dir(), hub={"bind": "192.0.2.1"}, identity=provider)
     config = yaml.safe_load(path.read_text())
     hub_address, port = config["sessions"]["hub_address"], config["hub"]["port"]
     assert not _on_loopback(hub_address)
@@ -102,3 +103,12 @@ server.listen()
 print("listening", flush=True)
 time.sleep(120)
 """
+
+
+def test_the_development_provider_never_signs_in_for_a_hub_reached_from_outside():
+    path = write_site_config(make_site_dir(), hub={"bind": "0.0.0.0"})
+    result = _up("--config", str(path))
+    assert result.returncode != 0
+    assert "hub.bind: 0.0.0.0 is reached from other machines" in result.stderr, result.stderr
+    assert "signs anyone in as anyone" in result.stderr
+    assert "Traceback" not in result.stderr

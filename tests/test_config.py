@@ -19,7 +19,7 @@ def test_an_empty_file_is_a_working_single_machine_deployment(tmp_path):
     path.write_text("")
     site = load_site_config(path)
     assert site.uses_dev_provider
-    assert site.public_url == "http://127.0.0.1:8000"
+    assert site.public_url == "http://localhost:8000"  # sessions at <user>.localhost
     roles = sorted(user.role for user in site.identity.dev_provider.users)
     expected = ["admin", "auditor", "output checker", "output checker", "researcher", "researcher"]
     assert roles == expected
@@ -82,3 +82,14 @@ def test_the_platform_role_comes_from_the_identity_groups_admin_first(tmp_path):
     assert site.platform_role(["audit", "x"]) == "auditor"
     assert site.platform_role(["researchers"]) is None
     assert site.platform_role([]) is None
+
+
+def test_sessions_get_origins_of_their_own_unless_the_hub_has_only_an_address():
+    site = parse_site_config({}, "site.yaml")
+    assert site.hub.user_subdomains and site.public_url == "http://localhost:8000"
+    with pytest.raises(
+        SiteConfigError, match=r"hub\.user_subdomains: .* 192\.0\.2\.7 is an address"
+    ):
+        parse_site_config({"hub": {"public_url": "http://192.0.2.7:8000"}}, "site.yaml")
+    by_address = {"hub": {"public_url": "http://192.0.2.7:8000", "user_subdomains": False}}
+    assert parse_site_config(by_address, "site.yaml").public_url == "http://192.0.2.7:8000"

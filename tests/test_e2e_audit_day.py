@@ -116,8 +116,9 @@ def test_a_scripted_day_yields_exactly_the_expected_records(enclave):
     kernel_id = kernel.id
     expected = [
         ("login.failed", "hub", "denied"),
+        ("identity.bind", f"user {USER}", "ok"),  # the first sign-in binds the name
         ("login.ok", "hub", "ok"),
-        ("token.create", summary[2][1], "ok"),
+        ("token.create", summary[3][1], "ok"),
         ("session.start", f"{USER}/{PROJECT}", "ok"),
         ("dataset.mount", "/data/ds-imaging", "read-only"),
         ("kernel.start", kernel_id, "ok"),
@@ -132,13 +133,21 @@ def test_a_scripted_day_yields_exactly_the_expected_records(enclave):
     ]
     # The firewall is read on the spawner's poll, so the blocked attempt may come later.
     assert sorted(summary, key=str) == sorted(expected, key=str), summary
-    assert summary.index(expected[9]) > summary.index(expected[7])
-    in_order = [item for item in summary if item != expected[9]]
-    assert in_order == [item for item in expected if item != expected[9]], summary
+    blocked, saved = expected[10], expected[9]
+    assert (blocked[0], saved[0]) == ("egress.blocked", "file.save")
+    assert summary.index(blocked) > summary.index(saved)
+    in_order = [item for item in summary if item != blocked]
+    assert in_order == [item for item in expected if item != blocked], summary
 
     # Everything of the session carries its project and its run; session ends: exactly one.
     for record in found:
-        if record["action"] in ("login.failed", "login.ok", "token.create", "logout"):
+        if record["action"] in (
+            "login.failed",
+            "identity.bind",
+            "login.ok",
+            "token.create",
+            "logout",
+        ):
             assert "session" not in record, record
         else:
             assert (record["project"], record["session"]) == (PROJECT, session), record
@@ -147,4 +156,4 @@ def test_a_scripted_day_yields_exactly_the_expected_records(enclave):
     # What the session sent came from the session's own address; what the hub saw, from outside.
     session_sent = [r for r in found if r["action"].startswith(("cell.", "kernel.", "file."))]
     assert all(r["source"].startswith("169.254.") for r in session_sent)
-    assert found[1]["source"] == "127.0.0.1"
+    assert next(r for r in found if r["action"] == "login.ok")["source"] == "127.0.0.1"

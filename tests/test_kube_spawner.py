@@ -20,6 +20,7 @@ SITE = {
     "sessions": {
         "profiles": {
             "default": {"cpus": 2, "memory": "8GiB"},
+            "quiet": {"terminals": "off"},
             "gpu": {
                 "cpus": 8,
                 "memory": "64GiB",
@@ -40,6 +41,7 @@ SITE = {
             "profile": "gpu",
         },
         {"id": "genomics", "title": "Genomics", "members": ["alice", "bob"]},
+        {"id": "registry-study", "title": "No terminals", "members": ["bob"], "profile": "quiet"},
     ],
     "kubernetes": {"session_image": "tre/notebook:1", "gpu_session_image": "tre/notebook-gpu:1"},
 }
@@ -191,3 +193,22 @@ def test_the_hook_undoes_any_later_setting_that_would_widen_a_session(spawner_co
         assert security["privileged"] is False
         assert security["allowPrivilegeEscalation"] is False
         assert "runAsUser" not in security
+
+
+def test_the_session_server_runs_isolated_and_records_or_refuses_terminals_by_profile(
+    spawner_config,
+):
+    recorded = notebook(session_pod(spawner_config, "bob", "genomics"))
+    command = [*recorded.get("command", []), *recorded["args"]]
+    assert command[:4] == ["python3", "-I", "-m", "jupyterhub.singleuser"]
+    assert "--ServerApp.terminals_enabled=True" in command
+    assert "--ServerApp.contents_manager_class=enclave_hub.singleuser.contents.ShowingContents" in (
+        command
+    )
+    assert any("script-src 'self' 'unsafe-eval'" in arg for arg in command)
+    off = notebook(session_pod(spawner_config, "bob", "registry-study"))
+    arguments = off["args"]
+    assert "--ServerApp.terminals_enabled=False" in arguments
+    extensions = next(a for a in arguments if a.startswith("--ServerApp.jpserver_extensions="))
+    assert "'enclave_hub.singleuser.terminals': False" in extensions
+    assert "'jupyter_server_terminals': False" in extensions

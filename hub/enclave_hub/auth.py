@@ -7,16 +7,19 @@ records the first few per address and user each minute and counts the rest.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from jupyterhub import orm
-from jupyterhub.apihandlers.users import UserTokenListAPIHandler
+from jupyterhub.apihandlers.users import UserServerAPIHandler, UserTokenListAPIHandler
 from oauthenticator.generic import GenericOAuthenticator
 from oauthenticator.oauth2 import OAuthCallbackHandler, OAuthLogoutHandler
 from tornado import web
-from traitlets import Any
+from traitlets import Any, Unicode, default
 
 from .core.audit_client import AuditRefused
+from .core.client_address import client_address
+from .core.identities import Identities, IdentityRefused
 from .hub_access import REFLECT_ROUTE, ReflectAccessHandler
 
 CLAIMED_NAME = "enclave_claimed_name"
@@ -36,7 +39,7 @@ class AuditedCallbackHandler(OAuthCallbackHandler):
                 target="hub",
                 outcome="denied",
                 reason=error.log_message or error.reason or f"HTTP {error.status_code}",
-                source=self.request.remote_ip,
+                source=self.authenticator.source(self.request),
             )
             raise
 
@@ -52,7 +55,7 @@ class AuditedLogoutHandler(OAuthLogoutHandler):
                 action="logout",
                 target="hub",
                 outcome="ok",
-                source=self.request.remote_ip,
+                source=self.authenticator.source(self.request),
             )
         await super().default_handle_logout()
 
@@ -82,7 +85,7 @@ class AuditedTokenListHandler(UserTokenListAPIHandler):
                 target=f"token {model['id']} of {user_name}",
                 outcome="ok",
                 note=model.get("note"),
-                source=self.request.remote_ip,
+                source=self.authenticator.source(self.request),
             )
         except AuditRefused as error:
             token = self.db.query(orm.APIToken).filter_by(id=int(model["id"][1:])).first()
@@ -91,6 +94,35 @@ class AuditedTokenListHandler(UserTokenListAPIHandler):
                 self.db.commit()
             self.clear()
             raise web.HTTPError(503, f"No token was created: {error}") from None
+
+
+class AuditedServerHandler(UserServerAPIHandler):
+    """Stopping a session (DELETE /hub/api/users/:name/servers/:project): when anyone but its
+    owner asks (an operator, a service), it is recorded first as `session.stop.request` under
+    the requester's own name, and refused when it cannot be; the session's end then says who."""
+
+    async def delete(self, user_name, server_name=""):
+        requester = self.current_user
+        user = self.find_user(user_name)
+        running = (
+            user is not None
+            and server_name in user.orm_spawners
+            and user.spawners[server_name].active
+        )
+        if requester is not None and requester.name != user_name and running:
+            try:
+                await self.authenticator.audit.record(
+                    actor=requester.name,
+                    action="session.stop.request",
+                    target=f"{user_name}/{server_name}",
+                    project=server_name or None,
+                    outcome="ok",
+                    source=self.authenticator.source(self.request),
+                )
+            except AuditRefused as error:
+                raise web.HTTPError(503, f"The session was not stopped: {error}") from None
+            user.spawners[server_name].stop_reason = f"stopped by {requester.name}"
+        await super().delete(user_name, server_name)
 
 
 class EnclaveAuthenticator(GenericOAuthenticator):
@@ -106,7 +138,23 @@ class EnclaveAuthenticator(GenericOAuthenticator):
     callback_handler = AuditedCallbackHandler
     logout_handler = AuditedLogoutHandler
     audit = Any(help="the AuditClient that records logins").tag(config=True)
+    identities = Any(help="the Identities that bind usernames to subjects")
+    issuer = Unicode(help="the identity provider's issuer, which names its subjects").tag(
+        config=True
+    )
+    proxy_address = Unicode(
+        help="the address the proxy reaches the hub from; its X-Forwarded-For is believed"
+    ).tag(config=True)
     access = Any(help="the HubAccess that turns projects into groups and roles").tag(config=True)
+
+    @default("identities")
+    def _identities_default(self) -> Identities:
+        registry = self.access.registry  # its database holds who is who
+        return Identities(registry.engine, registry.record)
+
+    def source(self, request) -> str:
+        """Where a request to the hub came from, whatever headers its sender wrote."""
+        return client_address(request, self.proxy_address)
 
     def get_handlers(self, app):
         # The authenticator's handlers come before the hub's own: the first replaces its
@@ -114,14 +162,13 @@ class EnclaveAuthenticator(GenericOAuthenticator):
         return [
             *super().get_handlers(app),
             (r"/api/users/([^/]+)/tokens", AuditedTokenListHandler),
+            (r"/api/users/([^/]+)/servers/([^/]*)", AuditedServerHandler),
             (REFLECT_ROUTE, ReflectAccessHandler),
         ]
 
     def with_project_access(self, auth_model: dict) -> dict:
         """The auth model with the user's groups and roles from the registry added."""
-        reflected = self.access.model(
-            auth_model["name"], bool(auth_model.get("admin")), auth_model.get("groups") or ()
-        )
+        reflected = self.access.model(auth_model["name"], auth_model.get("groups") or ())
         return {**auth_model, **reflected}
 
     def user_info_to_username(self, user_info):
@@ -144,14 +191,20 @@ class EnclaveAuthenticator(GenericOAuthenticator):
         if user is None:
             name = getattr(handler, CLAIMED_NAME, None) or "this user"
             raise web.HTTPError(403, f"{name} is not in a group allowed to use Enclave")
+        subject = (user.get("auth_state") or {}).get(self.user_auth_state_key, {}).get("sub")
+        if not subject:
+            raise web.HTTPError(403, "The identity provider gave no subject ('sub') for this login")
         try:
+            await asyncio.to_thread(self.identities.bind, user["name"], self.issuer, str(subject))
             await self.audit.record(
                 actor=user["name"],
                 action="login.ok",
                 target="hub",
                 outcome="ok",
-                source=handler.request.remote_ip,
+                source=self.source(handler.request),
             )
+        except IdentityRefused as error:
+            raise web.HTTPError(403, f"Sign-in refused: {error}") from None
         except AuditRefused as error:
             raise web.HTTPError(
                 503, f"Login is refused because it cannot be audited: {error}"
@@ -163,8 +216,35 @@ class EnclaveAuthenticator(GenericOAuthenticator):
         if not isinstance(auth_model, dict):
             return auth_model
         if not await self.check_allowed(auth_model["name"], auth_model):
-            self.log.warning(
-                "User %s is no longer in an allowed group; a fresh login is required", user.name
+            self.log.warning("User %s is no longer in an allowed group", user.name)
+            await self.withdraw_access(
+                user, handler, "removed at the identity provider from every allowed group"
             )
             return False
         return self.with_project_access(auth_model)
+
+    async def withdraw_access(self, user, handler, reason: str) -> None:
+        """Stop the user's sessions and delete their API tokens (a failed refresh alone keeps
+        token requests working on stale rights); recorded first, and done even when the
+        record cannot be written."""
+        sessions = [name for name, spawner in user.spawners.items() if spawner.active]
+        if not sessions and not user.orm_user.api_tokens:
+            return
+        await self.audit.record_best_effort(
+            self.log,
+            actor=user.name,
+            action="access.withdrawn",
+            target=f"user {user.name}",
+            outcome="ok",
+            reason=reason,
+            detail={"sessions": sessions, "tokens": len(user.orm_user.api_tokens)},
+        )
+        for name in sessions:
+            user.spawners[name].stop_reason = reason
+            if handler is not None:
+                await handler.stop_single_user(user, name)
+            else:
+                await user.stop(name)
+        for token in list(user.orm_user.api_tokens):
+            user.db.delete(token)
+        user.db.commit()

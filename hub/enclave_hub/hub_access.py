@@ -5,7 +5,11 @@ Each such user also holds a role of their own granting exactly their project ses
 named servers `<user>/<project>`): the hub's standard `user` role is cut down so that it no
 longer carries the servers, and the sharing, of every server of its holder. A token, which
 never has more than its owner, therefore reaches only sessions of projects in force. The
-platform roles (`registry-user`, `auditor`) follow identity-provider groups.
+platform roles (`operator`, `registry-user`, `auditor`) follow identity-provider groups.
+
+No one is a JupyterHub admin: that role enters every session and acts in it as its owner. The
+site's admins are operators instead: they see every user and session on the hub's admin page
+and may stop a session (recorded under their own name), and never enter or start one.
 
 The authenticator applies this at every login and auth refresh (`manage_groups`,
 `manage_roles`). The registry service asks the hub to apply it again, to every user, after
@@ -55,6 +59,20 @@ AUDITOR_ROLE = {
     "description": "reads the audit log in the audit console",
     "scopes": [AUDIT.access_scope],
 }
+OPERATOR_ROLE = {
+    "name": "operator",
+    "description": "the site's admins: every user and session on the admin page, and stopping a "
+    "session; never entering or starting one",
+    "scopes": [
+        "admin-ui",
+        "list:users",
+        "read:users",
+        "read:servers",
+        "delete:servers",
+        "list:groups",
+        "read:groups",
+    ],
+}
 SESSION_SCOPES = ("servers", "access:servers")
 
 
@@ -80,13 +98,13 @@ class HubAccess:
     admin_groups: frozenset[str]
     auditor_groups: frozenset[str]
 
-    def model(self, username: str, admin: bool, groups: Iterable[str]) -> dict:
-        """`groups` and `roles` as an Authenticator's auth model carries them."""
+    def model(self, username: str, groups: Iterable[str]) -> dict:
+        """`admin` (never), `groups` and `roles` as an Authenticator's auth model carries them."""
         idp_groups = identity_groups(groups)
         projects = [p.id for p in self.registry.projects_of(username)]
         roles = [USER_ROLE]
-        if admin:
-            roles.append({"name": "admin"})
+        if set(idp_groups) & self.admin_groups:
+            roles.append(OPERATOR_ROLE)
         if set(idp_groups) & (self.admin_groups | self.auditor_groups):
             roles.append(REGISTRY_USER_ROLE)
         if set(idp_groups) & self.auditor_groups:
@@ -106,7 +124,11 @@ class HubAccess:
                     "scopes": scopes,
                 }
             )
-        return {"groups": [*idp_groups, *map(project_group, projects)], "roles": roles}
+        return {
+            "admin": False,
+            "groups": [*idp_groups, *map(project_group, projects)],
+            "roles": roles,
+        }
 
 
 def apply(user, model: dict) -> bool:
@@ -137,6 +159,6 @@ class ReflectAccessHandler(APIHandler):
         for orm_user in self.db.query(orm.User).all():
             user = self.users[orm_user]
             groups = [g.name for g in orm_user.groups]
-            if apply(user, access.model(user.name, bool(user.admin), groups)):
+            if apply(user, access.model(user.name, groups)):
                 changed.append(user.name)
         self.write(json.dumps({"changed": changed}))

@@ -12,6 +12,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from jupyterhub.utils import subdomain_hook_idna
+
 from .auth import EnclaveAuthenticator
 from .core.audit_client import AuditClient, site_audit_client
 from .core.registry import RegistryError, site_registry
@@ -54,6 +56,12 @@ def seeded_registry(site: SiteConfig):
     return registry
 
 
+def user_subdomain(name: str, domain: str, kind: str) -> str:
+    """Each user's sessions on an origin of their own (JupyterHub's IDNA-safe name); the
+    services' pages stay on the hub's, as they show no one's files but their own."""
+    return subdomain_hook_idna(name, domain, kind) if kind == "user" else domain
+
+
 def configure_enclave(c: Any, site: SiteConfig, secrets: Secrets, registry) -> AuditClient:
     """What a hub of Enclave is wherever it runs: its pages, its services and their roles, the
     sign-in through the site's OpenID Connect provider. Returns the hub's audit client."""
@@ -65,6 +73,11 @@ def configure_enclave(c: Any, site: SiteConfig, secrets: Secrets, registry) -> A
         "enclave_projects": lambda user: registry.projects_of(user.name) if user else [],
         "enclave_airlock_path": AIRLOCK.prefix.lstrip("/"),
     }
+    if site.hub.user_subdomains:
+        hub.subdomain_host = site.public_url
+        hub.subdomain_hook = user_subdomain
+        # `__Host-` cookies must be Secure, which needs HTTPS.
+        hub.cookie_host_prefix_enabled = site.public_url.startswith("https://")
     hub.authenticator_class = EnclaveAuthenticator
     hub.services = enclave_services(site, secrets)
     hub.load_roles = enclave_roles()
@@ -118,7 +131,7 @@ def enclave_roles() -> list[dict[str, Any]]:
             "name": REGISTRY.name,
             "description": "lets the reconciler stop sessions that the registry no longer allows "
             "and reflect the registry into groups and roles",
-            "scopes": [*sessions_reader, "servers", REFLECT_SCOPE],
+            "scopes": [*sessions_reader, "delete:servers", REFLECT_SCOPE],
             "services": [REGISTRY.name],
         },
         {
@@ -165,11 +178,12 @@ def configure_authenticator(
     )
     auth.auth_state_groups_key = f"oauth_user.{identity.groups_claim}"
     auth.allowed_groups = set(identity.allowed_groups)
-    auth.admin_groups = set(identity.admin_groups)
     auth.refresh_pre_spawn = True
     auth.auth_refresh_strict = True
-    auth.auth_refresh_age = 300
+    auth.auth_refresh_age = identity.refresh_age
     auth.audit = audit
+    auth.proxy_address = str(site.sessions.hub_address)
+    auth.issuer = provider.get("issuer") or site.issuer_url
 
 
 def configure_project_sessions(spawner: Any, site: SiteConfig, registry, audit) -> None:
@@ -190,5 +204,6 @@ def configure_project_sessions(spawner: Any, site: SiteConfig, registry, audit) 
         AIRLOCK.access_scope,
     ]
     spawner.airlock_url = f"{site.airlock_url}{AIRLOCK.prefix}"
+    spawner.view_max_bytes = int(sessions.view_max_bytes)
     spawner.gateway_url = site.gateway_url
     spawner.gateway_scheduler_proxy = site.gateway_scheduler_proxy

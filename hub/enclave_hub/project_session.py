@@ -12,15 +12,30 @@ import secrets
 
 from jupyterhub.spawner import SpawnException
 from traitlets import Any as AnyTrait
-from traitlets import HasTraits, List, Unicode, default
+from traitlets import HasTraits, Integer, List, Unicode, default
 
 from .core.audit_client import AuditRefused
 from .core.hub_api import SavedSession
 from .core.mounts import DATA_MOUNT, PROJECT_MOUNT, home_inside
-from .singleuser import airlock_page, dask_dashboard, recording
+from .singleuser import (
+    SESSION_PAGE_POLICY,
+    airlock_page,
+    contents,
+    dask_dashboard,
+    recording,
+    terminals,
+)
 
+CSP = "Content-Security-Policy"
 # The server extensions every session runs: recording, Dask dashboards, the airlock's page.
 SESSION_EXTENSIONS = (recording, dask_dashboard, airlock_page)
+
+
+def session_server_command(python: str) -> list[str]:
+    """The session's Jupyter server, isolated from what user code can write: `-I` takes no
+    user site-packages (and no `.pth` planted there), no PYTHON* variables and not the working
+    folder (the home) on its path. The recording extension then makes it non-dumpable."""
+    return [python, "-I", "-m", "jupyterhub.singleuser"]
 
 
 def first_line(error: BaseException) -> str:
@@ -40,22 +55,31 @@ class ProjectSession(HasTraits):
     audit_url = Unicode(help="the audit service, as sessions reach it").tag(config=True)
     audit_events_path = Unicode(help="the audit service's event URL path").tag(config=True)
     airlock_url = Unicode(help="the airlock service, as sessions reach it").tag(config=True)
+    view_max_bytes = Integer(help="the most of one file a session shows").tag(config=True)
     gateway_url = Unicode(help="the Dask gateway's API, as sessions reach it").tag(config=True)
     gateway_scheduler_proxy = Unicode(
         help="gateway://host:port where Dask clients reach their schedulers"
     ).tag(config=True)
 
     session_id = Unicode("", help="this run of the session, as the audit log names it")
+    stop_reason = Unicode("", help="why this run was stopped, when not by its owner")
     mounted_datasets = List(help="the datasets this run mounted (the reconciler checks them)")
 
     def get_args(self) -> list[str]:
         # On the command line, which outranks any configuration file.
+        recorded_terminals = self.profiles[self._check_project().profile].terminals == "recorded"
         extensions = {module.__name__: True for module in SESSION_EXTENSIONS}
+        extensions |= {"jupyter_server_terminals": False, terminals.__name__: recorded_terminals}
         return [
             *super().get_args(),
             f"--ServerApp.jpserver_extensions={extensions!r}",
             "--ServerApp.kernel_websocket_connection_class="
             f"{recording.__name__}.{recording.RecordingChannels.__name__}",
+            "--ServerApp.contents_manager_class="
+            f"{contents.__name__}.{contents.ShowingContents.__name__}",
+            f"--ShowingContents.view_max_bytes={self.view_max_bytes}",
+            f"--ServerApp.terminals_enabled={recorded_terminals}",
+            f"--ServerApp.tornado_settings={ {'headers': {CSP: SESSION_PAGE_POLICY}}!r}",
         ]
 
     @default("default_url")
@@ -97,7 +121,13 @@ class ProjectSession(HasTraits):
         )
 
     def _check_project(self):
-        """The project this server is for, if the user is a member in force; else refuse."""
+        """The project this server is for, if the user is a member in force and the one who
+        asked for it; else refuse."""
+        requester = getattr(self.handler, "current_user", None)
+        if requester is not None and requester.name != self.user.name:
+            raise SpawnException(
+                f"Only {self.user.name} starts their own sessions.", reason="owner", status_code=403
+            )
         project = self._project()
         if project is None:
             message = (
@@ -163,6 +193,7 @@ class ProjectSession(HasTraits):
         if not self.session_id:
             return
         session, self.session_id = self.session_id, ""
+        reason, self.stop_reason = reason or self.stop_reason, ""
         await self.audit.record_best_effort(
             self.log,
             actor=self.user.name,

@@ -74,10 +74,12 @@ class ExportRequest:
 
 
 def pages_url() -> str:
-    """The airlock's pages as the browser reaches them: the hub's base URL and the path of the
-    session's airlock address (the proxy routes that path to the airlock)."""
+    """The airlock's pages as the browser reaches them: on the hub's origin (named in
+    JUPYTERHUB_HOST when sessions have origins of their own), under the hub's base URL, at the
+    path of the session's airlock address (the proxy routes that path to the airlock)."""
     path = urlsplit(os.environ.get(URL_VARIABLE, "")).path.lstrip("/")
-    return f"{os.environ.get('JUPYTERHUB_BASE_URL', '/')}{path}"
+    hub = os.environ.get("JUPYTERHUB_HOST", "")
+    return f"{hub}{os.environ.get('JUPYTERHUB_BASE_URL', '/')}{path}"
 
 
 def export_folders() -> dict[str, Path]:

@@ -17,11 +17,11 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader
 from tornado import web
 
+from ..core.client_address import client_address
 from ..core.service_auth import SignedInHandler
 from ..core.site_config import SiteConfig
 from . import LogUnwritable
 from .checkpoints import PUBLIC_KEY_FILE, load_public_key
-from .httputil import client_address
 from .query import Filters, parse_time
 from .verify import Verdict, verify_log
 
@@ -95,7 +95,7 @@ class ConsoleHandler(SignedInHandler):
             "action": "audit.read",
             "target": self.request.uri,
             "outcome": "ok",
-            "source": client_address(self, str(self.site.sessions.hub_address)),
+            "source": client_address(self.request, str(self.site.sessions.hub_address)),
         }
         with contextlib.suppress(LogUnwritable):
             await self.settings["audit"].record(event)

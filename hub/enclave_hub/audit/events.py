@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-ACTION = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*$")
+ACTION = re.compile(r"[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*")
 # Fields the sender fills in, with their most length; anything else is refused.
 TEXT_FIELDS = {
     "actor": 200,
@@ -30,9 +30,9 @@ TEXT_FIELDS = {
 CODE_LIMIT = 1024 * 1024
 # The service sets these; a sender never may.
 STAMPED_FIELDS = ("time", "seq", "prev")
-# What a notebook server reports: the cells it passes to the kernel, the Contents API's file
-# events and the kernels' lifecycle.
-SESSION_ACTIONS = ("cell.execute", "file.", "kernel.")
+# What a notebook server reports: the cells it passes to the kernel (and the debugger), the
+# Contents API's file events, the kernels' lifecycle and what is typed into its terminals.
+SESSION_ACTIONS = ("cell.execute", "file.", "kernel.", "terminal.")
 # Who and where: for a session these come from its token and its address, never the body.
 SESSION_ATTRIBUTED = ("actor", "project", "session", "source")
 
@@ -56,7 +56,7 @@ def _check_fields(body: dict[str, Any]) -> dict[str, Any]:
         if key in STAMPED_FIELDS:
             raise BadEvent(f"'{key}' is set by the audit service, not by the sender")
         if key == "action":
-            if not isinstance(value, str) or not ACTION.match(value):
+            if not isinstance(value, str) or not ACTION.fullmatch(value):
                 raise BadEvent(f"'action' must be lower-case words joined by dots, not {value!r}")
         elif key == "code":
             if not isinstance(value, str) or len(value) > CODE_LIMIT:

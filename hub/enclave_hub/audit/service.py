@@ -21,6 +21,7 @@ import time
 from tornado import httpserver, web
 from tornado.ioloop import PeriodicCallback
 
+from ..core.client_address import client_address
 from ..core.service_auth import service_app
 from ..core.service_process import run_service, stop_signal
 from ..core.services import AUDIT, AUDIT_EVENTS_PATH
@@ -30,7 +31,7 @@ from . import AuditLog, LogUnwritable
 from .attribution import ActiveSessions, HubUnavailable, TokenResolver, session_identity
 from .console import IntegrityCheck, console_handlers
 from .events import BadEvent, platform_event, session_event
-from .httputil import client_address, request_token
+from .httputil import request_token
 from .index import LogIndex
 from .query import records
 from .ratelimit import FailureLimiter
@@ -41,12 +42,18 @@ MAX_BODY = 2 * 1024 * 1024
 class AuditService:
     """The log, and what the service knows beside it: running sessions, failed-login counts."""
 
-    def __init__(self, log: AuditLog, ingest_token: str, resolver: TokenResolver, limit: int):
+    def __init__(
+        self,
+        log: AuditLog,
+        ingest_token: str,
+        resolver: TokenResolver,
+        failed_logins: FailureLimiter,
+    ):
         self.log = log
         self.ingest_token = ingest_token
         self.resolver = resolver
         self.sessions = ActiveSessions()
-        self.failed_logins = FailureLimiter(limit=limit)
+        self.failed_logins = failed_logins
         self.index = LogIndex(log.store.read)
         for record in records(log.folder):
             self.sessions.observe(record)
@@ -57,10 +64,13 @@ class AuditService:
 
     async def record(self, event: dict) -> int | None:
         """Append once durable; None when a failed login is only counted (rate limit)."""
-        if event["action"] == "login.failed" and event.get("outcome") != "suppressed":
-            key = (str(event.get("source", "")), str(event.get("actor", "")))
-            if not self.failed_logins.admit(key, time.monotonic()):
-                return None
+        counted_only = (
+            event["action"] == "login.failed"
+            and event.get("outcome") != "suppressed"
+            and not self.failed_logins.admit(str(event.get("source", "")), time.monotonic())
+        )
+        if counted_only:
+            return None
         event = {**event, "time": time.time()}
         seq = await asyncio.wrap_future(self.log.submit(event))
         self.sessions.observe(event)
@@ -68,10 +78,16 @@ class AuditService:
         return seq
 
     async def report_suppressed_logins(self) -> None:
-        for (source, actor), count in self.failed_logins.ended(time.monotonic()):
-            event = {"actor": actor, "action": "login.failed", "outcome": "suppressed"}
+        for suppressed in self.failed_logins.ended(time.monotonic()):
+            event = {
+                "actor": "(many)",
+                "action": "login.failed",
+                "outcome": "suppressed",
+                "count": suppressed.count,
+                "detail": {"sources": suppressed.sources},
+            }
             try:
-                await self.record({**event, "source": source, "count": count})
+                await self.record(event)
             except LogUnwritable:
                 continue  # the count is lost with the disk; logins are refused meanwhile
 
@@ -112,7 +128,7 @@ class IngestHandler(web.RequestHandler):
         return identity
 
     def _address(self) -> str:
-        return client_address(self, str(self.settings["site"].sessions.hub_address))
+        return client_address(self.request, str(self.settings["site"].sessions.hub_address))
 
 
 def make_app(service: AuditService, site: SiteConfig, service_token: str) -> web.Application:
@@ -131,7 +147,8 @@ async def serve(site: SiteConfig) -> None:
     site.audit_key_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     log = AuditLog(site.audit_dir, site.audit_key_path)
     resolver = TokenResolver(site.hub_api_url)
-    service = AuditService(log, secrets.audit_ingest_token, resolver, site.audit.failed_login_limit)
+    failed_logins = FailureLimiter(site.audit.failed_login_limit, site.audit.failed_login_total)
+    service = AuditService(log, secrets.audit_ingest_token, resolver, failed_logins)
     app = make_app(service, site, secrets.audit_service_token)
     server = httpserver.HTTPServer(app, max_body_size=MAX_BODY)
     server.listen(site.audit.port, address=site.listen_address)

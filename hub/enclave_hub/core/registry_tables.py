@@ -1,4 +1,4 @@
-"""The registry's tables (SQLAlchemy): projects, memberships and dataset grants."""
+"""The registry's tables (SQLAlchemy): projects, memberships, dataset grants and identities."""
 
 from __future__ import annotations
 
@@ -71,3 +71,15 @@ class Revision(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[int] = mapped_column(default=0)
+
+
+class Identity(Base):
+    """The identity-provider subject a username belongs to (the first to sign in with it)."""
+
+    __tablename__ = "identities"
+    __table_args__ = (UniqueConstraint("issuer", "subject"),)
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(400))
+    subject: Mapped[str] = mapped_column(String(255))
+    bound_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

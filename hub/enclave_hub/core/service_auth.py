@@ -25,8 +25,27 @@ class OAuthCallback(ServiceAuth, HubOAuthCallbackHandler):
     """Where the hub sends a user back after signing in."""
 
 
+# The services' pages run no script and load nothing from elsewhere, and nothing may frame them.
+SERVICE_PAGE_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'none'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
 class SignedInHandler(ServiceAuth, HubOAuthenticated, web.RequestHandler):
     """A page or API call of a user the hub let in to this service."""
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Security-Policy", SERVICE_PAGE_POLICY)
+        self.set_header("X-Content-Type-Options", "nosniff")
 
     def check_xsrf_cookie(self) -> None:
         """Forms posted from the signed-in pages carry the XSRF token; calls with a token in

@@ -7,9 +7,10 @@ development identity provider and its demo users. Errors name the key that is wr
 from __future__ import annotations
 
 import os
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, ip_address
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -72,7 +73,16 @@ class HubSettings(_Section):
     proxy_api_port: Port = Field(default=8001, description="the proxy's REST API, on loopback")
     hub_port: Port = Field(default=8081, description="the hub itself, on loopback")
     public_url: AnyHttpUrl | None = Field(
-        default=None, description="URL users reach; defaults to http://<bind>:<port>"
+        default=None,
+        description="URL users reach; defaults to http://localhost:<port> (with user_subdomains "
+        "and a loopback bind) or http://<bind>:<port>",
+    )
+    user_subdomains: bool = Field(
+        default=True,
+        description="serve each user's sessions from an origin of their own, <user>.<host of "
+        "public_url>, so that a page one user's files put in a browser cannot act on the hub or "
+        "another user's sessions; needs a host name in public_url and, on a network, wildcard "
+        "DNS and certificate (on one machine, browsers take *.localhost to be this machine)",
     )
     extra_config: Path | None = Field(
         default=None,
@@ -110,6 +120,12 @@ class IdentitySettings(_Section):
     groups_claim: str = "groups"
     allowed_groups: list[str] = ["researchers", "admins", "auditors", "output-checkers"]
     admin_groups: list[str] = ["admins"]
+    refresh_age: int = Field(
+        default=300,
+        ge=1,
+        description="seconds before a user's groups are asked of the provider again; a user "
+        "removed from every allowed group then loses their sessions and API tokens",
+    )
     dev_provider: DevProviderSettings = Field(default_factory=DevProviderSettings)
 
     @model_validator(mode="after")
@@ -165,6 +181,10 @@ class Profile(_Section):
     memory: ByteSize = Field(default=ByteSize(4 * 1024**3), description="limit, e.g. 4GiB")
     pids: int = Field(default=1024, ge=16, description="most processes and threads at once")
     gpus: int = Field(default=0, ge=0)
+    terminals: Literal["recorded", "off"] = Field(
+        default="recorded",
+        description="JupyterLab's terminals: each line typed recorded before it runs, or none",
+    )
     dask: DaskLimits = Field(default_factory=DaskLimits)
     node_selector: dict[str, str] = Field(
         default={}, description="on Kubernetes: node labels a session's node must have"
@@ -189,6 +209,11 @@ class SessionSettings(_Section):
         description="each project's group is gid_base + the project's number",
     )
     start_timeout: int = Field(default=120, ge=5)
+    view_max_bytes: ByteSize = Field(
+        default=ByteSize(5 * 1024**2),
+        description="the most of one file a session gives the browser to show (text, notebooks, "
+        "images); larger files, and other kinds, leave only through the airlock",
+    )
     poll_interval: int = Field(
         default=10, ge=1, description="seconds between checks of a running session"
     )
@@ -223,7 +248,10 @@ class AuditSettings(_Section):
         default=["auditors"], description="identity groups whose members use the audit console"
     )
     failed_login_limit: int = Field(
-        default=5, ge=1, description="failed logins recorded one by one per address, user, minute"
+        default=5, ge=1, description="failed logins recorded one by one per address and minute"
+    )
+    failed_login_total: int = Field(
+        default=50, ge=1, description="failed logins recorded one by one per minute, in all"
     )
 
 
@@ -367,6 +395,34 @@ class SiteConfig(_Section):
     )
 
     @model_validator(mode="after")
+    def _dev_provider_only_on_loopback(self) -> SiteConfig:
+        """The development provider signs anyone in as anyone: only on a hub nobody else
+        reaches."""
+        if self.uses_dev_provider and not ip_address(str(self.hub.bind)).is_loopback:
+            raise ValueError(
+                f"hub.bind: {self.hub.bind} is reached from other machines, and without "
+                "identity.issuer the development provider, which signs anyone in as anyone, "
+                "would be their sign-in; bind the hub to a loopback address or set "
+                "identity.issuer to your institution's provider"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _user_subdomains_need_a_name(self) -> SiteConfig:
+        host = urlsplit(self.public_url).hostname or ""
+        try:
+            ip_address(host)
+        except ValueError:
+            return self
+        if self.hub.user_subdomains:
+            raise ValueError(
+                f"hub.user_subdomains: each user's sessions are served from <user>.<host>, and "
+                f"{host} is an address, not a name; set hub.public_url to a name whose "
+                "subdomains reach this hub, or set hub.user_subdomains to false"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _ports_are_distinct(self) -> SiteConfig:
         seen: dict[int, str] = {}
         for key, port in self.ports.items():
@@ -388,6 +444,8 @@ class SiteConfig(_Section):
     def public_url(self) -> str:
         if self.hub.public_url is not None:
             return str(self.hub.public_url).rstrip("/")
+        if self.hub.user_subdomains and ip_address(str(self.hub.bind)).is_loopback:
+            return f"http://localhost:{self.hub.port}"
         return f"http://{self.hub.bind}:{self.hub.port}"
 
     @property

@@ -7,13 +7,13 @@ before anything is created.
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from enclave.catalog import IDENTIFIER
 
-USERNAME = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}")
+USERNAME_PATTERN = r"[a-z0-9][a-z0-9._@-]{0,63}"
+USERNAME = re.compile(USERNAME_PATTERN)
 ROLES = ("researcher", "output-checker", "project-admin")
 STATUSES = ("active", "suspended", "archived")
 
@@ -34,15 +34,15 @@ def identifier(value: str, what: str) -> str:
 
 
 def username(value: str) -> str:
-    """A username in its one form: Unicode NFKC, case-folded."""
-    if not isinstance(value, str):
-        raise InvalidInput(f"username {value!r} is not text")
-    normal = unicodedata.normalize("NFKC", value).casefold().strip()
-    if not USERNAME.fullmatch(normal):
+    """A username in its one form, lower-case as the hub makes it. Anything else is refused, not
+    folded: letters of other scripts that look Latin, compatibility forms (fullwidth letters,
+    ligatures), spaces and control characters, so that no two spellings name one person."""
+    if not isinstance(value, str) or not value.isascii() or not USERNAME.fullmatch(value.lower()):
         raise InvalidInput(
-            f"username {value!r} is not valid: use 1 to 64 letters, digits, '.', '_', '@' or '-'"
+            f"username {value!r} is not valid: use 1 to 64 ASCII letters, digits, '.', '_', '@' "
+            "or '-', starting with a letter or digit"
         )
-    return normal
+    return value.lower()
 
 
 def role(value: str) -> str:

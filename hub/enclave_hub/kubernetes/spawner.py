@@ -18,7 +18,7 @@ from traitlets import Any as AnyTrait
 from traitlets import Unicode, default
 
 from ..core.mounts import home_subpath, shared_subpath
-from ..project_session import ProjectSession, first_line
+from ..project_session import ProjectSession, first_line, session_server_command
 from .pods import SessionMounts, confine_session_pod
 from .profiles import kubespawner_profile
 
@@ -49,7 +49,7 @@ class EnclaveKubeSpawner(ProjectSession, KubeSpawner):
 
     @default("cmd")
     def _cmd_default(self) -> list[str]:
-        return ["jupyterhub-singleuser"]
+        return session_server_command("python3")
 
     def _project_profiles(self, spawner: EnclaveKubeSpawner) -> list[dict[str, Any]]:
         """The one profile a session of this project may have: the project's."""

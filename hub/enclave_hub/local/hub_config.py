@@ -51,7 +51,7 @@ def configure(c: Any, site: SiteConfig) -> None:
         {
             "name": SUPERVISOR_SERVICE,
             "description": "lets `enclave up` stop every session when it shuts down",
-            "scopes": ["list:users", "read:servers", "servers"],
+            "scopes": ["list:users", "read:servers", "delete:servers"],
             "services": [SUPERVISOR_SERVICE],
         }
     )

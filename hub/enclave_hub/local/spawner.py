@@ -31,7 +31,7 @@ from traitlets import Dict, Integer, List, Unicode, default
 from .. import sandbox
 from ..core import validation
 from ..core.mounts import SESSION_CONFIG_MOUNT, home_subpath, shared_subpath
-from ..project_session import ProjectSession, first_line
+from ..project_session import ProjectSession, first_line, session_server_command
 from ..sandbox.bubblewrap import SandboxView, bwrap_argv, runtime_paths
 from ..sandbox.gpu import GpuUnavailable, nvidia_devices, visible_devices
 from ..singleuser import CONFIG_DIR as SESSION_CONFIG_DIR
@@ -67,7 +67,7 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
 
     @default("cmd")
     def _cmd_default(self) -> list[str]:
-        return [os.path.join(sys.prefix, "bin", "jupyterhub-singleuser")]
+        return session_server_command(sys.executable)
 
     @default("env_keep")
     def _env_keep_default(self) -> list[str]:

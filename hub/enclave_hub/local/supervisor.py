@@ -223,6 +223,7 @@ def component_plan(
         *("--ip", str(site.hub.bind), "--port", str(site.hub.port)),
         *("--api-ip", "127.0.0.1", "--api-port", str(site.hub.proxy_api_port)),
         *("--error-target", f"{site.hub_url}/hub/error"),
+        *(("--host-routing",) if site.hub.user_subdomains else ()),
     )
     hub_argv = (sys.executable, "-m", "jupyterhub", "-f", str(HUB_CONFIG_FILE))
     return [

@@ -16,6 +16,7 @@ from jupyter_server.utils import url_path_join
 from tornado import httpclient, web, websocket
 
 from ..core.services import DASHBOARD_HEADERS, DASK_DASHBOARD_PATH
+from . import DASHBOARD_POLICY
 
 # dask-gateway's links are `<public address>/clusters/<name>/status`; the spawner sets the
 # public address to the server's prefix joined with this.
@@ -37,6 +38,10 @@ def _gateway_request(cluster: str, path: str, query: str, websocket_url: bool = 
 
 class DashboardPage(JupyterHandler):
     """A page or resource of the dashboard."""
+
+    @property
+    def content_security_policy(self) -> str:
+        return DASHBOARD_POLICY
 
     @web.authenticated
     async def get(self, cluster: str, path: str) -> None:
