@@ -336,5 +336,9 @@ def test_each_users_sessions_have_an_origin_of_their_own(browser):
         notes = hub_page.evaluate(TOKEN_NOTES)
         assert notes, "the hub's own page lists alice's tokens"
         assert "planted" not in notes
+        # The session's export page sends her to the airlock on the hub's origin.
+        page.goto(f"http://alice.localhost:{port}/user/alice/origins/enclave/airlock/")
+        airlock = page.get_by_role("link", name="the airlock")
+        expect(airlock).to_have_attribute("href", f"{enclave.url}/services/enclave-airlock/")
     finally:
         assert enclave.stop() == 0, enclave.output()

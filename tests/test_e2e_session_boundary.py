@@ -199,6 +199,15 @@ def test_files_reach_the_browser_only_to_be_shown_and_each_read_is_recorded(encl
             assert "airlock" in refused.json()["message"]
         for route in ("files", "view", "nbconvert/html", "nbconvert/script"):
             assert browser.get(f"{url}{route}/boundary/{name}").status_code == 403, route
+    # A copy inside the session is the server's own read: allowed, and the copy is as closed.
+    copied = httpx.post(
+        f"{url}api/contents/boundary",
+        headers={"Authorization": f"token {owner.token}"},
+        json={"copy_from": "boundary/big.bin"},
+        timeout=60,
+    )
+    assert copied.status_code == 201, copied.text
+    assert browser.get(f"{url}api/contents/{copied.json()['path']}").status_code == 403
     listing = browser.get(f"{url}api/contents/boundary")
     assert listing.status_code == 200, "listings still show every file"
     assert {f["name"] for f in listing.json()["content"]} >= {"big.bin", "small.csv"}

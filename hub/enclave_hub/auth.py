@@ -227,7 +227,7 @@ class EnclaveAuthenticator(GenericOAuthenticator):
         """Stop the user's sessions and delete their API tokens (a failed refresh alone keeps
         token requests working on stale rights); recorded first, and done even when the
         record cannot be written."""
-        sessions = [name for name, spawner in user.spawners.items() if spawner.active]
+        sessions = [name for name in user.orm_spawners if user.spawners[name].active]
         if not sessions and not user.orm_user.api_tokens:
             return
         await self.audit.record_best_effort(

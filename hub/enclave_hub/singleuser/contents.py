@@ -19,6 +19,7 @@ import base64
 import hashlib
 import json
 import mimetypes
+from contextvars import ContextVar
 from pathlib import PurePosixPath
 
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
@@ -30,6 +31,7 @@ CODE_SUFFIXES = frozenset(
 )
 CODE_LIMIT = 256 * 1024  # characters of a saved code file kept in its record
 AIRLOCK = "files leave a session only through the airlock (File > Request an export)"
+_COPYING = ContextVar("copying", default=False)  # inside `copy`, which reads on the server
 
 
 def is_code(path: str) -> bool:
@@ -63,8 +65,8 @@ class ShowingContents(AsyncLargeFileManager):
     recorder = Any(help="the session's SessionRecorder (set by the recording extension)")
 
     async def get(self, path, content=True, type=None, format=None, **kwargs):
-        if not content:
-            return await super().get(path, content=False, type=type, format=format, **kwargs)
+        if not content or _COPYING.get():
+            return await super().get(path, content=content, type=type, format=format, **kwargs)
         about = await super().get(path, content=False, type=type, format=format)
         if about["type"] != "directory" and (about.get("size") or 0) > self.view_max_bytes:
             raise web.HTTPError(
@@ -96,6 +98,15 @@ class ShowingContents(AsyncLargeFileManager):
     def _read_bytes(self, path: str) -> bytes:
         with open(self._get_os_path(path), "rb") as file:
             return file.read(self.view_max_bytes + 1)
+
+    async def copy(self, from_path, to_path=None):
+        """A copy within the session reads the file on the server, not for a browser: it is
+        neither refused for its size nor recorded as a read (it is recorded as `file.copy`)."""
+        copying = _COPYING.set(True)
+        try:
+            return await super().copy(from_path, to_path)
+        finally:
+            _COPYING.reset(copying)
 
     async def save(self, model, path=""):
         if is_code(path) and model.get("content") is not None:
