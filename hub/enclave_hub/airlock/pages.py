@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path, PurePosixPath
 
-from jinja2 import Environment, FileSystemLoader
 from tornado import web
 
+from ..core.pages import frame_values, page_templates
 from .access import AirlockHandler
 
-PAGES = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")), autoescape=True)
+PAGES = page_templates(Path(__file__).with_name("templates"))
 CHUNK = 1024 * 1024
 # Shown in the checker's browser as they are; anything else as text when it is UTF-8.
 INLINE_TYPES = {
@@ -25,13 +25,15 @@ INLINE_TYPES = {
 class PageHandler(AirlockHandler):
     def render_page(self, template: str, status: int = 200, **values) -> None:
         caller = self.person()
+        site = self.settings["site"]
+        role = site.platform_role(self.current_user.get("groups") or ())
         self.set_status(status)
         self.finish(
             PAGES.get_template(template).render(
+                **frame_values("Airlock", self.hub_auth.hub_prefix, caller.name, role),
                 prefix=self.hub_auth.base_url,
-                user=caller.name,
                 reader=caller.platform_reader,
-                reviews_required=self.settings["site"].airlock.reviews_required,
+                reviews_required=site.airlock.reviews_required,
                 xsrf=self.xsrf_form_html(),
                 **values,
             )

@@ -14,10 +14,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader
 from tornado import web
 
 from ..core.client_address import client_address
+from ..core.pages import frame_values, page_templates
 from ..core.service_auth import SignedInHandler
 from ..core.site_config import SiteConfig
 from . import LogUnwritable
@@ -37,7 +37,7 @@ def format_time(moment: float | None) -> str:
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-PAGES = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True)
+PAGES = page_templates(TEMPLATES)
 PAGES.filters["when"] = format_time
 
 
@@ -103,9 +103,13 @@ class ConsoleHandler(SignedInHandler):
     def page(self, template: str, **values) -> None:
         self.finish(
             PAGES.get_template(template).render(
+                **frame_values(
+                    "Audit",
+                    self.hub_auth.hub_prefix,
+                    self.current_user["name"],
+                    self.site.platform_role(self.current_user.get("groups") or ()),
+                ),
                 prefix=self.hub_auth.base_url,
-                user=self.current_user["name"],
-                hub_prefix=self.hub_auth.hub_prefix,
                 **values,
             )
         )

@@ -7,12 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-from jinja2 import Environment, FileSystemLoader
 from tornado import web
 
+from ..core.pages import frame_values, page_templates
 from .access import RegistryHandler
 
-PAGES = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")), autoescape=True)
+PAGES = page_templates(Path(__file__).with_name("templates"))
 # What a confirmation page can lead to: (the question, the registry operation's name).
 DESTRUCTIVE = {
     "remove-member": ("End {target}'s membership of {project} now?", "remove_member"),
@@ -24,12 +24,15 @@ DESTRUCTIVE = {
 
 class PageHandler(RegistryHandler):
     def render_page(self, template: str, status: int = 200, **values) -> None:
+        role = self.role()
         self.set_status(status)
         self.finish(
             PAGES.get_template(template).render(
+                **frame_values(
+                    "Registry", self.hub_auth.hub_prefix, self.current_user["name"], role
+                ),
                 prefix=self.hub_auth.base_url,
-                user=self.current_user["name"],
-                role=self.role(),
+                role=role,
                 xsrf=self.xsrf_form_html(),
                 **values,
             )
