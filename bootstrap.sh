@@ -11,6 +11,7 @@ cd "$(dirname "$0")"
 ROOT=$(pwd)
 VENV="$ROOT/.venv"
 PROXY_VERSION=4.6.3
+AXE_VERSION=4.10.3
 
 usage() {
     sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
@@ -66,6 +67,14 @@ installed_proxy=$("$VENV/bin/configurable-http-proxy" --version 2>/dev/null || t
 if [ "$installed_proxy" != "$PROXY_VERSION" ]; then
     npm install --global --no-fund --no-audit --prefix "$VENV" \
         "configurable-http-proxy@$PROXY_VERSION"
+fi
+
+# axe-core, which the browser tests run in each page to check its accessibility.
+if [ "$mode" = test ]; then
+    installed_axe=$(node -p "require('$VENV/lib/node_modules/axe-core/package.json').version" 2>/dev/null || true)
+    if [ "$installed_axe" != "$AXE_VERSION" ]; then
+        npm install --global --no-fund --no-audit --prefix "$VENV" "axe-core@$AXE_VERSION"
+    fi
 fi
 
 case "$mode" in

@@ -20,6 +20,9 @@ from enclave_harness import (
 from enclave_hub.core.site_config import SEED_PROJECTS
 from enclave_hub.sandbox.cgroup import sandbox_cgroups
 
+# The `browser` fixture: Debian's Chromium driven by Playwright.
+pytest_plugins = ["browser_harness"]
+
 # Projects for users that tests create at the provider, besides the demo users.
 EXTRA_PROJECTS = [
     {"id": "trial", "title": "Trial project", "members": ["frank", "grace", "ivan", "judy", "kim"]},
@@ -55,6 +58,14 @@ EXTRA_PROJECTS = [
         "title": "Session boundary",
         "members": ["sam", "tess", "uma", "vic", "wes"],
         "checkers": ["erin", "rose"],
+    },
+    # The pages of every role in a browser (test_pages): a researcher and two checkers.
+    {
+        "id": "pages-study",
+        "title": "Pages under test",
+        "members": ["uli"],
+        "checkers": ["erin", "rose"],
+        "datasets": ["ds-imaging"],
     },
     # The airlock (test_e2e_airlock): a researcher and the two demo output checkers.
     {

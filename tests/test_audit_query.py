@@ -117,6 +117,12 @@ def test_the_consoles_index_finds_what_a_full_scan_finds(tmp_path):
             if filters.match(r) and (session is None or r.get("session") == session)
         ]
         assert index.search(filters, session, limit=50) == expected[::-1][:50], filters
+        # The console's pages: the next page starts below the last record shown.
+        first = index.search(filters, session, limit=50)
+        if first:
+            following = index.search(filters, session, limit=50, before=first[-1]["seq"])
+            assert following == expected[::-1][50:100], filters
+    assert index.values("dataset") == ["d0", "d1", "d2"]
     # A record stamped earlier than the one before it (a clock set back): still found.
     audit.append({"actor": "u3", "action": "login.ok", "time": 1700.0})
     index.add_all(list(records(folder))[-1:])

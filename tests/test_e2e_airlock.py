@@ -210,6 +210,9 @@ def test_the_sessions_download_routes_answer_403_to_the_user(enclave, quinn):
     page_config = json.loads(script.string)
     assert "@jupyterlab/filebrowser-extension:download" in page_config["disabledExtensions"]
     assert "@jupyterlab/notebook-extension:export" in page_config["disabledExtensions"]
+    # No news or update checks: they would reach for the internet from an offline enclave.
+    assert "@jupyterlab/apputils-extension:announcements" in page_config["disabledExtensions"]
+    assert page_config["appName"] == "Outputs under review · Enclave"
     menu = httpx.get(
         quinn.url + "lab/api/settings/@jupyterlab/mainmenu-extension:plugin", headers=token
     ).json()

@@ -9,21 +9,20 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 from jupyterhub.utils import subdomain_hook_idna
 
 from .auth import EnclaveAuthenticator
 from .core.audit_client import AuditClient, site_audit_client
+from .core.pages import FRAME_TEMPLATES
 from .core.registry import RegistryError, site_registry
-from .core.services import AIRLOCK, AUDIT, AUDIT_EVENTS_PATH, DASK_GATEWAY, REGISTRY
+from .core.services import AIRLOCK, AUDIT, AUDIT_EVENTS_PATH, DASK_GATEWAY, HUB_PREFIX, REGISTRY
 from .core.site_config import SiteConfig, SiteConfigError
 from .core.site_secrets import Secrets
 from .core.validation import InvalidInput
 from .hub_access import REFLECT_SCOPE, USER_ROLE, HubAccess
-
-TEMPLATES = Path(__file__).with_name("templates")
+from .hub_pages import HUB_TEMPLATES, HubPages
 
 
 def fetch_provider_metadata(issuer: str) -> dict[str, Any]:
@@ -67,12 +66,9 @@ def configure_enclave(c: Any, site: SiteConfig, secrets: Secrets, registry) -> A
     sign-in through the site's OpenID Connect provider. Returns the hub's audit client."""
     hub = c.JupyterHub
     hub.allow_named_servers = True
-    hub.default_url = "/hub/home"
-    hub.template_paths = [str(TEMPLATES)]
-    hub.template_vars = {
-        "enclave_projects": lambda user: registry.projects_of(user.name) if user else [],
-        "enclave_airlock_path": AIRLOCK.prefix.lstrip("/"),
-    }
+    hub.default_url = f"{HUB_PREFIX}home"
+    hub.template_paths = [str(HUB_TEMPLATES), str(FRAME_TEMPLATES)]
+    hub.template_vars = HubPages(site, registry, secrets.airlock_service_token).template_vars()
     if site.hub.user_subdomains:
         hub.subdomain_host = site.public_url
         hub.subdomain_hook = user_subdomain

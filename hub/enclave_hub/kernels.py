@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .sandbox.gpu import DEV, GpuUnavailable, nvidia_devices
 
+DEFAULT_KERNEL = "enclave-python"
 GPU_KERNEL = "enclave-python-gpu"
 
 

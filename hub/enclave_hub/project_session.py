@@ -7,7 +7,6 @@ The local spawner (`spawner.EnclaveSpawner`, a sandbox on this machine) and the 
 
 from __future__ import annotations
 
-import html
 import secrets
 
 from jupyterhub.spawner import SpawnException
@@ -17,18 +16,26 @@ from traitlets import HasTraits, Integer, List, Unicode, default
 from .core.audit_client import AuditRefused
 from .core.hub_api import SavedSession
 from .core.mounts import DATA_MOUNT, PROJECT_MOUNT, home_inside
+from .core.pages import page_templates
+from .hub_pages import HUB_TEMPLATES
+from .kernels import DEFAULT_KERNEL, kernel_specs
 from .singleuser import (
     SESSION_PAGE_POLICY,
     airlock_page,
     contents,
     dask_dashboard,
+    lab_look,
     recording,
     terminals,
 )
 
 CSP = "Content-Security-Policy"
-# The server extensions every session runs: recording, Dask dashboards, the airlock's page.
-SESSION_EXTENSIONS = (recording, dask_dashboard, airlock_page)
+SESSION_PAGES = page_templates(HUB_TEMPLATES)
+# The server extensions every session runs: recording, Dask dashboards, the airlock's page,
+# and the project's name in JupyterLab.
+SESSION_EXTENSIONS = (recording, dask_dashboard, airlock_page, lab_look)
+# The kernels a session offers: Enclave's own, not the Python package's native one.
+ENCLAVE_KERNELS = sorted(kernel_specs())
 
 
 def session_server_command(python: str) -> list[str]:
@@ -36,6 +43,15 @@ def session_server_command(python: str) -> list[str]:
     user site-packages (and no `.pth` planted there), no PYTHON* variables and not the working
     folder (the home) on its path. The recording extension then makes it non-dumpable."""
     return [python, "-I", "-m", "jupyterhub.singleuser"]
+
+
+class SessionRefused(SpawnException):
+    """A start refused or failed, shown to the person in its own words (JupyterHub shows an
+    exception's `jupyterhub_message` where it would otherwise show its Python form)."""
+
+    @property
+    def jupyterhub_message(self) -> str:
+        return self.message
 
 
 def first_line(error: BaseException) -> str:
@@ -80,6 +96,9 @@ class ProjectSession(HasTraits):
             f"--ShowingContents.view_max_bytes={self.view_max_bytes}",
             f"--ServerApp.terminals_enabled={recorded_terminals}",
             f"--ServerApp.tornado_settings={ {'headers': {CSP: SESSION_PAGE_POLICY}}!r}",
+            "--KernelSpecManager.ensure_native_kernel=False",
+            f"--KernelSpecManager.allowed_kernelspecs={set(ENCLAVE_KERNELS)!r}",
+            f"--MappingKernelManager.default_kernel_name={DEFAULT_KERNEL}",
         ]
 
     @default("default_url")
@@ -98,26 +117,18 @@ class ProjectSession(HasTraits):
 
     def _project(self):
         if self.registry is None:
-            raise SpawnException("Enclave is misconfigured: no project registry", reason="config")
+            raise SessionRefused("Enclave is misconfigured: no project registry", reason="config")
         return self.registry.membership(self.user.name, self.name)
 
     def _project_form(self, spawner: ProjectSession) -> str:
-        """The spawn page: the project being started, or the user's projects to pick from."""
+        """The session page: the project being started, with its datasets, the profile's
+        limits and the membership's end; or the user's projects to pick from."""
         project = self._project()
-        if project is not None:
-            return (
-                f'<p class="enclave-project">Start a session for project '
-                f"<strong>{html.escape(project.title)}</strong> "
-                f"(<code>{html.escape(project.id)}</code>).</p>"
-            )
-        links = "".join(
-            f'<li><a href="{self.hub.base_url}spawn/{self.user.escaped_name}/{p.id}">'
-            f"{html.escape(p.title)}</a> (<code>{p.id}</code>)</li>"
-            for p in self.registry.projects_of(self.user.name)
-        )
-        return (
-            "<p>Sessions are started for one project. Your projects:</p>"
-            f'<ul class="enclave-projects">{links or "<li>none yet</li>"}</ul>'
+        return SESSION_PAGES.get_template("session_options.html").render(
+            project=project,
+            profile=self.profiles.get(project.profile) if project else None,
+            projects=[] if project else self.registry.projects_of(self.user.name),
+            spawn_url=f"{self.hub.base_url}spawn/{self.user.escaped_name}/",
         )
 
     def _check_project(self):
@@ -125,7 +136,7 @@ class ProjectSession(HasTraits):
         asked for it; else refuse."""
         requester = getattr(self.handler, "current_user", None)
         if requester is not None and requester.name != self.user.name:
-            raise SpawnException(
+            raise SessionRefused(
                 f"Only {self.user.name} starts their own sessions.", reason="owner", status_code=403
             )
         project = self._project()
@@ -135,7 +146,7 @@ class ProjectSession(HasTraits):
                 if self.name
                 else "Sessions are started for a project: choose one on the home page."
             )
-            raise SpawnException(message, reason="membership", status_code=403)
+            raise SessionRefused(message, reason="membership", status_code=403)
         return project
 
     # -- the session's environment ---------------------------------------------------------
@@ -146,6 +157,8 @@ class ProjectSession(HasTraits):
         env["HOME"] = self.home_inside
         env["SHELL"] = "/bin/bash"
         env["ENCLAVE_PROJECT"] = self.name
+        project = self._project()
+        env[lab_look.PROJECT_TITLE_VARIABLE] = project.title if project else self.name
         env["ENCLAVE_DATA"] = DATA_MOUNT
         env["ENCLAVE_PROJECT_FOLDER"] = PROJECT_MOUNT
         env["ENCLAVE_AUDIT_URL"] = self.audit_url
@@ -182,7 +195,7 @@ class ProjectSession(HasTraits):
                 )
         except AuditRefused as error:
             await self._record_end("session.failure", "refused", f"audit: {error}")
-            raise SpawnException(
+            raise SessionRefused(
                 f"The session was not started because it cannot be audited: {error}",
                 reason="audit",
                 status_code=503,

@@ -180,3 +180,8 @@ def request_export(
 def export_requests() -> list[dict]:
     """This session's export requests (its user's, in its project), newest first."""
     return _airlock("api/requests")["requests"]
+
+
+def export_request(request_id: int) -> dict:
+    """One of this session's export requests, with every revision, its files and findings."""
+    return _airlock(f"api/requests/{int(request_id)}")

@@ -7,6 +7,9 @@
 - `GET api/requests`, `GET api/requests/<id>`: what the caller may see.
 - `POST api/requests/<id>/reviews` (a person's token): `{"decision": "approve" | "reject",
   "comment": "..."}`.
+- `GET api/desks/<user>` (the hub, for its home page, with the airlock's own service token,
+  which only the hub and the airlock hold): `{"awaiting": n, "requests": [...]}`, how many
+  requests await the person's review and their own requests.
 
 Errors are `{"error": "..."}` with 400 (bad input), 403 (not allowed), 404 (no such request, or
 none the caller may see) or 409 (not in a state for that step).
@@ -15,6 +18,7 @@ none the caller may see) or 409 (not in a state for that step).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import io
 import json
 
@@ -113,10 +117,30 @@ class ReviewsAPI(AirlockAPIHandler):
         )
 
 
+class DeskAPI(JSONAPI, web.RequestHandler):
+    """A person's desk at the airlock, for the hub's home page."""
+
+    def error_message(self, **kwargs) -> str:
+        return self._reason
+
+    async def get(self, username: str) -> None:
+        given = self.request.headers.get("Authorization", "").removeprefix("token ")
+        if not hmac.compare_digest(given.encode(), self.settings["hub_auth"].api_token.encode()):
+            raise web.HTTPError(403)
+        found = await asyncio.to_thread(self.settings["airlock"].visible_to, username)
+        self.finish(
+            {
+                "awaiting": sum(1 for r in found if r["awaits_you"]),
+                "requests": [r for r in found if r["requester"] == username],
+            }
+        )
+
+
 def api_handlers(prefix: str) -> list[tuple]:
     number = r"([0-9]{1,12})"
     return [
         (prefix + "api/requests", RequestsAPI),
         (prefix + f"api/requests/{number}", RequestAPI),
         (prefix + f"api/requests/{number}/reviews", ReviewsAPI),
+        (prefix + r"api/desks/([^/]+)", DeskAPI),
     ]

@@ -149,12 +149,15 @@ def _status_after_review(request: ExportRequest, decision: str, reviews_required
     """A rejection rejects; enough distinct approvals of the current revision release."""
     if decision == "reject":
         return REJECTED
-    approvals = {
-        r.reviewer
-        for r in request.reviews
-        if r.revision == request.current.number and r.decision == "approve"
-    }
-    return RELEASED if len(approvals) >= reviews_required else IN_REVIEW
+    return RELEASED if len(approvers(request)) >= reviews_required else IN_REVIEW
+
+
+def approvers(request: ExportRequest) -> list[str]:
+    """The checkers who approved the request's current revision."""
+    current = request.current.number
+    return sorted(
+        {r.reviewer for r in request.reviews if r.revision == current and r.decision == "approve"}
+    )
 
 
 def _review_events(
@@ -510,6 +513,8 @@ class Airlock:
             "files": [f.name for f in revision.files if f.role == OUTPUT],
             "updated_at": request.updated_at.isoformat(),
             "awaits_you": request.project in checked and _awaits(request, username),
+            "approvals": len(approvers(request)),
+            "approvals_required": self.limits.reviews_required,
         }
 
     @staticmethod
@@ -555,6 +560,7 @@ class Airlock:
                 for r in request.reviews
             ],
             "release_record": request.release_record,
+            "approved_by": approvers(request),
         }
 
     # -- helpers -------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 
 from tornado import web
 
-from ..core.pages import frame_values, page_templates
+from ..core.pages import FramedPages, page_templates
 from .access import AirlockHandler
 
 PAGES = page_templates(Path(__file__).with_name("templates"))
@@ -22,29 +22,18 @@ INLINE_TYPES = {
 }
 
 
-class PageHandler(AirlockHandler):
-    def render_page(self, template: str, status: int = 200, **values) -> None:
-        caller = self.person()
-        site = self.settings["site"]
-        role = site.platform_role(self.current_user.get("groups") or ())
-        self.set_status(status)
-        self.finish(
-            PAGES.get_template(template).render(
-                **frame_values("Airlock", self.hub_auth.hub_prefix, caller.name, role),
-                prefix=self.hub_auth.base_url,
-                reader=caller.platform_reader,
-                reviews_required=site.airlock.reviews_required,
-                xsrf=self.xsrf_form_html(),
-                **values,
-            )
-        )
+class PageHandler(FramedPages, AirlockHandler):
+    pages = PAGES
+    section = "Airlock"
 
-    def write_error(self, status_code: int, **kwargs) -> None:
-        message = self.error_message(**kwargs)
-        if self.current_user is None or self.caller().is_session:
-            self.finish(f"{status_code}: {message}")
-            return
-        self.render_page("error.html", status_code, message=message)
+    def render_page(self, template: str, status: int = 200, **values) -> None:
+        super().render_page(
+            template,
+            status,
+            reader=self.person().platform_reader,
+            reviews_required=self.settings["site"].airlock.reviews_required,
+            **values,
+        )
 
 
 class RequestsPage(PageHandler):
@@ -73,13 +62,15 @@ class RequestPage(PageHandler):
     async def post(self, request_id: str) -> None:
         """A checker's decision."""
         caller = self.person()
+        decision = self.get_body_argument("decision", "")
         await self.act(
             self.airlock.review,
             caller.name,
             int(request_id),
-            self.get_body_argument("decision", ""),
+            decision,
             self.get_body_argument("comment", ""),
         )
+        self.notify(f"Your decision on request #{request_id} is recorded: {decision}.")
         self.redirect(f"{self.hub_auth.base_url}requests/{request_id}")
 
 

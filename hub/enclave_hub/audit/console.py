@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlencode
 
 from tornado import web
 
 from ..core.client_address import client_address
-from ..core.pages import frame_values, page_templates
+from ..core.pages import FramedPages, page_templates
 from ..core.service_auth import SignedInHandler
 from ..core.site_config import SiteConfig
 from . import LogUnwritable
@@ -25,20 +25,69 @@ from .checkpoints import PUBLIC_KEY_FILE, load_public_key
 from .query import Filters, parse_time
 from .verify import Verdict, verify_log
 
-TEMPLATES = Path(__file__).with_name("templates")
-SHOWN = 500
+SHOWN = 500  # records an API call returns at most
+PAGE_SIZE = 100  # records a page of the console shows
 INTEGRITY_FRESH_FOR = 10.0
 FILTER_FIELDS = ("user", "project", "dataset", "type", "since", "until", "session")
+# What the console's columns show of a record; the rest is its detail.
+COLUMNS = ("seq", "time", "actor", "action", "target", "project", "outcome", "session")
+# Fields that are the record's chain or the console's grouping, not what happened.
+NOT_DETAIL = ("prev", "hash", "kind", "repeats", "first_time")
+# Consecutive records that differ in nothing but these are shown as one row with a count.
+REPEAT_FIELDS = ("seq", "time", "hash", "prev", "count")
+
+PAGES = page_templates(Path(__file__).with_name("templates"))
 
 
-def format_time(moment: float | None) -> str:
-    if moment is None:
-        return ""
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+def details(record: dict) -> list[tuple[str, str]]:
+    """Everything a record says beyond its columns, as (name, text) pairs: the people added,
+    the files inspected, the code run. Nested objects are flattened one level (the fields of
+    `detail` under their own names)."""
+    shown = []
+    for name, value in record.items():
+        if name in COLUMNS or name in NOT_DETAIL or _empty(value):
+            continue
+        if isinstance(value, dict):
+            within = "" if name == "detail" else f"{name}."
+            shown += [
+                (within + key, _text(inner)) for key, inner in value.items() if not _empty(inner)
+            ]
+        else:
+            shown.append((name, _text(value)))
+    return shown
 
 
-PAGES = page_templates(TEMPLATES)
-PAGES.filters["when"] = format_time
+def _empty(value: object) -> bool:
+    return value is None or value in ("", [], {})
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, list | tuple):
+        return ", ".join(_text(item) for item in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{key}: {_text(inner)}" for key, inner in value.items())
+    return str(value)
+
+
+def grouped(records: list[dict]) -> list[dict]:
+    """Records in order with each run of repeats (the same act, again and again, as blocked
+    DNS lookups are) folded into its first record, which carries `repeats` and `first_time`."""
+    rows: list[dict] = []
+    last_key = None
+    for record in records:
+        key = {k: v for k, v in record.items() if k not in REPEAT_FIELDS}
+        if rows and key == last_key:
+            rows[-1]["repeats"] += 1
+            rows[-1]["first_time"] = record.get("time")
+            continue
+        last_key = key
+        rows.append({**record, "repeats": 1, "first_time": record.get("time")})
+    return rows
+
+
+PAGES.filters["details"] = details
 
 
 class IntegrityCheck:
@@ -59,8 +108,11 @@ class IntegrityCheck:
             return self._verdict, self._checked_at
 
 
-class ConsoleHandler(SignedInHandler):
+class ConsoleHandler(FramedPages, SignedInHandler):
     """A page or API call for auditors; every one is recorded as `audit.read`."""
+
+    pages = PAGES
+    section = "Audit"
 
     @property
     def site(self) -> SiteConfig:
@@ -69,11 +121,15 @@ class ConsoleHandler(SignedInHandler):
     def filters(self) -> tuple[Filters, str | None]:
         """The filters of the query string; a bad time is a 400 that names it."""
         args = {name: self.get_argument(name, "").strip() or None for name in FILTER_FIELDS}
-        try:
-            since = parse_time(args["since"]) if args["since"] else None
-            until = parse_time(args["until"]) if args["until"] else None
-        except ValueError as error:
-            raise web.HTTPError(400, reason=str(error)) from None
+        times = {}
+        for name in ("since", "until"):
+            try:
+                times[name] = parse_time(args[name]) if args[name] else None
+            except ValueError as error:
+                raise web.HTTPError(
+                    400, f"{name.capitalize()}: {error} (write 2026-11-01 or 2026-11-01T09:00)"
+                ) from None
+        since, until = times["since"], times["until"]
         filters = Filters(
             user=args["user"],
             project=args["project"],
@@ -84,9 +140,18 @@ class ConsoleHandler(SignedInHandler):
         )
         return filters, args["session"]
 
-    async def records(self, filters: Filters, session: str | None = None) -> list[dict]:
+    async def records(
+        self,
+        filters: Filters,
+        session: str | None = None,
+        limit: int = SHOWN,
+        before: int | None = None,
+    ) -> list[dict]:
         index = self.settings["audit"].index
-        return await asyncio.to_thread(index.search, filters, session, SHOWN)
+        return await asyncio.to_thread(index.search, filters, session, limit, before)
+
+    def datasets_named(self) -> list[str]:
+        return self.settings["audit"].index.values("dataset")
 
     async def note_reading(self) -> None:
         """Record that this auditor read the log (best effort: reading is never refused)."""
@@ -100,33 +165,29 @@ class ConsoleHandler(SignedInHandler):
         with contextlib.suppress(LogUnwritable):
             await self.settings["audit"].record(event)
 
-    def page(self, template: str, **values) -> None:
-        self.finish(
-            PAGES.get_template(template).render(
-                **frame_values(
-                    "Audit",
-                    self.hub_auth.hub_prefix,
-                    self.current_user["name"],
-                    self.site.platform_role(self.current_user.get("groups") or ()),
-                ),
-                prefix=self.hub_auth.base_url,
-                **values,
-            )
-        )
-
 
 class LogPage(ConsoleHandler):
     @web.authenticated
     async def get(self) -> None:
         filters, session = self.filters()
-        found = await self.records(filters, session)
+        before = self.get_argument("before", "")
+        if before and not before.isdigit():
+            raise web.HTTPError(400, f"before: {before!r} is not a record number")
+        found = await self.records(filters, session, PAGE_SIZE, int(before) if before else None)
         verdict, checked = await self.settings["integrity"].verdict()
         await self.note_reading()
-        self.page(
+        args = {n: self.get_argument(n, "") for n in FILTER_FIELDS}
+        older = None
+        if len(found) == PAGE_SIZE:
+            older = urlencode({**{k: v for k, v in args.items() if v}, "before": found[-1]["seq"]})
+        self.render_page(
             "console.html",
-            records=found,
-            shown=SHOWN,
-            args={n: self.get_argument(n, "") for n in FILTER_FIELDS},
+            rows=grouped(found),
+            page_size=PAGE_SIZE,
+            paged=bool(before),
+            older=older,
+            args=args,
+            datasets=self.datasets_named(),
             verdict=verdict,
             checked=checked,
         )
@@ -137,11 +198,17 @@ class SessionPage(ConsoleHandler):
     async def get(self, session: str) -> None:
         events = list(reversed(await self.records(Filters(), session)))
         if not events:
-            raise web.HTTPError(404, reason=f"no session '{session}' in the log")
+            raise web.HTTPError(404, f"there is no session '{session}' in the log")
         user, started = events[0].get("actor"), events[0].get("time")
         logins = await self.records(Filters(user=user, type="login", until=started))
         await self.note_reading()
-        self.page("session.html", session=session, login=logins[:1], events=events, user_of=user)
+        self.render_page(
+            "session.html",
+            session=session,
+            login=grouped(logins[:1]),
+            events=grouped(events),
+            user_of=user,
+        )
 
 
 class DatasetPage(ConsoleHandler):
@@ -155,9 +222,10 @@ class DatasetPage(ConsoleHandler):
             )
             mounts = await self.records(wanted)
         await self.note_reading()
-        self.page(
+        self.render_page(
             "datasets.html",
-            mounts=mounts,
+            rows=grouped(mounts),
+            datasets=self.datasets_named(),
             args={n: self.get_argument(n, "") for n in ("dataset", "since", "until")},
         )
 
@@ -167,7 +235,7 @@ class IntegrityPage(ConsoleHandler):
     async def get(self) -> None:
         verdict, checked = await self.settings["integrity"].verdict()
         await self.note_reading()
-        self.page("integrity.html", verdict=verdict, checked=checked)
+        self.render_page("integrity.html", verdict=verdict, checked=checked)
 
 
 class RecordsAPI(ConsoleHandler):

@@ -70,8 +70,20 @@ class LogIndex:
         for record in records:
             self.add(record["seq"], record)
 
-    def search(self, filters: Filters, session: str | None = None, limit: int = 500) -> list[dict]:
-        """The newest `limit` records that match, newest first."""
+    def values(self, name: str) -> list[str]:
+        """Every value of a keyed field in the log (the datasets ever named, say)."""
+        with self._lock:
+            return sorted(value for value in self._codes[name].code_of if value)
+
+    def search(
+        self,
+        filters: Filters,
+        session: str | None = None,
+        limit: int = 500,
+        before: int | None = None,
+    ) -> list[dict]:
+        """The newest `limit` records that match, newest first; with `before`, only records of
+        a lower sequence number (the next page)."""
         wanted = {
             "actor": filters.user,
             "project": filters.project,
@@ -91,6 +103,8 @@ class LogIndex:
                 keyed.append((postings, self._columns[name], code))
             keyed.sort(key=lambda item: len(item[0]))
             candidates = keyed[0][0] if keyed else range(size)
+            if before is not None:
+                candidates = candidates[: bisect.bisect_left(candidates, before)]
             checks = [(column, code) for _, column, code in keyed[1:]]
             actions = self._action_codes(filters.type)
             bounded = self._in_time_order

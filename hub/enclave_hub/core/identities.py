@@ -28,6 +28,11 @@ class Identities:
         self.engine = engine  # the registry's, whose tables include `identities`
         self.record = record
 
+    def usernames(self) -> list[str]:
+        """Everyone who has signed in, by name."""
+        with Session(self.engine) as db:
+            return sorted(db.scalars(select(Identity.username)))
+
     def bind(self, username: str, issuer: str, subject: str) -> None:
         """Accept `subject` of `issuer` as `username`, binding the two at the first sign-in."""
         with Session(self.engine) as db:

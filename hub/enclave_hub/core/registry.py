@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
@@ -50,6 +50,7 @@ class ActiveProject:
     role: str
     datasets: tuple[str, ...]
     egress_allow: tuple[str, ...]
+    ends: datetime | None = None  # when the membership or the project ends, whichever is first
 
     def egress(self, site_allow: Iterable[HostPort]) -> list[HostPort]:
         """What its sandboxes may connect to: the site's allow-list and the project's own."""
@@ -59,6 +60,14 @@ class ActiveProject:
         """Its datasets' folders, each checked to lie right under the data root
         (`validation.InvalidInput` if one does not)."""
         return {d: validation.dataset_folder(data_root, d) for d in self.datasets}
+
+
+def _first_end(expires: datetime | None, ends: date | None) -> datetime | None:
+    """The sooner of a membership's expiry and its project's last day (to its last minute)."""
+    project_end = None
+    if ends is not None:
+        project_end = datetime.combine(ends, time(23, 59), UTC)
+    return min((e for e in (expires, project_end) if e is not None), default=None)
 
 
 def now_utc() -> datetime:
@@ -208,6 +217,7 @@ class Registry:
             role=membership.role,
             datasets=tuple(g.dataset for g in project.grants if in_force(g.expires, now)),
             egress_allow=tuple(project.egress_allow or ()),
+            ends=_first_end(aware(membership.expires), project.ends),
         )
 
     # -- what admins read ---------------------------------------------------------------------

@@ -21,6 +21,9 @@ class Service:
         return f"access:services!service={self.name}"
 
 
+# Where the hub serves its own pages and API.
+HUB_PREFIX = "/hub/"
+
 REGISTRY = Service("enclave-registry")
 AUDIT = Service("enclave-audit")
 AIRLOCK = Service("enclave-airlock")

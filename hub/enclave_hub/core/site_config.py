@@ -502,9 +502,10 @@ class SiteConfig(_Section):
     def platform_role(self, groups) -> str | None:
         """'admin' or 'auditor' for someone in those identity-provider groups (admin first),
         else None: the platform's readers, who see every project's registry and requests."""
-        if set(groups) & set(self.identity.admin_groups):
+        held = set(groups)
+        if held & set(self.identity.admin_groups):
             return "admin"
-        if set(groups) & set(self.audit.auditor_groups):
+        if held & set(self.audit.auditor_groups):
             return "auditor"
         return None
 

@@ -12,13 +12,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jupyterhub.spawner import SpawnException
 from kubespawner import KubeSpawner
 from traitlets import Any as AnyTrait
 from traitlets import Unicode, default
 
 from ..core.mounts import home_subpath, shared_subpath
-from ..project_session import ProjectSession, first_line, session_server_command
+from ..project_session import (
+    ProjectSession,
+    SessionRefused,
+    first_line,
+    session_server_command,
+)
 from .pods import SessionMounts, confine_session_pod
 from .profiles import kubespawner_profile
 
@@ -87,7 +91,7 @@ class EnclaveKubeSpawner(ProjectSession, KubeSpawner):
             home.mkdir(mode=0o700, parents=True, exist_ok=True)
             shared.mkdir(mode=0o770, exist_ok=True)
         except OSError as error:
-            raise SpawnException(
+            raise SessionRefused(
                 f"The session's folders could not be prepared: {error}", reason="storage"
             ) from None
 

@@ -24,23 +24,36 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from jupyterhub.spawner import LocalProcessSpawner, SpawnException
+from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import random_port
 from traitlets import Dict, Integer, List, Unicode, default
 
 from .. import sandbox
 from ..core import validation
 from ..core.mounts import SESSION_CONFIG_MOUNT, home_subpath, shared_subpath
-from ..project_session import ProjectSession, first_line, session_server_command
+from ..project_session import (
+    ProjectSession,
+    SessionRefused,
+    first_line,
+    session_server_command,
+)
 from ..sandbox.bubblewrap import SandboxView, bwrap_argv, runtime_paths
 from ..sandbox.gpu import GpuUnavailable, nvidia_devices, visible_devices
 from ..singleuser import CONFIG_DIR as SESSION_CONFIG_DIR
-from ..singleuser import airlock_page, dask_dashboard
+from ..singleuser import airlock_page, dask_dashboard, lab_look
 
 LOG_TAIL_LINES = 15
 # bubblewrap's parent: the sandbox dies with it (--die-with-parent), and it outlives the hub, so
 # that a restarted hub can adopt the session.
 SESSION_KEEPER = ("setsid", "--fork", "--wait")
+# The steps of a start, as its progress page names them.
+START_STEPS = (
+    "Membership of {project} checked; profile {profile}",
+    "Start recorded in the audit log",
+    "Building the sandbox: network namespace, firewall, CPU and memory limits",
+    "Firewall checked: the session reaches only {endpoints} allowed endpoints and the hub",
+    "Starting JupyterLab in the sandbox with {datasets} dataset(s) mounted read-only",
+)
 
 
 class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
@@ -64,6 +77,7 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
     blocked_seen = Integer(0, help="blocked packets already reported")
     blocked_destinations = Dict(help="blocked packets already reported, by destination")
     sandbox_number = Integer(0, help="the session's number on this machine (network, cgroup)")
+    start_steps = List(help="the steps of the current start done so far")
 
     @default("cmd")
     def _cmd_default(self) -> list[str]:
@@ -134,7 +148,7 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
     def _check_project(self):
         project = super()._check_project()
         if self.session_uid <= 0 or self.uid_base < 1000:
-            raise SpawnException(
+            raise SessionRefused(
                 "Enclave is misconfigured: a session would run as root.", reason="config"
             )
         return project
@@ -144,13 +158,13 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
         try:
             return project.dataset_folders(Path(self.data_root))
         except validation.InvalidInput as error:
-            raise SpawnException(f"Project '{project.id}': {error}.", reason="data") from None
+            raise SessionRefused(f"Project '{project.id}': {error}.", reason="data") from None
 
     def _gpu_devices(self, profile_name: str, gpus: int) -> list[str]:
         try:
             return nvidia_devices(gpus)
         except GpuUnavailable as error:
-            raise SpawnException(f"Profile '{profile_name}': {error}.", reason="gpu") from None
+            raise SessionRefused(f"Profile '{profile_name}': {error}.", reason="gpu") from None
 
     def _prepare_folders(self, gid: int) -> None:
         self.project_folder.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -173,7 +187,20 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
         env["JUPYTER_CONFIG_PATH"] = SESSION_CONFIG_MOUNT
         return env
 
+    async def progress(self):
+        """The steps of the start so far, for its progress page."""
+        shown = 0
+        while True:
+            for message in self.start_steps[shown:]:
+                shown += 1
+                yield {"progress": min(95, shown * 100 // len(START_STEPS)), "message": message}
+            await asyncio.sleep(0.3)
+
+    def _step(self, message: str) -> None:
+        self.start_steps = [*self.start_steps, message]
+
     async def start(self) -> tuple[str, int]:
+        self.start_steps = []
         project = self._check_project()
         profile_name = project.profile
         profile = self.profiles[profile_name]
@@ -181,7 +208,9 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
         datasets = self._dataset_folders(project)
         self.mounted_datasets = sorted(datasets)
         gid = self.project_groups.gid(project.id)
+        self._step(START_STEPS[0].format(project=project.title, profile=profile_name))
         await self._record_start(project)
+        self._step(START_STEPS[1])
         self.port = random_port()
         self.sandbox_number = await asyncio.to_thread(sandbox.reserve_session_number)
         egress = project.egress(self.egress_allow)
@@ -189,6 +218,7 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
         box = self._sandbox(self.port, gid, profile, allowed, names)
         self.ip = box.session_ip
         self._prepare_folders(gid)
+        self._step(START_STEPS[2])
         try:
             try:
                 await asyncio.to_thread(box.create)
@@ -198,10 +228,11 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
             self.firewall_fingerprint = box.firewall_fingerprint
             # Fail closed: the rules are checked once more right before the session starts.
             await asyncio.to_thread(box.verify, self.firewall_fingerprint)
+            self._step(START_STEPS[3].format(endpoints=len(allowed)))
         except sandbox.SandboxError as error:
             await asyncio.to_thread(box.destroy)
             await self._record_end("session.failure", "failed", f"sandbox: {error}")
-            raise SpawnException(
+            raise SessionRefused(
                 f"The session's sandbox could not be set up, so it was not started: {error}",
                 reason="sandbox",
                 status_code=500,
@@ -216,7 +247,7 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
             resolv_conf=box.resolv_conf,
             hostname=f"enclave-{self.name}",
             devices=devices,
-            session_config=self._write_session_config(box),
+            session_config=self._write_session_config(box, project.title),
         )
         env = self.get_env()
         env["ENCLAVE_DASK_WORKERS"] = str(profile.dask.default_workers)
@@ -228,6 +259,7 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
             env["CUDA_VISIBLE_DEVICES"] = visible_devices(profile.gpus)
         try:
             argv = [*SESSION_KEEPER, *bwrap_argv(view, [*self.cmd, *self.get_args()])]
+            self._step(START_STEPS[4].format(datasets=len(datasets)))
             self._launch(argv, env, box.launch_hook(self.home_dir))
             await self._wait_until_listening(self.ip, self.port)
         except BaseException as error:
@@ -236,13 +268,17 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
             raise
         return self.ip, self.port
 
-    def _write_session_config(self, box: sandbox.SessionSandbox) -> Path:
+    def _write_session_config(self, box: sandbox.SessionSandbox, project_title: str) -> Path:
         """This session's own Jupyter configuration: JupyterLab's "Request an export" entry,
         which needs the session's address. Read-only in the session, beside the shared one."""
         labconfig = Path(box.spec.files_dir, "jupyter", "labconfig")
         labconfig.mkdir(mode=0o755, parents=True, exist_ok=True)
         overrides = labconfig / "default_setting_overrides.json"
-        overrides.write_text(json.dumps(airlock_page.lab_setting_overrides(self.server.base_url)))
+        settings = {
+            **airlock_page.lab_setting_overrides(self.server.base_url),
+            **lab_look.lab_setting_overrides(project_title),
+        }
+        overrides.write_text(json.dumps(settings))
         overrides.chmod(0o644)
         return labconfig.parent
 
@@ -275,7 +311,7 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
         while asyncio.get_running_loop().time() < deadline:
             status = self.proc.poll()
             if status is not None:
-                raise SpawnException(
+                raise SessionRefused(
                     f"The session for project '{self.name}' exited while starting "
                     f"(exit status {status}). Its last output:\n{self._log_tail()}",
                     reason="exited",
@@ -288,7 +324,7 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
                 continue
             writer.close()
             return
-        raise SpawnException(
+        raise SessionRefused(
             f"The session for project '{self.name}' did not start within "
             f"{self.start_timeout} seconds.",
             reason="timeout",

@@ -1,15 +1,23 @@
 """The registry's web pages: projects, one project with its members and grants, and a
-confirmation step before anything is removed, suspended or archived. Admins change; auditors
-see the same pages without the forms."""
+confirmation step that says what removing, suspending or archiving will stop. Admins change;
+auditors see the same pages without the forms.
+
+Forms are checked field by field before anything changes: a bad field is named beside it, the
+form keeps what was typed, and a change that is made is confirmed on the next page."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from urllib.parse import quote
 
 from tornado import web
 
-from ..core.pages import frame_values, page_templates
+from enclave.catalog import datasets as datasets_in
+
+from ..core import validation
+from ..core.identities import Identities
+from ..core.pages import FramedPages, page_templates
 from .access import RegistryHandler
 
 PAGES = page_templates(Path(__file__).with_name("templates"))
@@ -17,95 +25,206 @@ PAGES = page_templates(Path(__file__).with_name("templates"))
 DESTRUCTIVE = {
     "remove-member": ("End {target}'s membership of {project} now?", "remove_member"),
     "revoke": ("Withdraw dataset {target} from {project} now?", "revoke"),
-    "suspend": ("Suspend {project}? Its sessions stop.", "set_status"),
-    "archive": ("Archive {project} for good? Its sessions stop.", "set_status"),
+    "suspend": ("Suspend {project}?", "set_status"),
+    "archive": ("Archive {project} for good? It cannot be reopened.", "set_status"),
 }
+PROJECT_FIELDS = ("id", "title", "description", "agreement", "starts", "ends", "profile")
+EDIT_FIELDS = PROJECT_FIELDS[1:]
 
 
-class PageHandler(RegistryHandler):
-    def render_page(self, template: str, status: int = 200, **values) -> None:
-        role = self.role()
-        self.set_status(status)
-        self.finish(
-            PAGES.get_template(template).render(
-                **frame_values(
-                    "Registry", self.hub_auth.hub_prefix, self.current_user["name"], role
-                ),
-                prefix=self.hub_auth.base_url,
-                role=role,
-                xsrf=self.xsrf_form_html(),
-                **values,
-            )
-        )
+class FormRefused(Exception):
+    """A form that is shown again: what was typed, and what is wrong (by field, or `form`)."""
 
-    def write_error(self, status_code: int, **kwargs) -> None:
-        if status_code == 403 or self.current_user is None:
-            self.finish(f"{status_code}: {self.error_message(**kwargs)}")
-            return
-        self.render_page("error.html", status_code, message=self.error_message(**kwargs))
+    def __init__(self, form: str, values: dict, errors: dict[str, str], warning: str = ""):
+        super().__init__(next(iter(errors.values()), warning))
+        self.form, self.values, self.errors, self.warning = form, values, errors, warning
+
+
+class PageHandler(FramedPages, RegistryHandler):
+    pages = PAGES
+    section = "Registry"
 
     def project_url(self, project: str) -> str:
         return f"{self.hub_auth.base_url}projects/{quote(project, safe='')}"
+
+    def choices(self) -> dict:
+        """What the forms' pickers offer: profiles, datasets in the data root, known people."""
+        site = self.settings["site"]
+        identities = Identities(self.registry.engine, self.registry.record)
+        return {
+            "profiles": sorted(site.sessions.profiles),
+            "datasets": datasets_in(self.registry.data_root),
+            "known_users": identities.usernames(),
+            "roles": validation.ROLES,
+        }
+
+    def field_errors(self, values: dict) -> dict[str, str]:
+        """Each typed field checked on its own, so that a refusal names the field."""
+        choices = self.choices()
+        checks = {
+            "id": lambda v: validation.identifier(v, "project id"),
+            "title": lambda v: v or _refuse("a title is required"),
+            "starts": lambda v: validation.day(v, "start date"),
+            "ends": lambda v: validation.day(v, "end date"),
+            "profile": lambda v: (
+                v in choices["profiles"]
+                or _refuse(f"no profile {v!r}: choose one of {', '.join(choices['profiles'])}")
+            ),
+            "username": validation.username,
+            "role": validation.role,
+            "expires": lambda v: validation.moment(v, "expiry date"),
+            "dataset": lambda v: (
+                v in choices["datasets"]
+                or _refuse(f"no dataset {v!r} in the data root: choose one from the list")
+            ),
+        }
+        errors = {}
+        for name, value in values.items():
+            if name in checks and (value or name in ("id", "title", "username", "dataset")):
+                try:
+                    checks[name](value)
+                except validation.InvalidInput as error:
+                    errors[name] = str(error)
+        return errors
+
+    async def change_from(self, form: str, values: dict, operation, *args, **kwargs) -> dict:
+        """A change made from a form, or the form refused with what was typed."""
+        errors = self.field_errors(values)
+        if errors:
+            raise FormRefused(form, values, errors)
+        try:
+            return await self.change(operation, *args, **kwargs)
+        except web.HTTPError as error:
+            if error.status_code not in (400, 404, 409):
+                raise
+            raise FormRefused(form, values, {"form": error.log_message}) from None
+
+    def show_refused(self, template: str, refused: FormRefused, **values) -> None:
+        self.render_page(
+            template,
+            400 if refused.errors else 200,
+            refused=refused,
+            **self.choices(),
+            **values,
+        )
+
+
+def _refuse(message: str):
+    raise validation.InvalidInput(message)
 
 
 class ProjectsPage(PageHandler):
     @web.authenticated
     def get(self) -> None:
-        self.render_page("projects.html", projects=self.read(self.registry.list_projects))
+        self.render_page(
+            "projects.html",
+            projects=self.read(self.registry.list_projects),
+            **self.choices(),
+        )
 
     @web.authenticated
     async def post(self) -> None:
-        form = {name: self.get_body_argument(name, "").strip() for name in FORM_FIELDS}
-        project = await self.change(
-            self.registry.create_project,
-            form["id"],
-            form["title"],
-            description=form["description"],
-            agreement=form["agreement"],
-            starts=form["starts"] or None,
-            ends=form["ends"] or None,
-            profile=form["profile"] or "default",
-        )
+        values = {name: self.get_body_argument(name, "").strip() for name in PROJECT_FIELDS}
+        values["profile"] = values["profile"] or "default"
+        try:
+            project = await self.change_from(
+                "create",
+                values,
+                self.registry.create_project,
+                values["id"],
+                values["title"],
+                description=values["description"],
+                agreement=values["agreement"],
+                starts=values["starts"] or None,
+                ends=values["ends"] or None,
+                profile=values["profile"],
+            )
+        except FormRefused as refused:
+            self.show_refused(
+                "projects.html", refused, projects=self.read(self.registry.list_projects)
+            )
+            return
+        self.notify(f"Project {project['id']} was created. Add its members and datasets here.")
         self.redirect(self.project_url(project["id"]))
-
-
-FORM_FIELDS = ("id", "title", "description", "agreement", "starts", "ends", "profile")
 
 
 class ProjectPage(PageHandler):
     @web.authenticated
     def get(self, project: str) -> None:
-        self.render_page("project.html", project=self.read(self.registry.show, project))
+        self.render_page(
+            "project.html", project=self.read(self.registry.show, project), **self.choices()
+        )
 
     @web.authenticated
     async def post(self, project: str) -> None:
         """The forms of the project page: edit, add a member, grant a dataset."""
         form = self.get_body_argument("form", "")
         field = self.get_body_argument
-        if form == "edit":
-            names = ("title", "description", "agreement", "starts", "ends", "profile")
-            values = {name: field(name, "").strip() or None for name in names}
-            values["title"] = values["title"] or ""
-            values["profile"] = values["profile"] or "default"
-            await self.change(self.registry.update_project, project, **values)
-        elif form == "member":
-            await self.change(
-                self.registry.add_member,
-                project,
-                field("username", ""),
-                field("role", "researcher"),
-                field("expires", "").strip() or None,
+        try:
+            if form == "edit":
+                notice = await self._edit(project)
+            elif form == "member":
+                notice = await self._add_member(project)
+            elif form == "grant":
+                values = {name: field(name, "").strip() for name in ("dataset", "expires")}
+                await self.change_from(
+                    form,
+                    values,
+                    self.registry.grant,
+                    project,
+                    values["dataset"],
+                    values["expires"] or None,
+                )
+                notice = f"Dataset {values['dataset']} was granted to {project}."
+            else:
+                raise web.HTTPError(400, f"unknown form {form!r}")
+        except FormRefused as refused:
+            self.show_refused(
+                "project.html", refused, project=self.read(self.registry.show, project)
             )
-        elif form == "grant":
-            expires = field("expires", "").strip() or None
-            await self.change(self.registry.grant, project, field("dataset", ""), expires)
-        else:
-            raise web.HTTPError(400, f"unknown form {form!r}")
+            return
+        self.notify(notice)
         self.redirect(self.project_url(project))
+
+    async def _edit(self, project: str) -> str:
+        values = {name: self.get_body_argument(name, "").strip() for name in EDIT_FIELDS}
+        values["profile"] = values["profile"] or "default"
+        changed = {name: value or None for name, value in values.items()}
+        changed["title"] = values["title"]
+        await self.change_from("edit", values, self.registry.update_project, project, **changed)
+        return f"The changes to {project} were saved."
+
+    async def _add_member(self, project: str) -> str:
+        field = self.get_body_argument
+        values = {name: field(name, "").strip() for name in ("username", "role", "expires")}
+        values["role"] = values["role"] or "researcher"
+        name = values["username"].lower()
+        if (
+            not self.field_errors(values)
+            and name not in self.choices()["known_users"]
+            and field("unknown_ok", "") != "yes"
+        ):
+            raise FormRefused(
+                "member",
+                values,
+                {},
+                warning=f"No one has signed in as '{name}' yet: check the spelling with the "
+                "person, or add them anyway and the membership applies at their first sign-in.",
+            )
+        await self.change_from(
+            "member",
+            values,
+            self.registry.add_member,
+            project,
+            values["username"],
+            values["role"],
+            values["expires"] or None,
+        )
+        return f"{name} was added to {project} as {values['role']}."
 
 
 class ConfirmPage(PageHandler):
-    """GET asks; POST does it."""
+    """GET asks, saying what will stop; POST does it."""
 
     def _action(self) -> tuple[str, str, str]:
         action = self.get_argument("action", "")
@@ -113,13 +232,32 @@ class ConfirmPage(PageHandler):
             raise web.HTTPError(400, f"unknown action {action!r}")
         return action, self.get_argument("target", ""), DESTRUCTIVE[action][1]
 
+    async def _sessions_stopping(self, action: str, project: str, target: str) -> list[str]:
+        """The running sessions the action stops: 'user/project' each."""
+        running = await asyncio.to_thread(self.settings["reconciler"].hub.running)
+        return [
+            f"{session.user}/{session.project}"
+            for session in running
+            if session.project == project
+            and (
+                action in ("suspend", "archive")
+                or (action == "remove-member" and session.user == target)
+                or (action == "revoke" and target in session.datasets)
+            )
+        ]
+
     @web.authenticated
-    def get(self, project: str) -> None:
+    async def get(self, project: str) -> None:
         self.require_admin()
         action, target, _ = self._action()
-        question = DESTRUCTIVE[action][0].format(target=target, project=project)
+        self.read(self.registry.show, project)
         self.render_page(
-            "confirm.html", project=project, action=action, target=target, question=question
+            "confirm.html",
+            project=project,
+            action=action,
+            target=target,
+            question=DESTRUCTIVE[action][0].format(target=target, project=project),
+            stopping=await self._sessions_stopping(action, project, target),
         )
 
     @web.authenticated
@@ -128,8 +266,11 @@ class ConfirmPage(PageHandler):
         if operation == "set_status":
             status = {"suspend": "suspended", "archive": "archived"}[action]
             await self.change(self.registry.set_status, project, status)
+            self.notify(f"{project} is {status}; its sessions were stopped.")
         else:
             await self.change(getattr(self.registry, operation), project, target)
+            done = "membership ended" if action == "remove-member" else "grant withdrawn"
+            self.notify(f"{target}: {done} in {project}; the sessions it allowed were stopped.")
         self.redirect(self.project_url(project))
 
 

@@ -12,25 +12,36 @@
 from __future__ import annotations
 
 import asyncio
-import html
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
+from jupyterhub._data import DATA_FILES_PATH
 from tornado import web
 
 from enclave.airlock import (
     ExportError,
     export_folders,
+    export_request,
     export_requests,
     pages_url,
     request_export,
 )
 
+from ..core.pages import frame_for, page_templates
+
 PAGE = "enclave/airlock/"
+STYLESHEET = PAGE + "style.css"
+HUB_STYLESHEET = Path(DATA_FILES_PATH, "static", "css", "style.min.css")
+PAGES = page_templates(Path(__file__).with_name("templates"))
 BLOCKED_ROUTES = ("files", "view", "nbconvert")
 LISTED_FILES = 2000  # at most, per folder, on the export page
+FOLDER_LABELS = {"": "Your home folder", "project/": "The project folder (project/)"}
+# In the name of a table's contributor counts for the checkers: `<table>.contributors.csv`.
+CONTRIBUTORS_MARK = ".contributors."
+EMPTY_FORM = {"output": [], "supporting": [], "justification": "", "revises": None}
 REFUSAL = (
     "Downloads are disabled in Enclave sessions: files leave only through the airlock "
     "(File > Request an export, or enclave.request_export)."
@@ -64,78 +75,105 @@ def lab_setting_overrides(server_url: str) -> dict:
     return {"@jupyterlab/mainmenu-extension:plugin": {"menus": [menu]}}
 
 
-def _files(folder: Path, prefix: str) -> list[str]:
-    """Names of the files under `folder` (hidden ones left out), as the airlock names them."""
-    found = []
+@dataclass(frozen=True)
+class Entry:
+    """A row of the export page's file tree: a folder, or a file with its size."""
+
+    name: str  # as the airlock names it: 'results/table.csv', 'project/shared.csv'
+    depth: int
+    folder: bool
+    size: int = 0
+    supports: str = ""  # for a table's contributors file: the table's name
+
+
+def file_tree(folder: Path, prefix: str, label: str) -> list[Entry]:
+    """The files under `folder` (hidden ones left out) as a tree, folders first; at most
+    LISTED_FILES files, and a last row saying how many more there are."""
+    rows = [Entry(label, 0, True)]
+    listed = 0
     for root, folders, names in os.walk(folder):
         folders[:] = sorted(f for f in folders if not f.startswith("."))
-        for name in sorted(names):
-            if not name.startswith("."):
-                path = Path(root, name)
-                found.append(prefix + path.relative_to(folder).as_posix())
-                if len(found) >= LISTED_FILES:
-                    return found
-    return found
-
-
-def _checkboxes(names: list[str], field: str) -> str:
-    if not names:
-        return "<p>none</p>"
-    return "".join(
-        f'<label><input type="checkbox" name="{field}" value="{html.escape(n)}"> '
-        f"{html.escape(n)}</label><br>"
-        for n in names
-    )
+        here = Path(root).relative_to(folder)
+        depth = len(here.parts) + 1
+        if here.parts:
+            rows.append(Entry(prefix + here.as_posix(), depth - 1, True))
+        for name in sorted(n for n in names if not n.startswith(".")):
+            path = Path(root, name)
+            if listed >= LISTED_FILES:
+                rows.append(Entry(f"… more files than the {LISTED_FILES} listed", depth, True))
+                return rows
+            listed += 1
+            supports = ""
+            if CONTRIBUTORS_MARK in name:
+                supports = name.split(CONTRIBUTORS_MARK)[0]
+            try:
+                size = path.stat().st_size
+            except OSError:
+                size = 0
+            rows.append(Entry(prefix + (here / name).as_posix(), depth, False, size, supports))
+    return rows
 
 
 class ExportPage(JupyterHandler):
-    """The session's export page."""
+    """The session's export page: the file tree, the form, and this session's requests."""
 
-    def _page(self, xsrf_form: str, message: str = "") -> str:
-        """The page, with what the airlock says of this session's requests (blocking)."""
-        names = [n for prefix, folder in export_folders().items() for n in _files(folder, prefix)]
+    def _page(self, form: dict, message: str = "", outcome: dict | None = None) -> str:
+        """The page (blocking: it reads the folders and asks the airlock)."""
+        tree = [
+            row
+            for prefix, folder in export_folders().items()
+            for row in file_tree(folder, prefix, FOLDER_LABELS[prefix])
+        ]
         try:
             requests = export_requests()
         except ExportError as error:
             requests, message = [], message or str(error)
-        pages = pages_url()
-        rows = "".join(
-            f'<tr><td><a href="{pages}requests/{r["id"]}" target="_blank">#{r["id"]}</a></td>'
-            f"<td>{html.escape(', '.join(r['files']))}</td><td>{html.escape(r['checks'])}</td>"
-            f"<td>{html.escape(r['status'])}</td></tr>"
-            for r in requests
-        )
-        return (
-            "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-            "<title>Request an export · Enclave</title></head>"
-            "<body style='font-family: system-ui, sans-serif; margin: 1.5rem; max-width: 60rem'>"
-            "<h1>Request an export</h1>"
-            f"<p id='message'>{html.escape(message)}</p>"
-            "<p>The files are copied to the airlock as they are now, checked for disclosure, "
-            "and reviewed by this project's output checkers, never by you. Once approved you "
-            f"download them from <a href='{pages}' target='_blank'>the airlock</a>.</p>"
-            f"<form method='post' id='export'>{xsrf_form}"
-            "<fieldset><legend>Files to release</legend>"
-            f"{_checkboxes(names, 'output')}</fieldset>"
-            "<fieldset><legend>Supporting files, for the checkers only (a table's "
-            "&lt;name&gt;.contributors.csv)</legend>"
-            f"{_checkboxes(names, 'supporting')}</fieldset>"
-            "<label>Justification: what the files are and why they must leave<br>"
-            "<textarea name='justification' rows='4' cols='80' required></textarea></label><br>"
-            "<button type='submit'>Request the export</button></form>"
-            "<h2>This session's requests</h2><table id='requests'>"
-            "<tr><th>request</th><th>files</th><th>checks</th><th>status</th></tr>"
-            f"{rows}</table></body></html>"
+        hub = os.environ.get("JUPYTERHUB_HOST", "")
+        return PAGES.get_template("export.html").render(
+            frame=frame_for(
+                "Airlock",
+                os.environ.get("JUPYTERHUB_USER"),
+                None,
+                origin=hub,
+                stylesheet=url_path_join(self.base_url, STYLESHEET),
+            ),
+            prefix=pages_url(),
+            tree=tree,
+            form=form,
+            message=message,
+            outcome=outcome,
+            requests=requests,
+            xsrf=self.xsrf_form_html(),
         )
 
-    async def _render(self, message: str = "", status: int = 200) -> None:
-        page = await asyncio.to_thread(self._page, self.xsrf_form_html(), message)
+    async def _render(self, form: dict, message: str = "", outcome=None, status=200) -> None:
+        page = await asyncio.to_thread(self._page, form, message, outcome)
         self.set_status(status)
         self.finish(page)
 
     @web.authenticated
     async def get(self) -> None:
-        await self._render()
+        """The empty form, or with `revise=<id>` that request's files, justification and
+        findings, to be sent again as its next revision."""
+        revise = self.get_argument("revise", "")
+        if not revise:
+            await self._render(EMPTY_FORM)
+            return
+        try:
+            found = await asyncio.to_thread(export_request, int(revise))
+        except (ExportError, ValueError) as error:
+            await self._render(
+                EMPTY_FORM, f"Request {revise} cannot be revised: {error}", None, 400
+            )
+            return
+        current = found["revisions"][-1]
+        form = {
+            "output": [f["name"] for f in current["files"] if f["role"] == "output"],
+            "supporting": [f["name"] for f in current["files"] if f["role"] == "supporting"],
+            "justification": current["justification"],
+            "revises": found["id"],
+        }
+        await self._render(form, "", found)
 
     @web.authenticated
     async def post(self) -> None:
@@ -145,17 +183,37 @@ class ExportPage(JupyterHandler):
             prefix = "project/" if name.startswith("project/") else ""
             return folders[prefix] / name.removeprefix(prefix)
 
+        revises = self.get_body_argument("revises", "")
+        form = {
+            "output": self.get_body_arguments("output"),
+            "supporting": self.get_body_arguments("supporting"),
+            "justification": self.get_body_argument("justification", ""),
+            "revises": int(revises) if revises.isdigit() else None,
+        }
         try:
-            request = await asyncio.to_thread(
+            made = await asyncio.to_thread(
                 request_export,
-                [path_of(n) for n in self.get_body_arguments("output")],
-                self.get_body_argument("justification", ""),
-                [path_of(n) for n in self.get_body_arguments("supporting")],
+                [path_of(n) for n in form["output"]],
+                form["justification"],
+                [path_of(n) for n in form["supporting"]],
+                form["revises"],
             )
+            found = await asyncio.to_thread(export_request, made.id)
         except ExportError as error:
-            await self._render(str(error), 400)
+            await self._render(form, str(error), None, 400)
             return
-        await self._render(str(request).splitlines()[0])
+        await self._render(EMPTY_FORM, "", found)
+
+
+class HubStylesheet(JupyterHandler):
+    """The hub's stylesheet, served from the session's own origin (whose pages may load
+    styles from nowhere else), so that the export page has the frame's look."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        self.set_header("Content-Type", "text/css; charset=utf-8")
+        self.set_header("Cache-Control", "max-age=3600")
+        self.finish(await asyncio.to_thread(HUB_STYLESHEET.read_bytes))
 
 
 def _load_jupyter_server_extension(serverapp) -> None:
@@ -165,6 +223,7 @@ def _load_jupyter_server_extension(serverapp) -> None:
         [
             *((url_path_join(base, route, "(.*)"), DownloadRefused) for route in BLOCKED_ROUTES),
             (url_path_join(base, PAGE), ExportPage),
+            (url_path_join(base, STYLESHEET), HubStylesheet),
         ],
     )
 

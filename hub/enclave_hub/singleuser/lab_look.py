@@ -1,0 +1,39 @@
+"""How JupyterLab presents a session: the project's name in the page title and in the top bar
+(a button back to the person's projects), and Enclave's kernels only. The news and update
+checks, which would reach the internet, are off in `session_jupyter_config/labconfig`."""
+
+from __future__ import annotations
+
+import os
+
+# The project's title, in the session's environment (the spawners set it).
+PROJECT_TITLE_VARIABLE = "ENCLAVE_PROJECT_TITLE"
+TOP_BAR_PLUGIN = "@jupyterlab/application-extension:top-bar"
+
+
+def app_name(project_title: str) -> str:
+    return f"{project_title} · Enclave"
+
+
+def lab_setting_overrides(project_title: str) -> dict:
+    """JupyterLab setting defaults that name the project in the top bar."""
+    item = {
+        "name": "enclave-project",
+        "command": "hub:control-panel",
+        "label": f"Project: {project_title}",
+        "caption": "Your projects and sessions (opens the Enclave home page)",
+        "rank": 0,
+    }
+    return {TOP_BAR_PLUGIN: {"toolbar": [item]}}
+
+
+def _load_jupyter_server_extension(serverapp) -> None:
+    """JupyterLab puts its application's name in every page title (`appName` of the page
+    configuration, which it takes from the application at each request)."""
+    title = os.environ.get(PROJECT_TITLE_VARIABLE) or os.environ.get("ENCLAVE_PROJECT", "")
+    for app in serverapp.extension_manager.extension_apps.get("jupyterlab", ()):
+        app.app_name = app_name(title)
+
+
+def _jupyter_server_extension_points() -> list[dict]:
+    return [{"module": __name__}]
