@@ -25,7 +25,11 @@ pytest_plugins = ["browser_harness"]
 
 # Projects for users that tests create at the provider, besides the demo users.
 EXTRA_PROJECTS = [
-    {"id": "trial", "title": "Trial project", "members": ["frank", "grace", "ivan", "judy", "kim"]},
+    {
+        "id": "trial",
+        "title": "Trial project",
+        "members": ["frank", "grace", "ivan", "judy", "kim", "vera"],
+    },
     {"id": "tight", "title": "Small resources", "members": ["heidi"], "profile": "small"},
     {"id": "gpu-study", "title": "Needs a GPU", "members": ["heidi"], "profile": "gpu"},
     {

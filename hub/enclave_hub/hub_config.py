@@ -67,6 +67,8 @@ def configure_enclave(c: Any, site: SiteConfig, secrets: Secrets, registry) -> A
     hub = c.JupyterHub
     hub.allow_named_servers = True
     hub.default_url = f"{HUB_PREFIX}home"
+    # A start taking longer than a second shows its progress page, which names each step.
+    hub.tornado_settings = {"slow_spawn_timeout": 1}
     hub.template_paths = [str(HUB_TEMPLATES), str(FRAME_TEMPLATES)]
     hub.template_vars = HubPages(site, registry, secrets.airlock_service_token).template_vars()
     if site.hub.user_subdomains:

@@ -4,6 +4,8 @@ and reviews, the checkers' decision form, and the requester's downloads of a rel
 from __future__ import annotations
 
 import asyncio
+import csv
+import itertools
 from pathlib import Path, PurePosixPath
 
 from tornado import web
@@ -13,6 +15,9 @@ from .access import AirlockHandler
 
 PAGES = page_templates(Path(__file__).with_name("templates"))
 CHUNK = 1024 * 1024
+# Tables a checker reads as tables, by suffix: their delimiter; and how many rows are shown.
+TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t"}
+SHOWN_ROWS = 500
 # Shown in the checker's browser as they are; anything else as text when it is UTF-8.
 INLINE_TYPES = {
     ".png": "image/png",
@@ -110,13 +115,27 @@ class DownloadPage(FileSender):
 
 
 class SnapshotPage(FileSender):
-    """A file as snapshotted, for the project's output checkers to read."""
+    """A file as snapshotted, for the project's output checkers to read: a CSV or TSV table
+    as a table in the frame (`?raw=1` for the text), anything else as `send` shows it."""
 
     @web.authenticated
     async def get(self, request_id: str, name: str) -> None:
         caller = self.person()
         path = await self.act(self.airlock.snapshot, caller.name, int(request_id), name)
-        await self.send(path, name, inline=True)
+        delimiter = TABLE_DELIMITERS.get(PurePosixPath(name).suffix.lower())
+        if delimiter is None or self.get_argument("raw", ""):
+            await self.send(path, name, inline=True)
+            return
+        rows, more = await asyncio.to_thread(_table_rows, path, delimiter)
+        self.render_page("snapshot.html", request_id=request_id, name=name, rows=rows, more=more)
+
+
+def _table_rows(path: Path, delimiter: str) -> tuple[list[list[str]], bool]:
+    """The first SHOWN_ROWS rows of a delimited text file, and whether there are more."""
+    with path.open(newline="", encoding="utf-8", errors="replace") as source:
+        reader = csv.reader(source, delimiter=delimiter)
+        rows = list(itertools.islice(reader, SHOWN_ROWS + 1))
+    return rows[:SHOWN_ROWS], len(rows) > SHOWN_ROWS
 
 
 def _is_text(path: Path) -> bool:

@@ -59,7 +59,8 @@ class SignedInHandler(ServiceAuth, HubOAuthenticated, web.RequestHandler):
         """What went wrong, in words a user can act on."""
         error = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(error, web.HTTPError) and error.log_message:
-            return error.log_message
+            # Tornado keeps the message as a format string ('%' doubled when it has no args).
+            return error.log_message % error.args
         return self._reason
 
 
