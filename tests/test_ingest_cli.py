@@ -107,7 +107,7 @@ def _common_cases(site: Path, good: Path) -> dict[str, tuple[list, str]]:
         "bad-id": ([good, "--dataset", "Bad/Id"], "dataset 'Bad/Id' is not valid"),
         "no-data-root": (
             [good, "--data-root", site / "a-file" / "data"],
-            f"{site / 'a-file' / 'data'}/no-data-root: cannot be created (Not a directory)",
+            f"{site / 'a-file' / 'data'}: cannot be created (Not a directory)",
         ),
     }
 
@@ -125,7 +125,7 @@ def test_bad_slides_are_named_and_nothing_is_registered(site):
         "missing": ([site / "missing.svs"], f"{site}/missing.svs: cannot be read (No such file"),
         "folder": ([folder], f"{folder}: cannot be read (Is a directory)"),
         "text": ([notes], f"{notes}: cannot be opened as a slide (TiffFileError: not a TIFF"),
-        "truncated": ([truncated], f"{truncated}: holds no image (truncated or damaged)"),
+        "truncated": ([truncated], f"{truncated}: holds no image: it is cut short or damaged"),
         "damaged": ([damaged], f"{damaged}: its pixels cannot be decoded"),
         "locked": ([locked], f"{locked}: cannot be read (Permission denied)"),
         **_common_cases(site, slide_path("small.svs")),

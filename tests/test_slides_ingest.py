@@ -171,8 +171,7 @@ def test_a_slide_damaged_deep_inside_fails_midway_and_leaves_nothing(tmp_path):
     (outcome,) = outcomes
     assert outcome.error and "late-damage.svs" in outcome.error
     assert "conversion failed" in outcome.error
-    leftovers = {p.name for p in (root / DATASET).iterdir()} - {".dataset.lock"}
-    assert not leftovers, "no staging folder, no store, no dataset.json"
+    assert not (root / DATASET).exists(), "no staging folder, no store, no dataset folder"
 
 
 def test_ingesting_the_same_slide_twice_is_refused_and_keeps_the_first(ingested):
@@ -227,3 +226,29 @@ def test_the_command_line_ingests_lists_and_reports_failures(tmp_path):
     )
     assert bad.returncode == 2 and "dataset '../escape' is not valid" in bad.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds-cli"]
+
+
+@pytest.mark.parametrize("name", ["cmu-1-small-region.svs", "small.svs", "boxes.tiff"])
+def test_a_copy_cut_short_anywhere_is_refused_in_one_plain_line(tmp_path, name):
+    """Cut at many points, from inside the first directory to the last byte of the label,
+    a slide is refused with the reason in one line, and nothing else reaches stderr."""
+    whole = slide_path(name).read_bytes()
+    cuts = sorted({len(whole) * k // 12 for k in range(1, 12)} | {len(whole) - 1})
+    sources = []
+    for cut in cuts:
+        source = tmp_path / f"cut-{cut}-{name}"
+        source.write_bytes(whole[:cut])
+        sources.append(source)
+    command = [sys.executable, "-m", "enclave_hub.cli", "dataset", "ingest", "slides"]
+    ingest = subprocess.run(
+        [*command, *map(str, sources), "--dataset", "ds-cut", "--data-root", tmp_path / "data"],
+        capture_output=True,
+        text=True,
+    )
+    assert ingest.returncode == 1
+    lines = ingest.stderr.splitlines()
+    assert len(lines) == len(sources), ingest.stderr
+    for source, line in zip(sources, lines, strict=True):
+        assert line.startswith(f"FAILED  {source}: ") and "cut short" in line, line
+        assert "Error" not in line, line
+    assert not (tmp_path / "data" / "ds-cut").exists()

@@ -130,3 +130,26 @@ def test_burned_in_annotation_is_detected():
     assert "burned-in" in has_burned_in_annotation(marked)
     capture = pydicom.dcmread(get_testdata_file("SC_rgb_rle.dcm"))
     assert "secondary capture" in has_burned_in_annotation(capture)
+
+
+def test_kept_text_is_cleaned_of_the_patients_own_values_in_any_case_or_order():
+    """A sequence name, a study description and an image comment typed with the patient's
+    name, id, birth date and accession number come out without them (the profile removes the
+    last two; what it keeps is cleaned)."""
+    dataset = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    dataset.PatientName = "Moreau^Élise^Anne"
+    dataset.PatientID = "HX-40917"
+    dataset.PatientBirthDate = "19610214"
+    dataset.AccessionNumber = "ACC77120"
+    dataset.SequenceName = "hx-40917 t1"
+    dataset.StudyDescription = "BRAIN ÉLISE MOREAU 14/02/1961"
+    dataset.ImageComments = "for MOREAU_Élise? acc77120; scan of anne"
+    report = Deidentifier(KEY_A).apply(dataset)
+    text = " ".join(
+        str(dataset.get(keyword, ""))
+        for keyword in ("SequenceName", "StudyDescription", "ImageComments")
+    ).lower()
+    for value in ("hx-40917", "moreau", "élise", "anne", "1961", "acc77120"):
+        assert value not in text, value
+    assert str(dataset.SequenceName) == "t1", "what is not identifying stays"
+    assert "SequenceName" in report.cleaned  # the profile keeps it; the other two it removes

@@ -89,17 +89,18 @@ def _write_manifest(folder: Path, manifest: dict) -> None:
 
 
 class DatasetWriter:
-    """Writes objects into one dataset folder (created if missing)."""
+    """Writes objects into one dataset folder, which exists only once an object is in it: an
+    ingest that registers nothing leaves no folder behind."""
 
     def __init__(self, data_root: Path, dataset_id: str, kind: str):
         check_id(dataset_id, "dataset")
         self.id = dataset_id
         self.kind = kind
-        self.folder = contained(data_root, dataset_id)
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            data_root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise CatalogError(f"{error.filename}: cannot be created ({error.strerror})") from None
+        self.folder = contained(data_root, dataset_id)
 
     def manifest(self) -> dict:
         path = self.folder / MANIFEST
@@ -114,12 +115,17 @@ class DatasetWriter:
     def staging(self, object_id: str) -> Iterator[Path]:
         """A fresh folder to write one object into; removed unless `register` moved it."""
         check_id(object_id, "object")
+        created = not self.folder.exists()
+        self.folder.mkdir(exist_ok=True)
         staging = self.folder / f"{STAGING_PREFIX}{object_id}-{secrets.token_hex(4)}"
         staging.mkdir()
         try:
             yield staging
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            if created and not (self.folder / MANIFEST).exists():
+                with contextlib.suppress(OSError):  # empty: nothing was registered
+                    self.folder.rmdir()
 
     def register(self, object_id: str, staged: Path, file_name: str, entry: dict) -> dict:
         """Move a staged object into place and enter it in `dataset.json`; the entry as written."""
@@ -142,3 +148,13 @@ class DatasetWriter:
                 os.rename(final, staged)  # not registered: back to staging, removed there
                 raise
         return entry
+
+    def record_run(self, run: dict) -> None:
+        """Add what one ingest did with each source (ingested, refused, skipped, and why) to
+        `dataset.json`, when the dataset exists; an ingest that made none leaves nothing."""
+        if not (self.folder / MANIFEST).exists():
+            return
+        with dataset_lock(self.folder):
+            manifest = self.manifest()
+            manifest.setdefault("ingests", []).append({"at": now_iso(), **run})
+            _write_manifest(self.folder, manifest)

@@ -9,8 +9,12 @@ values.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,31 +127,109 @@ class SourceSlide:
 
 
 def open_source(path: Path) -> SourceSlide:
-    """Open a source slide, checking that it holds RGB pixels that can be decoded."""
-    try:
-        handle = tiffslide.TiffSlide(path)
-    except OSError as error:  # missing, a folder, not readable
-        raise SlideError(f"{path}: cannot be read ({error.strerror or error})") from None
-    except Exception as error:  # tifffile and tiffslide raise many kinds for bad files
-        raise SlideError(f"{path}: cannot be opened as a slide ({_describe(error)})") from None
-    slide = SourceSlide(path, handle, os.open(path, os.O_RDONLY))
-    try:
-        if not len(handle.ts_tifffile.pages):
-            raise SlideError(f"{path}: holds no image (truncated or damaged)")
-        first = slide.levels[0]
-        if first.ndim != 3 or first.shape[2] not in (3, 4) or first.dtype != np.uint8:
-            raise SlideError(
-                f"{path}: unsupported pixels {first.shape} {first.dtype} (8-bit RGB expected)"
-            )
-        # Decode one tile now, so that damaged pixel data is reported before any writing.
-        first[: min(16, first.shape[0]), : min(16, first.shape[1])]
-    except SlideError:
-        slide.close()
-        raise
-    except Exception as error:
-        slide.close()
-        raise SlideError(f"{path}: its pixels cannot be decoded ({_describe(error)})") from None
+    """Open a source slide, checking that it is whole and holds RGB pixels that can be
+    decoded. What tifffile says of a damaged file is kept for the reason, never printed."""
+    with _tifffile_complaints() as complaints:
+        try:
+            handle = tiffslide.TiffSlide(path)
+        except OSError as error:  # missing, a folder, not readable
+            raise SlideError(f"{path}: cannot be read ({error.strerror or error})") from None
+        except Exception as error:  # tifffile and tiffslide raise many kinds for bad files
+            _refuse_if_damaged(path, complaints, error)
+            raise SlideError(f"{path}: cannot be opened as a slide ({_describe(error)})") from None
+        slide = SourceSlide(path, handle, os.open(path, os.O_RDONLY))
+        try:
+            _refuse_if_damaged(path, complaints)
+            if not len(handle.ts_tifffile.pages):
+                raise SlideError(
+                    f"{path}: holds no image: it is cut short or damaged "
+                    f"({path.stat().st_size} bytes)"
+                )
+            _check_complete(path, handle)
+            first = slide.levels[0]
+            _refuse_if_damaged(path, complaints)
+            if first.ndim != 3 or first.shape[2] not in (3, 4) or first.dtype != np.uint8:
+                raise SlideError(
+                    f"{path}: unsupported pixels {first.shape} {first.dtype} (8-bit RGB expected)"
+                )
+            # Decode one tile now, so that damaged pixel data is reported before any writing.
+            first[: min(16, first.shape[0]), : min(16, first.shape[1])]
+        except SlideError:
+            slide.close()
+            raise
+        except Exception as error:
+            slide.close()
+            _refuse_if_damaged(path, complaints, error)
+            raise SlideError(f"{path}: its pixels cannot be decoded ({_describe(error)})") from None
     return slide
+
+
+class _Kept(logging.Handler):
+    def __init__(self, kept: list[str]):
+        super().__init__(logging.WARNING)
+        self.kept = kept
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.kept.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _tifffile_complaints() -> Iterator[list[str]]:
+    """What tifffile logs meanwhile (a tag or a page it could not read), kept, not printed."""
+    logger = logging.getLogger("tifffile")
+    kept: list[str] = []
+    handler, propagate = _Kept(kept), logger.propagate
+    disabled = logging.root.manager.disable
+    logging.disable(logging.NOTSET)
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield kept
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        logging.disable(disabled)
+
+
+def _refuse_if_damaged(path: Path, complaints: list[str], error: Exception | None = None) -> None:
+    """A file with a tag or a page that tifffile could not find where the file says it is,
+    or whose directory of images breaks off, was cut short (an incomplete copy) or is
+    damaged; its levels cannot be trusted."""
+    damage = [text for text in complaints if re.search(r"invalid \w+ offset", text)]
+    size = path.stat().st_size
+    if damage:
+        raise SlideError(f"{path}: is cut short or damaged ({size} bytes; {_plain(damage[0])})")
+    if error is not None and "corrupted IFD" in str(error):
+        raise SlideError(
+            f"{path}: is cut short or damaged ({size} bytes; its TIFF directory of images "
+            "breaks off)"
+        )
+
+
+def _plain(complaint: str) -> str:
+    """tifffile's words for a bad offset, for people: 'its TIFF page at byte 2170 points
+    to byte 4258, which is missing or not a page'."""
+    found = re.search(r"@(\d+)> invalid (\w+) offset (\d+)", complaint)
+    if not found:
+        return complaint
+    at, kind, offset = found.groups()
+    what = "the next page" if kind == "page" else "a tag's value"
+    return f"the TIFF entry at byte {at} points to {what} at byte {offset}, which is not there"
+
+
+def _check_complete(path: Path, handle) -> None:
+    """Refuse a file cut short: every level's image data must lie within the file (a cut
+    copy otherwise reads as blank or fails deep inside a conversion)."""
+    size = path.stat().st_size
+    series = handle.ts_tifffile.series[handle.properties["tiffslide.series-index"]]
+    for number, level in enumerate(series.levels):
+        for page in level.pages:
+            ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False) if c]
+            if ends and max(ends) > size:
+                raise SlideError(
+                    f"{path}: is cut short: it ends at byte {size}, but the image data of "
+                    f"level {number} runs to byte {max(ends)} (an incomplete copy?)"
+                )
 
 
 def _describe(error: Exception) -> str:

@@ -8,7 +8,8 @@ UIDs are remapped to `2.25.<number>` by a keyed HMAC of the original, so the sam
 always becomes the same new UID under one key and a different one under another. The
 patient's id and name become one pseudonym, a keyed HMAC of the original id; with
 `shift_dates`, dates move by an offset fixed per patient (also from the key) instead of being
-emptied. The key itself never enters a dataset.
+emptied. Every text attribute kept is then cleaned of the patient's own identifying values
+(`descriptors`). The key itself never enters a dataset.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 
 from ..pseudonyms import Pseudonymizer
+from .descriptors import IdentifyingValues
 
 REMOVE, EMPTY, DUMMY, REMAP = "X", "Z", "D", "U"
 PROFILE_EDITION = "2026c"
@@ -91,6 +93,7 @@ class Report:
     replaced: set[str] = field(default_factory=set)
     remapped_uids: int = 0
     private_removed: int = 0
+    cleaned: set[str] = field(default_factory=set)  # kept text that held identifying values
 
 
 def _name(tag: BaseTag) -> str:
@@ -114,12 +117,14 @@ class Deidentifier:
         patient_id = str(dataset.get("PatientID", "") or "")
         shift = self.pseudonyms.day_shift(patient_id) if self.shift_dates else None
         pseudonym = self.pseudonyms.patient(patient_id)
+        identifying = IdentifyingValues.of(dataset)
         before = sum(1 for _ in _private_elements(dataset))
         dataset.remove_private_tags()
         report.private_removed = before
         self._walk(dataset, report, shift)
         if getattr(dataset, "file_meta", None) is not None:
             self._walk(dataset.file_meta, report, shift)
+        report.cleaned = identifying.clean(dataset)
         dataset.PatientID = pseudonym
         dataset.PatientName = pseudonym
         dataset.PatientIdentityRemoved = "YES"

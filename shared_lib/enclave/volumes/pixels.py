@@ -17,6 +17,13 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import pixel_array
 
 PIXEL_DATA_TAG = {"<": b"\xe0\x7f\x10\x00", ">": b"\x7f\xe0\x00\x10"}
+# Float Pixel Data (7FE0,0008) and Double Float Pixel Data (7FE0,0009): their sample size.
+FLOAT_PIXEL_TAGS = {
+    b"\xe0\x7f\x08\x00": 4,
+    b"\x7f\xe0\x00\x08": 4,
+    b"\xe0\x7f\x09\x00": 8,
+    b"\x7f\xe0\x00\x09": 8,
+}
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,7 @@ class PixelLayout:
     signed: bool
     offset: int | None  # where uncompressed frames begin in the file; None: let pydicom decode
     byte_order: str = "<"
+    float_bytes: int = 0  # 4 or 8 for Float or Double Float Pixel Data; 0 for integers
 
     @property
     def dtype(self) -> np.dtype:
@@ -57,6 +65,11 @@ def pixel_layout(header: Dataset, stream: BinaryIO) -> PixelLayout:
         signed=bool(int(header.get("PixelRepresentation", 0) or 0)),
         offset=None,
     )
+    here = stream.tell()
+    float_bytes = FLOAT_PIXEL_TAGS.get(stream.read(4), 0)
+    stream.seek(here)
+    if float_bytes:  # decoded by pydicom, as the floats they are
+        return replace(layout, float_bytes=float_bytes, bits_allocated=8 * float_bytes)
     syntax = getattr(header.get("file_meta"), "TransferSyntaxUID", None)
     plain = (
         syntax is not None

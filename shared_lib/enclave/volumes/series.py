@@ -35,6 +35,7 @@ class Series:
     """Slices of one series that share type, size and stack, in file order."""
 
     uid: str
+    study_uid: str
     number: int | None
     description: str
     modality: str
@@ -74,6 +75,7 @@ def group_series(slices: Iterable[Slice]) -> list[Series]:
         series.append(
             Series(
                 uid=first.series_uid,
+                study_uid=first.study_uid,
                 number=first.series_number,
                 description=first.description,
                 modality=first.modality,
@@ -172,8 +174,9 @@ def read_volume(series: Series) -> tuple[np.ndarray, Geometry]:
     """The voxels (z, y, x), rescaled per slice (HU for CT), and their geometry.
 
     Integral rescaling (the usual CT slope 1) keeps integers, int16 when every value the
-    headers allow fits, else int32; any other rescaling gives float32. Only the pixel data
-    of each file is read here, once: its header was read while finding the series.
+    headers allow fits, else int32; any other rescaling gives float32. Float pixel data keeps
+    its own type (float64 stays float64). Only the pixel data of each file is read here,
+    once: its header was read while finding the series.
     """
     slices, geometry = slice_geometry(series)
     volume = np.empty((len(slices), slices[0].rows, slices[0].columns), _dtype(slices))
@@ -203,6 +206,9 @@ def read_volume(series: Series) -> tuple[np.ndarray, Geometry]:
 
 
 def _dtype(slices: list[Slice]) -> type:
+    floats = {s.pixels.float_bytes for s in slices} - {0}
+    if floats:
+        return np.float64 if 8 in floats else np.float32
     rescales = {s.rescale for s in slices}
     if not all(slope.is_integer() and intercept.is_integer() for slope, intercept in rescales):
         return np.float32

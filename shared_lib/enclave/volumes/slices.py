@@ -35,6 +35,7 @@ class Slice:
     path: Path
     frame: int  # the frame's index in its file
     series_uid: str
+    study_uid: str
     series_number: int | None
     description: str
     modality: str
@@ -65,15 +66,33 @@ def read_slices(path: Path) -> list[Slice]:
         return _slices_in(path, stream)
 
 
+class DamagedDicom(ValueError):
+    """A DICOM image file cut short or broken; the message says where."""
+
+    def __init__(self, reason: str, series_uid: str = ""):
+        super().__init__(reason)
+        self.series_uid = series_uid
+
+
 def _slices_in(path: Path, stream: BinaryIO) -> list[Slice]:
     header = pydicom.dcmread(stream, stop_before_pixels=True)
-    if "Rows" not in header:
+    here = stream.tell()
+    ended = stream.read(1) == b""
+    stream.seek(here)
+    if "Rows" not in header or ended:
+        if "Rows" in header or _is_image_class(header):
+            raise DamagedDicom(
+                f"it ends at byte {here}, before its image's "
+                + ("pixel data" if "Rows" in header else "attributes"),
+                str(header.get("SeriesInstanceUID", "") or ""),
+            )
         raise InvalidDicomError(f"{path} holds no image")
     layout = pixel_layout(header, stream)
     modality = str(header.get("Modality", ""))
     common = {
         "path": path,
         "series_uid": str(header.get("SeriesInstanceUID", "")),
+        "study_uid": str(header.get("StudyInstanceUID", "")),
         "series_number": _int(header.get("SeriesNumber")),
         "description": str(header.get("SeriesDescription", "")),
         "modality": modality,
@@ -102,9 +121,20 @@ def _slices_in(path: Path, stream: BinaryIO) -> list[Slice]:
     ]
 
 
-def find_slices(folder: Path) -> tuple[list[Slice], list[Path]]:
-    """Every slice of every DICOM image under `folder` (DICOMDIR files skipped), and the
-    files that are not readable DICOM images; raises OSError for a file or folder that cannot
+@dataclass(frozen=True)
+class Unreadable:
+    """A file under the source that holds no slice: why, and whether it is a damaged DICOM
+    file (which must refuse its series, never shorten it) or not DICOM at all."""
+
+    path: Path
+    reason: str
+    damaged_dicom: bool
+    series_uid: str = ""  # when what could be read of a damaged header names its series
+
+
+def find_slices(folder: Path) -> tuple[list[Slice], list[Unreadable]]:
+    """Every slice of every DICOM image under `folder` (DICOMDIR files skipped), and every
+    other file with the reason it holds none; raises OSError for a file or folder that cannot
     be opened. Headers are read in parallel processes when there are enough files to pay for
     them."""
     paths = [
@@ -118,20 +148,58 @@ def find_slices(folder: Path) -> tuple[list[Slice], list[Path]]:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             chunk = -(-len(paths) // (workers * 4))
-            results = list(pool.map(_slices_or_none, paths, chunksize=chunk))
+            results = list(pool.map(_slices_or_why, paths, chunksize=chunk))
     else:
-        results = [_slices_or_none(path) for path in paths]
-    found = [item for slices in results if slices for item in slices]
-    skipped = [path for path, slices in zip(paths, results, strict=True) if slices is None]
-    return found, skipped
+        results = [_slices_or_why(path) for path in paths]
+    found = [item for slices in results if isinstance(slices, list) for item in slices]
+    unreadable = [result for result in results if isinstance(result, Unreadable)]
+    return found, unreadable
 
 
-def _slices_or_none(path: Path) -> list[Slice] | None:
+def _slices_or_why(path: Path) -> list[Slice] | Unreadable:
     with open(path, "rb") as stream:
         try:
             return _slices_in(path, stream)
-        except Exception:  # pydicom raises many kinds (OSError, struct.error...) for damaged files
-            return None
+        except Exception as error:  # pydicom raises many kinds (OSError, struct.error...)
+            return _why_unreadable(path, error)
+
+
+def _why_unreadable(path: Path, error: Exception) -> Unreadable:
+    """What a file that gave no slice is: a DICOM file with no image, a damaged one (with its
+    series, if the part that can be read names it), or not DICOM."""
+    if isinstance(error, DamagedDicom):
+        return Unreadable(path, f"a damaged DICOM file: {error}", True, error.series_uid)
+    if isinstance(error, InvalidDicomError) and "holds no image" in str(error):
+        return Unreadable(path, "a DICOM file with no image (not a slice)", damaged_dicom=False)
+    with open(path, "rb") as stream:
+        start = stream.read(132)
+    if start[128:132] != b"DICM":
+        return Unreadable(path, "not a DICOM file", damaged_dicom=False)
+    detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+    size = path.stat().st_size
+    return Unreadable(
+        path,
+        f"a damaged DICOM file ({size} bytes; its header cannot be read: {detail})",
+        damaged_dicom=True,
+        series_uid=_series_uid_of_damaged(path),
+    )
+
+
+def _series_uid_of_damaged(path: Path) -> str:
+    """The SeriesInstanceUID that the readable start of a damaged file holds, or ''."""
+    try:
+        partial = pydicom.dcmread(path, stop_before_pixels=True, force=True, defer_size=256)
+        return str(partial.get("SeriesInstanceUID", "") or "")
+    except Exception:  # it is damaged: what cannot be read names nothing
+        return ""
+
+
+def _is_image_class(header: Dataset) -> bool:
+    """Whether the file's SOP class is one of images (or a dose grid), which hold pixels."""
+    meta = header.get("file_meta")
+    uid = header.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta else None)
+    name = pydicom.uid.UID(str(uid)).name if uid else ""
+    return "Image Storage" in name or name == "RT Dose Storage"
 
 
 def _raise(error: OSError) -> None:
