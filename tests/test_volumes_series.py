@@ -108,3 +108,35 @@ def test_a_volume_written_to_a_store_opens_in_millimetres_and_exports_to_nifti(t
     )
     np.testing.assert_allclose(exported.affine, truth.affine, atol=1e-3)
     np.testing.assert_array_equal(np.asarray(exported.dataobj), np.asarray(truth.dataobj))
+
+
+def _repeated(tmp_path: Path, volumes: int, image_type: list[str] | None = None) -> Path:
+    """dicom2nifti's anatomical series taken `volumes` times in one series, as a 4D
+    acquisition stores it: every slice position once per volume."""
+    source = _folder(DICOM / "generic" / "anatomical" / "001")
+    folder = tmp_path / "four-d"
+    folder.mkdir()
+    for volume in range(volumes):
+        for path in sorted(source.iterdir()):
+            header = pydicom.dcmread(path)
+            header.SOPInstanceUID = header.file_meta.MediaStorageSOPInstanceUID = (
+                pydicom.uid.generate_uid()
+            )
+            header.InstanceNumber = int(header.InstanceNumber) + 100 * volume
+            header.AcquisitionNumber = volume + 1
+            if image_type is not None:
+                header.ImageType = image_type
+            header.save_as(folder / f"{volume}-{path.name}")
+    return folder
+
+
+def test_a_4d_series_is_named_as_such_not_as_slices_at_one_place(tmp_path):
+    series = _only_series(_repeated(tmp_path, 3))
+    with pytest.raises(SeriesError, match=r"3 volumes of 4 slices each \(a 4D series"):
+        slice_geometry(series)
+
+
+def test_a_siemens_mosaic_is_named_as_such_not_as_too_few_slices(tmp_path):
+    series = _only_series(_repeated(tmp_path, 1, ["ORIGINAL", "PRIMARY", "M", "ND", "MOSAIC"]))
+    with pytest.raises(SeriesError, match="a Siemens mosaic"):
+        slice_geometry(series)

@@ -118,6 +118,11 @@ def slice_geometry(series: Series) -> tuple[list[Slice], Geometry]:
     name = series.name
     if series.orientation_changes:
         raise SeriesError(f"{name}: the orientation changes within the series")
+    if any("MOSAIC" in s.image_type for s in slices):
+        raise SeriesError(
+            f"{name}: a Siemens mosaic (the slices of each volume tiled in one image, as in "
+            "diffusion and functional MRI): 4D series are not ingested yet"
+        )
     if len(slices) < MIN_SLICES:
         raise SeriesError(f"{name}: too few slices ({len(slices)}, at least {MIN_SLICES})")
     first = slices[0]
@@ -144,7 +149,7 @@ def slice_geometry(series: Series) -> tuple[list[Slice], Geometry]:
     positions, distances = positions[order], distances[order]
     gaps = np.diff(distances)
     if np.any(gaps < DIRECTION_TOLERANCE):
-        raise SeriesError(f"{name}: two slices lie at the same position")
+        raise SeriesError(f"{name}: {_same_place(distances)}")
     step = float(np.median(gaps))
     if np.any(np.abs(gaps - step) > SPACING_TOLERANCE * step):
         widest = int(np.argmax(gaps))
@@ -168,6 +173,18 @@ def slice_geometry(series: Series) -> tuple[list[Slice], Geometry]:
         spacing=(step, first.pixel_spacing[0], first.pixel_spacing[1]),
     )
     return slices, geometry
+
+
+def _same_place(distances: np.ndarray) -> str:
+    """Why slices share positions: every position taken the same number of times is a 4D
+    series (volumes over time or diffusion directions); anything else, duplicates."""
+    places, counts = np.unique(np.round(distances / DIRECTION_TOLERANCE), return_counts=True)
+    if len(set(counts.tolist())) == 1 and counts[0] > 1:
+        return (
+            f"{counts[0]} volumes of {len(places)} slices each (a 4D series, such as diffusion "
+            "or functional MRI): 4D series are not ingested yet"
+        )
+    return "two slices lie at the same position"
 
 
 def read_volume(series: Series) -> tuple[np.ndarray, Geometry]:
