@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +173,40 @@ def slice_geometry(series: Series) -> tuple[list[Slice], Geometry]:
         spacing=(step, first.pixel_spacing[0], first.pixel_spacing[1]),
     )
     return slices, geometry
+
+
+def split_volumes(series: Series) -> list[Series]:
+    """The volumes of a 4D series, in acquisition order: every slice position is taken once
+    per volume, and the n-th slice at each position (by temporal position, acquisition number,
+    then instance number) belongs to the n-th volume. A 3D series is its own one volume;
+    raises SeriesError when positions are taken unevenly."""
+    slices = list(series.slices)
+    first = slices[0]
+    if first.orientation is None or any(s.position is None for s in slices):
+        return [series]
+    row, column = np.array(first.orientation[:3]), np.array(first.orientation[3:])
+    normal = np.cross(row, column)
+    at: dict[float, list[Slice]] = defaultdict(list)
+    for item in slices:
+        at[round(float(np.array(item.position) @ normal) / DIRECTION_TOLERANCE)].append(item)
+    counts = {len(members) for members in at.values()}
+    if counts == {1}:
+        return [series]
+    if len(counts) > 1:
+        raise SeriesError(
+            f"{series.name}: its slice positions are taken {min(counts)} to {max(counts)} "
+            "times: neither one volume nor whole volumes of a 4D series"
+        )
+
+    def order(item: Slice) -> tuple:
+        number = item.acquisition.instance
+        return (*item.acquisition.order, number if number is not None else -1, str(item.path))
+
+    ranked = [sorted(members, key=order) for members in at.values()]
+    return [
+        replace(series, slices=tuple(members[volume] for members in ranked))
+        for volume in range(counts.pop())
+    ]
 
 
 def _same_place(distances: np.ndarray) -> str:

@@ -20,6 +20,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from .acquisition import Acquisition, acquisition_of, group_value
 from .deid import has_burned_in_annotation
 from .pixels import PixelLayout, pixel_layout
 
@@ -49,6 +50,7 @@ class Slice:
     units: str  # of the rescaled values
     pixels: PixelLayout
     burned_in: str | None  # why its pixels may show identifying text, if they may
+    acquisition: Acquisition  # its place in a 4D acquisition (volume order, diffusion)
 
     @property
     def rows(self) -> int:
@@ -104,6 +106,7 @@ def _slices_in(path: Path, stream: BinaryIO) -> list[Slice]:
     }
     if "PerFrameFunctionalGroupsSequence" in header:
         return _enhanced_frames(header, common)
+    common["acquisition"] = acquisition_of(header)
     orientation = _floats(header.get("ImageOrientationPatient"), 6)
     position = _floats(header.get("ImagePositionPatient"), 3)
     plane = {
@@ -212,35 +215,28 @@ def _enhanced_frames(header: Dataset, common: dict) -> list[Slice]:
     slices = []
     for index, own in enumerate(header.PerFrameFunctionalGroupsSequence):
         groups = (own, shared)
-        slope = _group_value(groups, "PixelValueTransformationSequence", "RescaleSlope")
-        intercept = _group_value(groups, "PixelValueTransformationSequence", "RescaleIntercept")
+        acquisition = acquisition_of(header, groups)
+        slope = group_value(groups, "PixelValueTransformationSequence", "RescaleSlope")
+        intercept = group_value(groups, "PixelValueTransformationSequence", "RescaleIntercept")
         slices.append(
             Slice(
                 frame=index,
-                stack=str(_group_value(groups, "FrameContentSequence", "StackID") or ""),
+                stack=str(group_value(groups, "FrameContentSequence", "StackID") or ""),
                 orientation=_floats(
-                    _group_value(groups, "PlaneOrientationSequence", "ImageOrientationPatient"), 6
+                    group_value(groups, "PlaneOrientationSequence", "ImageOrientationPatient"), 6
                 ),
                 position=_floats(
-                    _group_value(groups, "PlanePositionSequence", "ImagePositionPatient"), 3
+                    group_value(groups, "PlanePositionSequence", "ImagePositionPatient"), 3
                 ),
                 pixel_spacing=_floats(
-                    _group_value(groups, "PixelMeasuresSequence", "PixelSpacing"), 2
+                    group_value(groups, "PixelMeasuresSequence", "PixelSpacing"), 2
                 ),
                 rescale=(float(slope or 1), float(intercept or 0)),
+                acquisition=acquisition,
                 **common,
             )
         )
     return slices
-
-
-def _group_value(groups: tuple[Dataset, ...], macro: str, keyword: str):
-    """A value of a functional group macro: the frame's own before the shared one."""
-    for group in groups:
-        items = group.get(macro)
-        if items and keyword in items[0]:
-            return items[0][keyword].value
-    return None
 
 
 def _dose_grid_positions(header, orientation, position, frames: int) -> list:
