@@ -25,7 +25,6 @@ DESK_TIMEOUT = 2.0  # seconds the home page waits for the airlock
 class Home:
     """One person's home page: their projects, what they check, and their tools."""
 
-    role: str | None
     projects: list[ActiveProject]
     checks: list[str]
     desk: dict | None = None  # the airlock's answer, None when it could not be asked
@@ -60,13 +59,11 @@ class HubPages:
     def home(self, user) -> Home | None:
         if user is None:
             return None
-        role = self.role(user)
         return Home(
-            role=role,
             projects=self.registry.projects_of(user.name),
             checks=self.registry.checked_by(user.name),
             desk=self.desk(user.name),
-            tools=role_tools(role),
+            tools=role_tools(self.role(user)),
         )
 
     def desk(self, username: str) -> dict | None:

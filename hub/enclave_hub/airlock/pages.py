@@ -35,7 +35,6 @@ class PageHandler(FramedPages, AirlockHandler):
         super().render_page(
             template,
             status,
-            reader=self.person().platform_reader,
             reviews_required=self.settings["site"].airlock.reviews_required,
             **values,
         )

@@ -6,7 +6,7 @@ errors are pages of the frame too, in plain words, with what to do next."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader
@@ -115,7 +115,6 @@ def page_templates(service_templates: Path | None = None) -> Environment:
     environment = Environment(loader=ChoiceLoader(folders), autoescape=True)
     environment.filters["when"] = shown_time
     environment.filters["size"] = shown_size
-    environment.globals["today"] = lambda: date.today().isoformat()
     return environment
 
 
@@ -164,7 +163,6 @@ class FramedPages:
         if not user or user.get("kind") == "service" or self.request.headers.get("Authorization"):
             self.finish(f"{status_code}: {message}")
             return
-        self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.render_page(
             "error.html",
             status_code,

@@ -59,9 +59,14 @@ class SignedInHandler(ServiceAuth, HubOAuthenticated, web.RequestHandler):
         """What went wrong, in words a user can act on."""
         error = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(error, web.HTTPError) and error.log_message:
-            # Tornado keeps the message as a format string ('%' doubled when it has no args).
-            return error.log_message % error.args
+            return error_text(error)
         return self._reason
+
+
+def error_text(error: web.HTTPError) -> str:
+    """An HTTPError's message as written: Tornado keeps it as a format string, with '%'
+    doubled when it has no arguments."""
+    return error.log_message % error.args
 
 
 def service_app(

@@ -18,6 +18,7 @@ from enclave.catalog import datasets as datasets_in
 from ..core import validation
 from ..core.identities import Identities
 from ..core.pages import FramedPages, page_templates
+from ..core.service_auth import error_text
 from .access import RegistryHandler
 
 PAGES = page_templates(Path(__file__).with_name("templates"))
@@ -47,34 +48,35 @@ class PageHandler(FramedPages, RegistryHandler):
     def project_url(self, project: str) -> str:
         return f"{self.hub_auth.base_url}projects/{quote(project, safe='')}"
 
+    def known_users(self) -> list[str]:
+        """Everyone who has signed in: the names a membership is expected for."""
+        return Identities(self.registry.engine, self.registry.record).usernames()
+
     def choices(self) -> dict:
         """What the forms' pickers offer: profiles, datasets in the data root, known people."""
-        site = self.settings["site"]
-        identities = Identities(self.registry.engine, self.registry.record)
         return {
-            "profiles": sorted(site.sessions.profiles),
+            "profiles": sorted(self.settings["site"].sessions.profiles),
             "datasets": datasets_in(self.registry.data_root),
-            "known_users": identities.usernames(),
+            "known_users": self.known_users(),
             "roles": validation.ROLES,
         }
 
     def field_errors(self, values: dict) -> dict[str, str]:
         """Each typed field checked on its own, so that a refusal names the field."""
-        choices = self.choices()
+        profiles = sorted(self.settings["site"].sessions.profiles)
         checks = {
             "id": lambda v: validation.identifier(v, "project id"),
             "title": lambda v: v or _refuse("a title is required"),
             "starts": lambda v: validation.day(v, "start date"),
             "ends": lambda v: validation.day(v, "end date"),
             "profile": lambda v: (
-                v in choices["profiles"]
-                or _refuse(f"no profile {v!r}: choose one of {', '.join(choices['profiles'])}")
+                v in profiles or _refuse(f"no profile {v!r}: choose one of {', '.join(profiles)}")
             ),
             "username": validation.username,
             "role": validation.role,
             "expires": lambda v: validation.moment(v, "expiry date"),
             "dataset": lambda v: (
-                v in choices["datasets"]
+                v in datasets_in(self.registry.data_root)
                 or _refuse(f"no dataset {v!r} in the data root: choose one from the list")
             ),
         }
@@ -87,17 +89,20 @@ class PageHandler(FramedPages, RegistryHandler):
                     errors[name] = str(error)
         return errors
 
-    async def change_from(self, form: str, values: dict, operation, *args, **kwargs) -> dict:
-        """A change made from a form, or the form refused with what was typed."""
+    async def change_from(
+        self, form: str, values: dict, operation, *args, warning: str = "", **kwargs
+    ) -> dict:
+        """A change made from a form; or the form shown again with what was typed, when a
+        field is bad, when the change is refused, or when `warning` asks to be confirmed."""
         errors = self.field_errors(values)
-        if errors:
-            raise FormRefused(form, values, errors)
+        if errors or warning:
+            raise FormRefused(form, values, errors, "" if errors else warning)
         try:
             return await self.change(operation, *args, **kwargs)
         except web.HTTPError as error:
             if error.status_code not in (400, 404, 409):
                 raise
-            raise FormRefused(form, values, {"form": error.log_message}) from None
+            raise FormRefused(form, values, {"form": error_text(error)}) from None
 
     def show_refused(self, template: str, refused: FormRefused, **values) -> None:
         self.render_page(
@@ -199,17 +204,11 @@ class ProjectPage(PageHandler):
         values = {name: field(name, "").strip() for name in ("username", "role", "expires")}
         values["role"] = values["role"] or "researcher"
         name = values["username"].lower()
-        if (
-            not self.field_errors(values)
-            and name not in self.choices()["known_users"]
-            and field("unknown_ok", "") != "yes"
-        ):
-            raise FormRefused(
-                "member",
-                values,
-                {},
-                warning=f"No one has signed in as '{name}' yet: check the spelling with the "
-                "person, or add them anyway and the membership applies at their first sign-in.",
+        warning = ""
+        if name not in self.known_users() and field("unknown_ok", "") != "yes":
+            warning = (
+                f"No one has signed in as '{name}' yet: check the spelling with the person, or "
+                "add them anyway and the membership applies at their first sign-in."
             )
         await self.change_from(
             "member",
@@ -219,6 +218,7 @@ class ProjectPage(PageHandler):
             values["username"],
             values["role"],
             values["expires"] or None,
+            warning=warning,
         )
         return f"{name} was added to {project} as {values['role']}."
 
