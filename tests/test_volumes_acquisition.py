@@ -52,6 +52,9 @@ def test_siemens_and_ge_private_diffusion_elements():
     ge.add_new(0x00431039, "IS", ["1000", "8", "0", "0"])
     for tag, value in zip((0x001910BB, 0x001910BC, 0x001910BD), ("0.6", "0.8", "0"), strict=True):
         ge.add_new(tag, "DS", value)
-    found = acquisition_of(ge)
-    assert (found.b_value, found.gradient, found.gradient_frame) == (1000.0, (0.6, 0.8, 0), "image")
+    found = acquisition_of(ge)  # GE's first two axes point against the row and column
+    assert (found.b_value, found.gradient) == (1000.0, (-0.6, -0.8, 0))
+    assert found.gradient_frame == "image"
+    ge[0x001910BB].value, ge[0x001910BC].value = "0.3", "0.4"  # a half-length gradient:
+    assert acquisition_of(ge).b_value == 250.0  # a quarter of the nominal b-value
     assert acquisition_of(_header()).b_value is None

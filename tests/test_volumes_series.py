@@ -19,7 +19,6 @@ from enclave.volumes.series import (
     group_series,
     read_volume,
     slice_geometry,
-    split_volumes,
 )
 from enclave.volumes.slices import find_slices
 
@@ -114,62 +113,3 @@ def test_a_volume_written_to_a_store_opens_in_millimetres_and_exports_to_nifti(t
     )
     np.testing.assert_allclose(exported.affine, truth.affine, atol=1e-3)
     np.testing.assert_array_equal(np.asarray(exported.dataobj), np.asarray(truth.dataobj))
-
-
-# A diffusion acquisition of three volumes: b = 0, then two directions (patient frame).
-DIFFUSION = [(0.0, (0.0, 0.0, 0.0)), (1000.0, (1.0, 0.0, 0.0)), (1000.0, (0.0, 0.6, 0.8))]
-
-
-def _repeated(
-    tmp_path: Path, volumes: int, image_type: list[str] | None = None, diffusion: bool = False
-) -> Path:
-    """dicom2nifti's anatomical series taken `volumes` times in one series, as a 4D
-    acquisition stores it: every slice position once per volume (file names in no order)."""
-    source = _folder(DICOM / "generic" / "anatomical" / "001")
-    folder = tmp_path / "four-d"
-    folder.mkdir()
-    for volume in range(volumes):
-        for path in sorted(source.iterdir()):
-            header = pydicom.dcmread(path)
-            header.SOPInstanceUID = header.file_meta.MediaStorageSOPInstanceUID = (
-                pydicom.uid.generate_uid()
-            )
-            header.InstanceNumber = int(header.InstanceNumber) + 100 * volume
-            header.AcquisitionNumber = volume + 1
-            if image_type is not None:
-                header.ImageType = image_type
-            if diffusion:
-                header.DiffusionBValue = DIFFUSION[volume][0]
-                header.DiffusionGradientOrientation = list(DIFFUSION[volume][1])
-            header.save_as(folder / f"{pydicom.uid.generate_uid()}.dcm")
-    return folder
-
-
-def test_a_4d_series_is_named_as_such_not_as_slices_at_one_place(tmp_path):
-    series = _only_series(_repeated(tmp_path, 3))
-    with pytest.raises(SeriesError, match=r"3 volumes of 4 slices each \(a 4D series"):
-        slice_geometry(series)
-
-
-def test_a_siemens_mosaic_is_named_as_such_not_as_too_few_slices(tmp_path):
-    series = _only_series(_repeated(tmp_path, 1, ["ORIGINAL", "PRIMARY", "M", "ND", "MOSAIC"]))
-    with pytest.raises(SeriesError, match="a Siemens mosaic"):
-        slice_geometry(series)
-
-
-def test_a_4d_series_splits_into_its_volumes_in_acquisition_order(tmp_path):
-    series = _only_series(_repeated(tmp_path, 3, diffusion=True))
-    volumes = split_volumes(series)
-    assert len(volumes) == 3
-    for number, volume in enumerate(volumes):
-        acquisitions = {s.acquisition.acquisition for s in volume.slices}
-        assert acquisitions == {number + 1}
-        slices, _ = slice_geometry(volume)  # each a regular volume of 4 slices
-        assert len(slices) == 4
-        b_value, gradient = DIFFUSION[number]
-        assert {(s.acquisition.b_value, s.acquisition.gradient) for s in slices} == {
-            (b_value, gradient)
-        }
-    assert split_volumes(_only_series(_folder(DICOM / "generic" / "anatomical" / "001"))) == [
-        _only_series(DICOM / "generic" / "anatomical" / "001")
-    ]

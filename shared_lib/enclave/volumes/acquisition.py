@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from .values import as_float, as_floats, as_int
+
 # Siemens: b-value (IS) and gradient direction in the patient frame (FD, 3 values).
 SIEMENS_B_VALUE, SIEMENS_GRADIENT = 0x0019100C, 0x0019100E
-# GE: b-value (first value of a slop integer list) and gradient in the image frame.
+# GE: b-value (first value of a slop integer list) and gradient along GE's own image axes,
+# whose first two point against the image's row and column directions.
 GE_B_VALUE = 0x00431039
 GE_GRADIENT = (0x001910BB, 0x001910BC, 0x001910BD)
 
@@ -46,13 +49,13 @@ def acquisition_of(header: Dataset, frame: tuple[Dataset, ...] = ()) -> Acquisit
         temporal = header.get("TemporalPositionIdentifier")
     b_value, gradient, gradient_frame = _diffusion(header, frame)
     return Acquisition(
-        instance=_int(header.get("InstanceNumber")),
-        acquisition=_int(header.get("AcquisitionNumber")),
-        temporal=_int(temporal),
+        instance=as_int(header.get("InstanceNumber")),
+        acquisition=as_int(header.get("AcquisitionNumber")),
+        temporal=as_int(temporal),
         b_value=b_value,
         gradient=gradient,
         gradient_frame=gradient_frame,
-        repetition_time_ms=_float(header.get("RepetitionTime")),
+        repetition_time_ms=as_float(header.get("RepetitionTime")),
     )
 
 
@@ -64,19 +67,29 @@ def _diffusion(header: Dataset, frame: tuple[Dataset, ...]):
             item = items[0]
             directions = item.get("DiffusionGradientDirectionSequence")
             vector = directions[0].get("DiffusionGradientOrientation") if directions else None
-            return _float(item.get("DiffusionBValue")), _vector(vector), "patient"
+            return as_float(item.get("DiffusionBValue")), as_floats(vector, 3), "patient"
     if "DiffusionBValue" in header:
         vector = header.get("DiffusionGradientOrientation")
-        return _float(header.DiffusionBValue), _vector(vector), "patient"
+        return as_float(header.DiffusionBValue), as_floats(vector, 3), "patient"
     if SIEMENS_B_VALUE in header:
         vector = header[SIEMENS_GRADIENT].value if SIEMENS_GRADIENT in header else None
-        return _float(header[SIEMENS_B_VALUE].value), _vector(vector), "patient"
+        return as_float(header[SIEMENS_B_VALUE].value), as_floats(vector, 3), "patient"
     if GE_B_VALUE in header:
         values = header[GE_B_VALUE].value
         first = values[0] if isinstance(values, list | tuple | MultiValue) else values
-        vector = [header[t].value if t in header else None for t in GE_GRADIENT]
-        return _float(first), _vector(vector), "image"
+        return (*_ge_diffusion(as_float(first), header), "image")
     return None, None, "patient"
+
+
+def _ge_diffusion(b_value: float | None, header: Dataset):
+    """GE's b-value and gradient in the image frame. GE scales the gradient rather than the
+    b-value for the lower b-values of a series: the true b-value is the nominal one times the
+    squared length of the gradient (rounded, as the protocol states it)."""
+    raw = as_floats([header[t].value if t in header else None for t in GE_GRADIENT], 3)
+    if raw is None or b_value is None:
+        return b_value, None
+    gradient = (-raw[0], -raw[1], raw[2])
+    return float(round(b_value * sum(v * v for v in gradient))), gradient
 
 
 def group_value(groups: tuple[Dataset, ...], macro: str, keyword: str):
@@ -86,25 +99,3 @@ def group_value(groups: tuple[Dataset, ...], macro: str, keyword: str):
         if items and keyword in items[0]:
             return items[0][keyword].value
     return None
-
-
-def _int(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _float(value) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _vector(value) -> tuple[float, float, float] | None:
-    try:
-        numbers = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-    return numbers if len(numbers) == 3 else None

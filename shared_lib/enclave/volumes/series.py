@@ -1,5 +1,6 @@
 """DICOM series: slices grouped, ordered along their normal and checked before any volume is
-built from them.
+built from them. A 4D series (diffusion or functional MRI) is split into its volumes, each
+checked the same way, and read as one array with a leading volume axis.
 
 Spacing comes from the positions of the slices, never from SliceThickness. A series with too
 few slices, two slices at one place, a missing slice, uneven spacing, a tilted gantry or an
@@ -19,6 +20,7 @@ import numpy as np
 
 from .pixels import read_frames
 from .slices import Slice
+from .volume_axis import VolumeAxis, VolumeAxisError, volume_axis
 
 MIN_SLICES = 3
 SPACING_TOLERANCE = 0.01  # relative difference between slice gaps that counts as uneven
@@ -91,12 +93,22 @@ class Geometry:
     """Where a volume's voxels are, in the patient's LPS frame (millimetres).
 
     `directions` holds the unit vectors of the x (along a row), y (down a column) and z
-    (slice) index axes as its columns; `spacing` is (z, y, x).
+    (slice) index axes as its columns; `spacing` is (z, y, x). A 4D volume's `axis` says
+    what its leading axis is.
     """
 
     origin: tuple[float, float, float]
     directions: np.ndarray
     spacing: tuple[float, float, float]
+    axis: VolumeAxis | None = None
+
+    def same_place(self, other: Geometry) -> bool:
+        """Whether two volumes' voxels lie at the same places (to a micrometre)."""
+        return bool(
+            np.allclose(self.origin, other.origin, atol=1e-3)
+            and np.allclose(self.directions, other.directions, atol=1e-6)
+            and np.allclose(self.spacing, other.spacing, atol=1e-6)
+        )
 
     def affine(self, convention: str = "LPS") -> np.ndarray:
         """The 4x4 map from (x, y, z) voxel indices to patient millimetres, LPS or RAS."""
@@ -118,10 +130,10 @@ def slice_geometry(series: Series) -> tuple[list[Slice], Geometry]:
     name = series.name
     if series.orientation_changes:
         raise SeriesError(f"{name}: the orientation changes within the series")
-    if any("MOSAIC" in s.image_type for s in slices):
+    if any("MOSAIC" in s.image_type and s.region is None for s in slices):
         raise SeriesError(
-            f"{name}: a Siemens mosaic (the slices of each volume tiled in one image, as in "
-            "diffusion and functional MRI): 4D series are not ingested yet"
+            f"{name}: a Siemens mosaic whose header does not say how to cut it into slices "
+            "(no CSA image header with NumberOfImagesInMosaic, or no SpacingBetweenSlices)"
         )
     if len(slices) < MIN_SLICES:
         raise SeriesError(f"{name}: too few slices ({len(slices)}, at least {MIN_SLICES})")
@@ -149,7 +161,7 @@ def slice_geometry(series: Series) -> tuple[list[Slice], Geometry]:
     positions, distances = positions[order], distances[order]
     gaps = np.diff(distances)
     if np.any(gaps < DIRECTION_TOLERANCE):
-        raise SeriesError(f"{name}: {_same_place(distances)}")
+        raise SeriesError(f"{name}: two slices lie at the same position")
     step = float(np.median(gaps))
     if np.any(np.abs(gaps - step) > SPACING_TOLERANCE * step):
         widest = int(np.argmax(gaps))
@@ -200,7 +212,8 @@ def split_volumes(series: Series) -> list[Series]:
 
     def order(item: Slice) -> tuple:
         number = item.acquisition.instance
-        return (*item.acquisition.order, number if number is not None else -1, str(item.path))
+        place = (str(item.path), item.frame)
+        return (*item.acquisition.order, number if number is not None else -1, *place)
 
     ranked = [sorted(members, key=order) for members in at.values()]
     return [
@@ -209,30 +222,25 @@ def split_volumes(series: Series) -> list[Series]:
     ]
 
 
-def _same_place(distances: np.ndarray) -> str:
-    """Why slices share positions: every position taken the same number of times is a 4D
-    series (volumes over time or diffusion directions); anything else, duplicates."""
-    places, counts = np.unique(np.round(distances / DIRECTION_TOLERANCE), return_counts=True)
-    if len(set(counts.tolist())) == 1 and counts[0] > 1:
-        return (
-            f"{counts[0]} volumes of {len(places)} slices each (a 4D series, such as diffusion "
-            "or functional MRI): 4D series are not ingested yet"
-        )
-    return "two slices lie at the same position"
-
-
 def read_volume(series: Series) -> tuple[np.ndarray, Geometry]:
-    """The voxels (z, y, x), rescaled per slice (HU for CT), and their geometry.
+    """The voxels (z, y, x), rescaled per slice (HU for CT), and their geometry; for a 4D
+    series (volume, z, y, x), every volume at the same place, with the geometry's `axis`
+    saying what each volume is.
 
     Integral rescaling (the usual CT slope 1) keeps integers, int16 when every value the
     headers allow fits, else int32; any other rescaling gives float32. Float pixel data keeps
     its own type (float64 stays float64). Only the pixel data of each file is read here,
     once: its header was read while finding the series.
     """
-    slices, geometry = slice_geometry(series)
-    volume = np.empty((len(slices), slices[0].rows, slices[0].columns), _dtype(slices))
+    placed = [slice_geometry(volume) for volume in split_volumes(series)]
+    slices, geometry = placed[0]
+    for number, (_, elsewhere) in enumerate(placed[1:], 2):
+        if not elsewhere.same_place(geometry):
+            raise SeriesError(f"{series.name}: volume {number} does not lie where volume 1 does")
+    ordered = [item for volume, _ in placed for item in volume]
+    values = np.empty((len(ordered), slices[0].rows, slices[0].columns), _dtype(ordered))
     places: dict[Path, list[tuple[int, Slice]]] = defaultdict(list)
-    for index, item in enumerate(slices):
+    for index, item in enumerate(ordered):
         places[item.path].append((index, item))
 
     def fill(path: Path) -> None:
@@ -244,16 +252,34 @@ def read_volume(series: Series) -> tuple[np.ndarray, Geometry]:
         for index, item in members:
             slope, intercept = item.rescale
             if slope == 1:
-                np.add(frames[item.frame], intercept, out=volume[index], casting="unsafe")
+                np.add(item.cut(frames), intercept, out=values[index], casting="unsafe")
             else:
-                np.multiply(frames[item.frame], slope, out=volume[index], casting="unsafe")
-                volume[index] += intercept
+                np.multiply(item.cut(frames), slope, out=values[index], casting="unsafe")
+                values[index] += intercept
 
     # Reading and rescaling release the GIL: files are filled in parallel.
     with ThreadPoolExecutor(READ_THREADS) as pool:
         for _ in pool.map(fill, places):
             pass
-    return volume, geometry
+    if len(placed) == 1:
+        return values, geometry
+    try:
+        axis = volume_axis(
+            [_one_encoding(volume, series.name) for volume, _ in placed],
+            geometry.directions,
+            series.name,
+        )
+    except VolumeAxisError as error:
+        raise SeriesError(str(error)) from None
+    return values.reshape(len(placed), len(slices), *values.shape[1:]), replace(geometry, axis=axis)
+
+
+def _one_encoding(volume: list[Slice], name: str):
+    """The acquisition of a volume whose slices agree on their diffusion encoding."""
+    encodings = {(s.acquisition.b_value, s.acquisition.gradient) for s in volume}
+    if len(encodings) > 1:
+        raise SeriesError(f"{name}: the slices of one volume differ in b-value or gradient")
+    return volume[0].acquisition
 
 
 def _dtype(slices: list[Slice]) -> type:

@@ -1,8 +1,9 @@
 """DICOM files as the 2-D slices they hold, read from their headers only.
 
-A single-frame image is one slice. A multi-frame one is a slice per frame: an enhanced object
-(CT, MR, PET...) places each frame through its per-frame functional groups (falling back on the
-shared ones), an RT dose grid through GridFrameOffsetVector. Frames that nothing places (a cine
+A single-frame image is one slice (a Siemens mosaic, a slice per tile). A multi-frame one is a
+slice per frame: an enhanced object (CT, MR, PET...) places each frame through its per-frame
+functional groups (falling back on the shared ones), an RT dose grid through
+GridFrameOffsetVector. Frames that nothing places (a cine
 loop, a multi-frame secondary capture) keep no position, and cannot become a volume.
 """
 
@@ -22,7 +23,9 @@ from pydicom.errors import InvalidDicomError
 
 from .acquisition import Acquisition, acquisition_of, group_value
 from .deid import has_burned_in_annotation
+from .mosaic import mosaic_tiles
 from .pixels import PixelLayout, pixel_layout
+from .values import as_floats, as_int
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 PARALLEL_FROM = 64  # files; below this, starting processes costs more than it saves
@@ -51,14 +54,23 @@ class Slice:
     pixels: PixelLayout
     burned_in: str | None  # why its pixels may show identifying text, if they may
     acquisition: Acquisition  # its place in a 4D acquisition (volume order, diffusion)
+    region: tuple[int, int, int, int] | None = None  # a mosaic tile: top, left, rows, columns
 
     @property
     def rows(self) -> int:
-        return self.pixels.rows
+        return self.region[2] if self.region else self.pixels.rows
 
     @property
     def columns(self) -> int:
-        return self.pixels.columns
+        return self.region[3] if self.region else self.pixels.columns
+
+    def cut(self, frames: np.ndarray) -> np.ndarray:
+        """Its pixels among the frames of its file."""
+        image = frames[self.frame]
+        if self.region is None:
+            return image
+        top, left, rows, columns = self.region
+        return image[top : top + rows, left : left + columns]
 
 
 def read_slices(path: Path) -> list[Slice]:
@@ -95,7 +107,7 @@ def _slices_in(path: Path, stream: BinaryIO) -> list[Slice]:
         "path": path,
         "series_uid": str(header.get("SeriesInstanceUID", "")),
         "study_uid": str(header.get("StudyInstanceUID", "")),
-        "series_number": _int(header.get("SeriesNumber")),
+        "series_number": as_int(header.get("SeriesNumber")),
         "description": str(header.get("SeriesDescription", "")),
         "modality": modality,
         "image_type": tuple(str(v) for v in header.get("ImageType", ())),
@@ -107,15 +119,23 @@ def _slices_in(path: Path, stream: BinaryIO) -> list[Slice]:
     if "PerFrameFunctionalGroupsSequence" in header:
         return _enhanced_frames(header, common)
     common["acquisition"] = acquisition_of(header)
-    orientation = _floats(header.get("ImageOrientationPatient"), 6)
-    position = _floats(header.get("ImagePositionPatient"), 3)
+    orientation = as_floats(header.get("ImageOrientationPatient"), 6)
+    position = as_floats(header.get("ImagePositionPatient"), 3)
     plane = {
         "stack": "",
         "orientation": orientation,
-        "pixel_spacing": _floats(header.get("PixelSpacing"), 2),
+        "pixel_spacing": as_floats(header.get("PixelSpacing"), 2),
         "rescale": _rescale(header),
     }
     if layout.frames == 1:
+        tiles = None
+        if "MOSAIC" in common["image_type"]:
+            tiles = mosaic_tiles(header, orientation, plane["pixel_spacing"], position)
+        if tiles:
+            return [
+                Slice(frame=0, position=tile.position, region=tile.region, **plane, **common)
+                for tile in tiles
+            ]
         return [Slice(frame=0, position=position, **plane, **common)]
     positions = _dose_grid_positions(header, orientation, position, layout.frames)
     return [
@@ -222,13 +242,13 @@ def _enhanced_frames(header: Dataset, common: dict) -> list[Slice]:
             Slice(
                 frame=index,
                 stack=str(group_value(groups, "FrameContentSequence", "StackID") or ""),
-                orientation=_floats(
+                orientation=as_floats(
                     group_value(groups, "PlaneOrientationSequence", "ImageOrientationPatient"), 6
                 ),
-                position=_floats(
+                position=as_floats(
                     group_value(groups, "PlanePositionSequence", "ImagePositionPatient"), 3
                 ),
-                pixel_spacing=_floats(
+                pixel_spacing=as_floats(
                     group_value(groups, "PixelMeasuresSequence", "PixelSpacing"), 2
                 ),
                 rescale=(float(slope or 1), float(intercept or 0)),
@@ -243,7 +263,7 @@ def _dose_grid_positions(header, orientation, position, frames: int) -> list:
     """Where the frames of an RT dose grid lie, from GridFrameOffsetVector: offsets along the
     normal from the first frame (relative form) or, for an axial grid, z positions (absolute
     form). Frames of other multi-frame objects have no position."""
-    offsets = _floats(header.get("GridFrameOffsetVector"), frames)
+    offsets = as_floats(header.get("GridFrameOffsetVector"), frames)
     if offsets is None or orientation is None or position is None:
         return [None] * frames
     row, column = np.array(orientation[:3]), np.array(orientation[3:])
@@ -268,20 +288,3 @@ def _units(header: Dataset, modality: str) -> str:
         dose_units = str(header.get("DoseUnits", ""))
         return {"GY": "Gy", "RELATIVE": "relative"}.get(dose_units, "arbitrary")
     return "arbitrary"
-
-
-def _int(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _floats(value, count: int) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    try:
-        numbers = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-    return numbers if len(numbers) == count else None

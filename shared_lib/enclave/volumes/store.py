@@ -2,7 +2,9 @@
 
 OME-NGFF's scale gives the voxel spacing; the origin and direction cosines of the patient
 frame (LPS, as DICOM states them), the modality and the unit of the values are kept beside it
-under `enclave`, so an oblique volume keeps its true position.
+under `enclave`, so an oblique volume keeps its true position. A 4D volume has a leading axis:
+`t` (time, in seconds, one repetition time apart) for a functional series, `volume` for a
+diffusion series, whose b-values and gradients are kept under `enclave` too.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from .series import Geometry
+from .volume_axis import TIME, VolumeAxis
 
 NGFF_VERSION = "0.5"
 CHUNK = (16, 256, 256)
@@ -23,13 +26,21 @@ SHARD = (64, 512, 512)
 def write_volume(
     target: Path, name: str, voxels: np.ndarray, geometry: Geometry, modality: str, units: str
 ) -> dict:
-    """Write `voxels` (z, y, x) into a new store at `target`; what dataset.json should say."""
+    """Write `voxels` (z, y, x), or (t or volume, z, y, x) for a geometry with an axis, into
+    a new store at `target`; what dataset.json should say."""
     root = zarr.open_group(target, mode="w", zarr_format=3)
-    depth, height, width = voxels.shape
-    chunks = tuple(min(c, n) for c, n in zip(CHUNK, voxels.shape, strict=True))
-    shards = tuple(
-        -(-min(s, n) // c) * c for s, n, c in zip(SHARD, voxels.shape, chunks, strict=True)
+    axis = geometry.axis
+    lead = () if axis is None else (1,)  # a chunk and a shard hold one volume
+    chunks = lead + tuple(min(c, n) for c, n in zip(CHUNK, voxels.shape[-3:], strict=True))
+    shards = lead + tuple(
+        -(-min(s, n) // c) * c
+        for s, n, c in zip(SHARD, voxels.shape[-3:], chunks[-3:], strict=True)
     )
+    space = [{"name": name, "type": "space", "unit": "millimeter"} for name in ("z", "y", "x")]
+    scale = list(geometry.spacing)
+    if axis is not None:
+        space.insert(0, _leading(axis))
+        scale.insert(0, axis.step_seconds)
     root.create_array(
         "0",
         data=voxels,
@@ -37,7 +48,7 @@ def write_volume(
         shards=shards,
         # Bit-shuffled LZ4: smaller than Zstandard on CT and MR values, and faster to read.
         compressors=BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"),
-        dimension_names=("z", "y", "x"),
+        dimension_names=tuple(a["name"] for a in space),
     )
     root.attrs.update(
         {
@@ -46,16 +57,11 @@ def write_volume(
                 "multiscales": [
                     {
                         "name": name,
-                        "axes": [
-                            {"name": axis, "type": "space", "unit": "millimeter"}
-                            for axis in ("z", "y", "x")
-                        ],
+                        "axes": space,
                         "datasets": [
                             {
                                 "path": "0",
-                                "coordinateTransformations": [
-                                    {"type": "scale", "scale": list(geometry.spacing)}
-                                ],
+                                "coordinateTransformations": [{"type": "scale", "scale": scale}],
                             }
                         ],
                     }
@@ -67,16 +73,26 @@ def write_volume(
                 "directions": geometry.directions.tolist(),
                 "modality": modality,
                 "units": units,
+                **({} if axis is None else {"volumes": axis.attributes()}),
             },
         }
     )
     return {
-        "shape": [depth, height, width],
+        "shape": list(voxels.shape),
         "dtype": str(voxels.dtype),
         "spacing_mm": list(geometry.spacing),
         "modality": modality,
         "units": units,
+        **({} if axis is None else {"volumes": axis.attributes()}),
     }
+
+
+def _leading(axis: VolumeAxis) -> dict:
+    """The NGFF axis of a 4D volume's volumes: time in seconds, or diffusion volumes (a
+    channel-like axis: the same place under different encodings)."""
+    if axis.name == TIME:
+        return {"name": axis.name, "type": "time", "unit": "second"}
+    return {"name": axis.name, "type": "channel"}
 
 
 def read_geometry(attributes: dict) -> tuple[Geometry, str, str]:
@@ -88,10 +104,12 @@ def read_geometry(attributes: dict) -> tuple[Geometry, str, str]:
             if t["type"] == "scale"
         ]
         frame = attributes["enclave"]
+        volumes = frame.get("volumes")
         geometry = Geometry(
             origin=tuple(frame["origin"]),
             directions=np.array(frame["directions"], dtype=float),
-            spacing=tuple(scale),
+            spacing=tuple(scale[-3:]),
+            axis=None if volumes is None else VolumeAxis.from_attributes(volumes),
         )
         return geometry, frame["modality"], frame["units"]
     except (KeyError, IndexError, TypeError, ValueError) as error:
