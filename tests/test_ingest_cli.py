@@ -1,4 +1,4 @@
-"""`enclave dataset ingest slides|dicom|matrix` as a user runs it: with only its required
+"""`enclave dataset ingest slides|dicom|matrix|omop` as a user runs it: with only its required
 arguments a good source goes in; a bad input ends in one line on stderr that names it, a
 non-zero exit and nothing registered, never in a traceback."""
 
@@ -24,6 +24,7 @@ from slide_data import slide_path
 ENCLAVE = [sys.executable, "-m", "enclave_hub.cli", "dataset", "ingest"]
 CT_SERIES = DICOMDIR_TESTS / "98892001" / "CT5N"
 PBMC = Path(scanpy.__file__).parent / "datasets" / "10x_pbmc68k_reduced.h5ad"
+SYNTHEA = Path(__file__).resolve().parents[2] / "shared/data/omop/synthea27nj-5.4-parquet"
 PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2
 
 
@@ -70,14 +71,21 @@ def _unreadable(path: Path) -> Path:
         ("slides", lambda: slide_path("small.svs"), "small"),
         ("dicom", lambda: CT_SERIES, "5-smartscore-gated-0-5-sec"),
         ("matrix", lambda: PBMC, "10x_pbmc68k_reduced"),
+        ("omop", lambda: _sample(SYNTHEA), "synthea27nj-5-4-parquet"),
     ],
-    ids=["slides", "dicom", "matrix"],
+    ids=["slides", "dicom", "matrix", "omop"],
 )
 def test_only_the_required_arguments_ingest_a_good_source(site, verb, source, object_id):
     done = _enclave(site, verb, source(), "--dataset", "ds-good")
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert list(_objects(site, "ds-good")) == [object_id]
+
+
+def _sample(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the shared sample data sits beside the checkout")
+    return path
 
 
 def _assert_each_refused(site: Path, verb: str, cases: dict[str, tuple[list, str]]) -> None:
@@ -186,3 +194,26 @@ def test_bad_matrices_are_named_and_nothing_is_registered(site):
         **_common_cases(site, PBMC),
     }
     _assert_each_refused(site, "matrix", cases)
+
+
+def test_bad_omop_sources_are_named_and_nothing_is_registered(site):
+    good = _sample(SYNTHEA)
+    empty, stray, twice = site / "empty", site / "stray", site / "twice"
+    for folder in (empty, stray, twice):
+        folder.mkdir()
+    for folder in (stray, twice):
+        shutil.copy(good / "person.parquet", folder)
+    (stray / "patients.csv").write_text("id\n1\n")
+    (twice / "PERSON.csv").write_text("person_id\n1\n")
+    locked = site / "locked"
+    shutil.copytree(good, locked)
+    _unreadable(locked / "death.parquet")
+    cases = {
+        "missing": ([site / "missing"], f"{site}/missing: not a folder of OMOP CDM tables"),
+        "empty": ([empty], f"{empty}: has no person table"),
+        "stray": ([stray], f"{stray}/patients.csv: not a CDM 5.4 table"),
+        "twice": ([twice], f"{twice}/person.parquet: a second file of table person"),
+        "locked": ([locked], f"{locked}/death.parquet: cannot be read"),
+        **_common_cases(site, good),
+    }
+    _assert_each_refused(site, "omop", cases)

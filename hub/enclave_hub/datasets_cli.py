@@ -98,6 +98,24 @@ def cmd_ingest_matrix(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_ingest_omop(args: argparse.Namespace) -> int:
+    from enclave.omop.ingest import ingest_omop
+
+    return _ingest(
+        args,
+        lambda progress: ingest_omop(
+            args.source,
+            args.dataset,
+            _data_root(args),
+            _key(args),
+            args.object,
+            progress,
+            _report,
+            args.memory_limit,
+        ),
+    )
+
+
 def _key(args: argparse.Namespace) -> bytes:
     """The pseudonym key named on the command line (default: the dataset's own)."""
     from enclave.catalog import check_id
@@ -187,6 +205,20 @@ def add_dataset_verbs(verbs: argparse._SubParsersAction) -> None:
     matrix.add_argument("--no-progress", action="store_true", help="no progress bar")
     common(matrix)
     matrix.set_defaults(handler=cmd_ingest_matrix)
+
+    omop = kinds.add_parser(
+        "omop", help="OMOP CDM 5.4 tables (CSV, .csv.gz, Parquet) to de-identified Parquet"
+    )
+    omop.add_argument("source", type=Path, metavar="SOURCE", help="a folder, a file per table")
+    omop.add_argument("--dataset", required=True, help="the dataset id to add it to")
+    omop.add_argument("--object", help="the object id (default: from the folder's name)")
+    omop.add_argument(
+        "--memory-limit", default="2GB", help="DuckDB's memory limit; beyond it, spill to disk"
+    )
+    key_options(omop)
+    omop.add_argument("--no-progress", action="store_true", help="no progress bar")
+    common(omop)
+    omop.set_defaults(handler=cmd_ingest_omop)
 
     listing = sub.add_parser("list", help="the datasets in the data root")
     common(listing)

@@ -5,6 +5,8 @@
     s = enclave.open_slide("ds-id/slide-id")  a pathology slide: levels, regions, tiles
     v = enclave.open_volume("ds-id/series")   a CT or MR volume (z, y, x) in millimetres
     a = enclave.open_matrix("ds-id/name")     a genomic matrix: AnnData with a lazy X
+    cdm = enclave.open_omop("ds-id/cdm")      medical records (OMOP CDM): DuckDB, read-only
+    enclave.omop.Cohort(cdm, ...)             cohorts from concept sets and criteria
     client = enclave.dask_client()            a Dask cluster of this session's project
     enclave.view(s)                           napari, at physical scale
     enclave.request_export(["results/t.csv"], justification="...")   ask for files to leave
@@ -31,6 +33,7 @@ __all__ = [
     "datasets",
     "export_requests",
     "open_matrix",
+    "open_omop",
     "open_slide",
     "open_volume",
     "request_export",
@@ -57,6 +60,14 @@ def open_matrix(reference, root=None, rows_per_block=None) -> Any:
     from .matrices.matrix import open_matrix as open_
 
     return open_(reference, root, rows_per_block)
+
+
+def open_omop(reference, root=None, memory_limit=None) -> Any:
+    """Medical records by `dataset-id/object-id`: a read-only DuckDB connection, a view per
+    OMOP CDM table (see `enclave.omop`)."""
+    from .omop.reading import open_omop as open_
+
+    return open_(reference, root, memory_limit)
 
 
 def view(item, **options) -> Any:

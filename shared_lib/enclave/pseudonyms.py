@@ -53,6 +53,11 @@ class Pseudonymizer:
     def patient(self, patient_id: str) -> str:
         return f"{PSEUDONYM_PREFIX}{self._digest('patient', patient_id).hex()[:16].upper()}"
 
+    def derived_secret(self, purpose: str) -> str:
+        """A secret for one purpose, derived from the key (hex), for tools that hash with a
+        secret of their own."""
+        return self._digest("secret", purpose).hex()
+
     def day_shift(self, patient_id: str) -> timedelta:
         days = int.from_bytes(self._digest("dates", patient_id)[:4], "big") % MAX_SHIFT_DAYS
         return timedelta(days=-(days + 1))

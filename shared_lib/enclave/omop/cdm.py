@@ -1,0 +1,69 @@
+"""The OMOP Common Data Model 5.4: its tables and their columns, as the OHDSI specification's
+field-level table states them (`cdm54.csv`: required, type, primary key, referenced table).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+CDM_VERSION = "5.4"
+# How each CDM type is stored (and what a source value must convert to).
+STORED_TYPES = {
+    "integer": "BIGINT",
+    "float": "DOUBLE",
+    "date": "DATE",
+    "datetime": "TIMESTAMP",
+    "text": "VARCHAR",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    required: bool
+    type: str  # integer, float, date, datetime or text
+    primary_key: bool
+    references: str  # the table whose key it holds, or ''
+
+    @property
+    def stored_type(self) -> str:
+        return STORED_TYPES[self.type]
+
+    @property
+    def is_concept(self) -> bool:
+        return self.references == "concept" or self.name.endswith("_concept_id")
+
+
+@cache
+def tables() -> dict[str, tuple[Column, ...]]:
+    """Every CDM 5.4 table by its lower-case name, its columns in the specification's order."""
+    found: dict[str, list[Column]] = {}
+    with resources.files(__package__).joinpath("cdm54.csv").open(encoding="utf-8") as stream:
+        for row in csv.DictReader(stream):
+            found.setdefault(row["table"], []).append(
+                Column(
+                    name=row["column"],
+                    required=row["required"] == "yes",
+                    type=row["type"],
+                    primary_key=row["primary_key"] == "yes",
+                    references=row["references"],
+                )
+            )
+    return {name: tuple(columns) for name, columns in found.items()}
+
+
+def columns_of(table: str) -> dict[str, Column]:
+    return {column.name: column for column in tables()[table]}
+
+
+def is_person_table(table: str) -> bool:
+    """Whether the table's rows are events of one person (it has a person_id)."""
+    return "person_id" in columns_of(table)
+
+
+def first_date(table: str) -> str | None:
+    """The table's first date column (its events' start), by which its rows are ordered."""
+    return next((c.name for c in tables()[table] if c.type == "date"), None)

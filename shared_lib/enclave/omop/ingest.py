@@ -1,0 +1,343 @@
+"""`enclave dataset ingest omop`: a folder of OMOP CDM 5.4 tables (one file per table: CSV,
+gzipped CSV or Parquet, the name in any case) checked against the specification,
+de-identified (`deid`) and stored as Parquet (zstd), event tables ordered by person and date.
+
+Everything runs in DuckDB with a memory limit and a spill folder, so memory stays bounded
+whatever the size of the source. A source is all or nothing: any problem (named with its file,
+column and first bad row) leaves nothing of it registered.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+from tqdm import tqdm
+
+from ..catalog import CatalogError, object_id_for
+from ..pseudonyms import Pseudonymizer
+from ..registration import FAILED, DatasetWriter, Outcome
+from .cdm import CDM_VERSION, Column, first_date, tables
+from .deid import person_column, policy, stored_expression
+
+SUFFIXES = (".csv.gz", ".csv", ".parquet")
+STORE_SUFFIX = ".omop"
+ROW = "__row"  # the source row number (from 1) that problems name
+TOOLS = ("enclave", "duckdb", "pyarrow")
+
+
+class SourceProblems(CatalogError):
+    """What is wrong with a source, every problem on a line of its own."""
+
+
+def table_files(source: Path) -> dict[str, Path]:
+    """The CDM table each file of `source` holds, by its name; raises SourceProblems for a
+    file that is not one, or two files of one table."""
+    if not source.is_dir():
+        raise CatalogError(f"{source}: not a folder of OMOP CDM tables")
+    found: dict[str, Path] = {}
+    problems = []
+    for path in sorted(p for p in source.iterdir() if p.is_file()):
+        lower = path.name.lower()
+        suffix = next((s for s in SUFFIXES if lower.endswith(s)), None)
+        table = lower.removesuffix(suffix) if suffix else None
+        if table not in tables():
+            problems.append(f"{path}: not a CDM {CDM_VERSION} table (CSV, .csv.gz or Parquet)")
+        elif table in found:
+            problems.append(f"{path}: a second file of table {table} (beside {found[table]})")
+        else:
+            found[table] = path
+    if "person" not in found and not problems:
+        problems.append(f"{source}: has no person table")
+    if problems:
+        raise SourceProblems("\n".join(problems))
+    return found
+
+
+def ingest_omop(
+    source: Path,
+    dataset_id: str,
+    data_root: Path,
+    key: bytes,
+    object_id: str | None = None,
+    show_progress: bool = True,
+    report: Callable[[str], object] = print,
+    memory_limit: str = "2GB",
+) -> list[Outcome]:
+    """Check, de-identify and register the CDM tables in `source` as one object."""
+    object_id = object_id or object_id_for(source.name)
+    writer = DatasetWriter(data_root, dataset_id, kind="omop")
+    try:
+        files = table_files(source)
+        if writer.has(object_id):
+            raise CatalogError(f"dataset {dataset_id!r} already has {object_id!r}")
+        with writer.staging(object_id) as staging:
+            spill = staging / ".spill"
+            store = staging / "tables"
+            store.mkdir()
+            with _connection(spill, memory_limit) as connection:
+                counts = _convert(connection, files, store, key, show_progress)
+                vocabulary = _vocabulary_version(connection, files)
+            entry = {
+                "kind": "omop",
+                "format": "parquet",
+                "cdm_version": CDM_VERSION,
+                "vocabulary_version": vocabulary,
+                "rows": counts,
+                "source_files": {table: path.name for table, path in files.items()},
+                "deidentification": policy(),
+                "tools": {name: metadata.version(name) for name in TOOLS},
+            }
+            writer.register(object_id, store, object_id + STORE_SUFFIX, entry)
+    except (CatalogError, duckdb.Error) as error:
+        message = str(error)
+        for line in message.splitlines():
+            report(f"{FAILED}{line}")
+        return [Outcome(source, error=message)]
+    total = sum(counts.values())
+    report(f"ok      {source} → {dataset_id}/{object_id} ({len(counts)} tables, {total} rows)")
+    return [Outcome(source, object_id=object_id)]
+
+
+class _connection:
+    """A DuckDB connection in memory, limited to `memory_limit`, spilling to `spill`."""
+
+    def __init__(self, spill: Path, memory_limit: str):
+        spill.mkdir()
+        self.connection = duckdb.connect(
+            config={
+                "memory_limit": memory_limit,
+                "temp_directory": str(spill),
+                "preserve_insertion_order": True,
+            }
+        )
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        return self.connection
+
+    def __exit__(self, *_) -> None:
+        self.connection.close()
+
+
+def _convert(connection, files: dict[str, Path], store: Path, key: bytes, progress: bool) -> dict:
+    """Check every table, then write every table; the rows written, by table."""
+    problems = []
+    for table, path in files.items():
+        _read_source(connection, table, path)
+        problems += _problems(connection, table, path)
+    if not problems and "person" in files:
+        problems += _unknown_persons(connection, files)
+    if problems:
+        raise SourceProblems("\n".join(problems))
+    _persons(connection, key)
+    key_hex = _key_hex(key)
+    counts = {}
+    for table in tqdm(list(files), desc="tables", disable=not progress):
+        counts[table] = _write(connection, table, store / f"{table}.parquet", key_hex)
+    return counts
+
+
+def _read_source(connection, table: str, path: Path) -> None:
+    """`source_<table>`: the file's rows, numbered, every column under its CDM name."""
+    quoted = _literal(str(path))
+    if path.name.lower().endswith(".parquet"):
+        reader = f"read_parquet({quoted})"
+    else:
+        reader = f"read_csv({quoted}, all_varchar = true, header = true)"
+    try:
+        described = connection.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
+    except duckdb.Error as error:
+        raise SourceProblems(f"{path}: cannot be read ({_first_line(error)})") from None
+    renamed = ", ".join(f"{_name(row[0])} AS {_name(row[0].lower())}" for row in described)
+    connection.execute(
+        f"CREATE OR REPLACE TEMP VIEW {_name('source_' + table)} AS "
+        f"SELECT row_number() OVER () AS {ROW}, {renamed} FROM {reader}"
+    )
+
+
+def _problems(connection, table: str, path: Path) -> list[str]:
+    """What is wrong with one table: columns missing or unknown, values of the wrong type or
+    missing where required, a primary key taken twice."""
+    source = _name("source_" + table)
+    present = {r[0] for r in connection.execute(f"DESCRIBE {source}").fetchall()} - {ROW}
+    columns = {c.name: c for c in tables()[table]}
+    problems = [
+        f"{path}: column {name!r} is missing (CDM {CDM_VERSION} {table} requires it)"
+        for name, column in columns.items()
+        if column.required and name not in present
+    ]
+    problems += [
+        f"{path}: column {name!r} is not in CDM {CDM_VERSION} table {table}"
+        for name in sorted(present - set(columns))
+    ]
+    if problems:
+        return problems
+    checks, labels = [], []
+    for name in (n for n in columns if n in present):
+        column = columns[name]
+        checks.append(
+            f"min({ROW}) FILTER (WHERE {_name(name)} IS NOT NULL AND "
+            f"TRY_CAST({_name(name)} AS {column.stored_type}) IS NULL)"
+        )
+        labels.append((name, f"is not {_a(column)}"))
+        if column.required:
+            checks.append(f"min({ROW}) FILTER (WHERE {_name(name)} IS NULL)")
+            labels.append((name, "is empty (the column is required)"))
+    try:
+        found = connection.execute(f"SELECT {', '.join(checks)} FROM {source}").fetchone()
+    except duckdb.Error as error:
+        return [f"{path}: cannot be read ({_first_line(error)})"]
+    problems = [
+        f"{path}: column {name!r}, row {row}: the value {what}"
+        for (name, what), row in zip(labels, found, strict=True)
+        if row is not None
+    ]
+    keys = [c for c in columns.values() if c.primary_key and c.name in present]
+    if not problems and keys:
+        (key,) = keys
+        value = f"CAST({_name(key.name)} AS {key.stored_type})"
+        twice = connection.execute(
+            f"SELECT {value} AS id, min({ROW}), max({ROW}) FROM {source} "
+            f"GROUP BY id HAVING count(*) > 1 ORDER BY 2 LIMIT 1"
+        ).fetchone()
+        if twice:
+            problems.append(
+                f"{path}: column {key.name!r}, rows {twice[1]} and {twice[2]}: the primary key "
+                f"{twice[0]} is taken twice"
+            )
+    return problems
+
+
+def _unknown_persons(connection, files: dict[str, Path]) -> list[str]:
+    """Events whose person is not in the person table."""
+    problems = []
+    for table, path in files.items():
+        column = person_column(table)
+        if column is None or table == "person":
+            continue
+        row = connection.execute(
+            f"SELECT min(s.{ROW}), any_value(s.{_name(column)}) FROM {_name('source_' + table)} s "
+            f"ANTI JOIN source_person p ON CAST(s.{_name(column)} AS BIGINT) = "
+            f"CAST(p.person_id AS BIGINT) WHERE s.{_name(column)} IS NOT NULL"
+        ).fetchone()
+        if row[0] is not None:
+            problems.append(
+                f"{path}: column {column!r}, row {row[0]}: person {row[1]} is not in the "
+                "person table"
+            )
+    return problems
+
+
+def _persons(connection, key: bytes) -> None:
+    """`persons`: each source person's pseudonym, day shift and shifted birth date. The
+    pseudonym and shift come from the person's source value (what DICOM calls PatientID),
+    or, where there is none, from the person id."""
+    has = {r[0] for r in connection.execute("DESCRIBE source_person").fetchall()}
+
+    def part(name: str, kind: str) -> str:
+        return f"TRY_CAST({name} AS {kind})" if name in has else f"CAST(NULL AS {kind})"
+
+    birth = (
+        f"coalesce(CAST({part('birth_datetime', 'TIMESTAMP')} AS DATE), "
+        f"make_date({part('year_of_birth', 'BIGINT')}, {part('month_of_birth', 'BIGINT')}, "
+        f"{part('day_of_birth', 'BIGINT')}))"
+    )
+    rows = connection.execute(
+        f"SELECT CAST(person_id AS BIGINT), {part('person_source_value', 'VARCHAR')}, {birth} "
+        "FROM source_person"
+    ).fetchall()
+    pseudonyms = Pseudonymizer(key)
+    identity = [value if value else str(person) for person, value, _ in rows]
+    shifts = [pseudonyms.day_shift(i).days for i in identity]
+    table = pa.table(
+        {
+            "source_person_id": [r[0] for r in rows],
+            "source_value": [r[1] or "" for r in rows],
+            "pseudonym": [pseudonyms.patient(i) for i in identity],
+            "shift_days": pa.array(shifts, pa.int32()),
+            "birth_date": [r[2] for r in rows],
+        }
+    )
+    connection.register("persons_table", table)
+    connection.execute(
+        "CREATE OR REPLACE TEMP TABLE persons AS SELECT source_person_id, source_value, "
+        "pseudonym, shift_days, birth_date + shift_days AS birth_date FROM persons_table"
+    )
+    connection.unregister("persons_table")
+
+
+def _write(connection, table: str, target: Path, key_hex: str) -> int:
+    """Write one table, de-identified, to `target`; the number of rows."""
+    source = _name("source_" + table)
+    present = {r[0] for r in connection.execute(f"DESCRIBE {source}").fetchall()}
+    columns = tables()[table]
+    selected = ", ".join(
+        f"{stored_expression(table, c, key_hex, _typed(c, present))} AS {_name(c.name)}"
+        for c in columns
+    )
+    person = person_column(table)
+    joined = f"{source} s"
+    if person is not None:
+        joined += f" LEFT JOIN persons p ON p.source_person_id = CAST(s.{_name(person)} AS BIGINT)"
+    order = [name for name in (person, first_date(table)) if name]
+    ordering = f" ORDER BY {', '.join(_name(n) for n in order)}" if order else ""
+    copied = connection.execute(
+        f"COPY (SELECT {selected} FROM {joined}{ordering}) TO {_literal(str(target))} "
+        "(FORMAT parquet, COMPRESSION zstd)"
+    ).fetchone()
+    return int(copied[0])
+
+
+def _typed(column: Column, present: set[str]) -> str:
+    """The column's source value in its stored type (NULL where the source lacks it)."""
+    if column.name not in present:
+        return f"CAST(NULL AS {column.stored_type})"
+    return f"CAST(s.{_name(column.name)} AS {column.stored_type})"
+
+
+def _vocabulary_version(connection, files: dict[str, Path]) -> str | None:
+    """The vocabulary release: cdm_source's, else the vocabulary table's own row."""
+    for table, query in (
+        ("cdm_source", "SELECT any_value(vocabulary_version) FROM source_cdm_source"),
+        (
+            "vocabulary",
+            "SELECT any_value(vocabulary_version) FROM source_vocabulary "
+            "WHERE vocabulary_id = 'None'",
+        ),
+    ):
+        if table in files:
+            found = connection.execute(query).fetchone()[0]
+            if found:
+                return str(found)
+    return None
+
+
+def _key_hex(key: bytes) -> str:
+    """The secret that goes into the hashing SQL: derived, so the key itself never does."""
+    return Pseudonymizer(key).derived_secret("omop-ids")
+
+
+def _a(column: Column) -> str:
+    return {
+        "integer": "an integer",
+        "float": "a number",
+        "date": "a date",
+        "datetime": "a date and time",
+        "text": "text",
+    }[column.type]
+
+
+def _name(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _first_line(error: Exception) -> str:
+    return re.sub(r"\s+", " ", str(error).strip().splitlines()[0]) if str(error) else repr(error)

@@ -1,0 +1,76 @@
+"""`enclave.open_omop`: an ingested OMOP CDM as a read-only DuckDB connection on which every
+CDM 5.4 table is a view of its own name (a table the source lacked is an empty view, so
+standard queries run everywhere), with a memory limit and a spill folder in the session, so
+that queries over tables larger than memory finish. `dask_tables` gives the same tables as
+Dask DataFrames over the same Parquet, for work that outgrows one machine.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import duckdb
+
+from ..catalog import CatalogError, locate
+from .cdm import tables
+
+MEMORY_SHARE = 0.5  # of the session's memory limit (its cgroup's), or of the machine's
+
+
+def open_omop(
+    reference: str | os.PathLike, root: Path | None = None, memory_limit: str | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the CDM `reference` names (`dataset-id/object-id`, or a
+    store by path). `memory_limit` (DuckDB's form, '4GB') defaults to half the session's."""
+    folder, _ = locate(reference, "omop", root)
+    if not folder.is_dir():
+        raise CatalogError(f"{folder}: not an OMOP store")
+    work = Path(tempfile.mkdtemp(prefix="enclave-omop-"))
+    catalog = work / "views.duckdb"
+    with duckdb.connect(str(catalog)) as writing:
+        for table, columns in tables().items():
+            stored = folder / f"{table}.parquet"
+            if stored.is_file():
+                body = f"SELECT * FROM read_parquet('{_escaped(stored)}')"
+            else:
+                typed = ", ".join(f"CAST(NULL AS {c.stored_type}) AS {c.name}" for c in columns)
+                body = f"SELECT {typed} WHERE false"
+            writing.execute(f'CREATE VIEW "{table}" AS {body}')
+    return duckdb.connect(
+        str(catalog),
+        read_only=True,
+        config={
+            "memory_limit": memory_limit or _default_memory_limit(),
+            "temp_directory": str(work / "spill"),
+        },
+    )
+
+
+def dask_tables(reference: str | os.PathLike, root: Path | None = None) -> dict:
+    """Every stored table of the CDM as a Dask DataFrame, by name (lazy: nothing is read
+    until computed, on the project's cluster when `enclave.dask_client()` is connected)."""
+    import dask.dataframe
+
+    folder, _ = locate(reference, "omop", root)
+    return {
+        path.stem: dask.dataframe.read_parquet(str(path))
+        for path in sorted(folder.glob("*.parquet"))
+        if path.stem in tables()
+    }
+
+
+def _default_memory_limit() -> str:
+    limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        cgroup = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if cgroup != "max":
+            limit = min(limit, int(cgroup))
+    except (OSError, ValueError):
+        pass
+    return f"{max(int(limit * MEMORY_SHARE) >> 20, 64)}MB"
+
+
+def _escaped(path: Path) -> str:
+    return str(path).replace("'", "''")
