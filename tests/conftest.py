@@ -174,6 +174,7 @@ def enclave(test_host) -> RunningEnclave:
         "profiles": {
             "default": {"cpus": 1, "memory": "2GiB", "pids": 512},
             "small": {"cpus": 0.5, "memory": "300MiB", "pids": 160},
+            "records": {"cpus": 1, "memory": "768MiB", "pids": 512},
             "gpu": {"gpus": 1},
             "daskling": {"cpus": 1, "memory": "2GiB", "pids": 512, "dask": DASKLING},
             "dask-idle": {"dask": {**DASKLING, "idle_timeout": 8}},

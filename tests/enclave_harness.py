@@ -404,11 +404,17 @@ def project_cli(enclave: RunningEnclave, *argv: str) -> subprocess.CompletedProc
 
 
 def run_in_project_session(
-    enclave: RunningEnclave, user: str, project: str, datasets: list[str], code: str
+    enclave: RunningEnclave,
+    user: str,
+    project: str,
+    datasets: list[str],
+    code: str,
+    profile: str = "default",
 ) -> dict:
-    """Make `project` with `user` its member and `datasets` granted, start the user's session
-    for it, run `code` in a kernel there, stop the session; the JSON object printed last."""
-    project_cli(enclave, "create", project, "--title", project)
+    """Make `project` (of `profile`) with `user` its member and `datasets` granted, start the
+    user's session for it, run `code` in a kernel there, stop the session; the JSON object
+    printed last."""
+    project_cli(enclave, "create", project, "--title", project, "--profile", profile)
     project_cli(enclave, "add-member", project, user)
     for dataset in datasets:
         project_cli(enclave, "grant", project, dataset)

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import yaml
 
+from enclave.omop import Cohort, concept_set, open_omop
 from enclave_harness import (
     SessionNotebook,
     make_site_dir,
@@ -81,6 +82,7 @@ print(json.dumps({
     "pca": list(a.obsm["X_pca"].shape),
     "colour": pixels.mean(axis=(1, 2)).compute().tolist(),
     "export": [r.status, len(enclave.export_requests())],
+    "cohort": cohort.count(),
 }))
 """
 
@@ -103,7 +105,7 @@ def test_a_new_machine_runs_the_readme_tour_and_is_left_as_found():
     enclave = start_enclave(config, timeout=240)
     try:
         output = enclave.output()
-        for dataset in ("ds-pathology", "ds-ct", "ds-rna"):
+        for dataset in ("ds-pathology", "ds-ct", "ds-rna", "ds-emr"):
             assert f"Demo dataset {dataset}: " in output and "ingested." in output, output
             assert f"Demo dataset {dataset} granted to cancer-imaging." in output, output
         login_page = httpx.get(f"{enclave.url}/hub/login", timeout=30)
@@ -123,7 +125,7 @@ def test_a_new_machine_runs_the_readme_tour_and_is_left_as_found():
         stopped = enclave.stop()
 
     assert stopped == 0, enclave.output()
-    assert results["datasets"] == ["ds-ct", "ds-pathology", "ds-rna"]
+    assert results["datasets"] == ["ds-ct", "ds-emr", "ds-pathology", "ds-rna"]
     assert results["tiles"] > 0 and results["region"] == [512, 512]
     assert results["view"] == "Snapshot"
     assert results["volume"] == [5, 16, 16] and results["nifti"] > 0
@@ -131,6 +133,13 @@ def test_a_new_machine_runs_the_readme_tour_and_is_left_as_found():
     level0 = da.from_zarr(base / "data" / "ds-pathology" / "cmu_small_region.ome.zarr", "0")
     assert results["colour"] == pytest.approx(level0.mean(axis=(1, 2)).compute().tolist())
     assert results["export"] == ["in-review", 1]
+    host = open_omop("ds-emr/omop-demo", root=base / "data")
+    expected = (
+        Cohort(host, "condition_occurrence", concept_set(host, [201826]))
+        .require("drug_exposure", concept_set(host, [1503297]), within_days=(0, 30))
+        .age_at_index(minimum=50)
+    )
+    assert results["cohort"] == expected.count() > 0
     statuses = [export["status"] for export in exports if export]
     assert statuses == ["checks-failed", "in-review"], exports
     (failed,) = [export["problems"] for export in exports if export][:1]

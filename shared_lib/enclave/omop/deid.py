@@ -3,7 +3,9 @@ form.
 
 - `person_id` and every other id that could be a hospital's own number (each table's key and
   every column that refers to one) become keyed pseudonymous integers: the same source id
-  gives the same integer in every table, so joins still hold.
+  gives the same integer in every table, so joins still hold. The key of an event table that
+  no other table refers to (a measurement's, say) is renumbered instead: nothing of the
+  source's number is left, and there is nothing to join.
 - `person_source_value` becomes the person's keyed pseudonym: the one DICOM ingest gives the
   same patient's PatientID under the same key; the patient's own source value is cut out of
   every other text the person's rows keep.
@@ -17,6 +19,9 @@ Vocabulary tables and the source's own description are kept as they are.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
 
 from .cdm import Column, columns_of, tables
 
@@ -73,6 +78,7 @@ def person_column(table: str) -> str | None:
     return column if column in columns_of(table) else None
 
 
+@cache
 def keyed_spaces() -> frozenset[str]:
     """The tables whose integer keys are a source's own numbers."""
     return frozenset(
@@ -95,9 +101,28 @@ def id_space(table: str, column: Column) -> str | None:
     return column.references if column.references in keyed_spaces() else None
 
 
-def stored_expression(table: str, column: Column, key_hex: str, source: str) -> str:
+@cache
+def referenced() -> frozenset[str]:
+    """The tables some column of another table refers to."""
+    return frozenset(
+        column.references
+        for name, columns in tables().items()
+        for column in columns
+        if column.references and column.references != name
+    )
+
+
+def renumbered(table: str, column: Column) -> bool:
+    """Whether the column is a table's own key that nothing refers to: renumbered."""
+    return column.primary_key and id_space(table, column) == table and table not in referenced()
+
+
+def stored_expression(
+    table: str, column: Column, source: str, keyed: Callable[[str, str], str]
+) -> str:
     """The SQL giving a column's stored value from `source` (a column expression already of
-    the stored type), with the person's row of `persons` joined as `p`."""
+    the stored type), with the person's row of `persons` joined as `p`; `keyed(space,
+    source)` gives the SQL of an id's keyed pseudonym in its space."""
     name = column.name
     if name in EMPTIED.get(table, ()):  # a required text keeps a value: the empty one
         return "''" if column.required else f"CAST(NULL AS {column.stored_type})"
@@ -105,9 +130,11 @@ def stored_expression(table: str, column: Column, key_hex: str, source: str) -> 
         return f"left({source}, {ZIP_DIGITS_KEPT})"
     if table in UNCHANGED:
         return source
+    if renumbered(table, column):
+        return "row_number() OVER ()"
     space = id_space(table, column)
     if space is not None:
-        return keyed_integer(key_hex, space, source)
+        return "p.person_id" if name == person_column(table) else keyed(space, source)
     if person_column(table) is None:
         return source
     if table == "person" and name == "person_source_value":
@@ -140,6 +167,12 @@ def policy() -> dict:
     """What `dataset.json` records of the de-identification."""
     return {
         "ids": "keyed pseudonymous integers (SHA-256 over a secret key, the id's table, the id)",
+        "renumbered": sorted(
+            f"{table}.{c.name}"
+            for table, columns in tables().items()
+            for c in columns
+            if renumbered(table, c)
+        ),
         "person_source_value": "the person's keyed pseudonym (as DICOM ingest gives PatientID)",
         "dates": "shifted per person by the person's keyed day shift (as DICOM ingest)",
         "emptied": {table: list(names) for table, names in EMPTIED.items()},

@@ -22,7 +22,7 @@ from ..catalog import CatalogError, object_id_for
 from ..pseudonyms import Pseudonymizer
 from ..registration import FAILED, DatasetWriter, Outcome
 from .cdm import CDM_VERSION, Column, first_date, tables
-from .deid import person_column, policy, stored_expression
+from .deid import id_space, keyed_integer, person_column, policy, stored_expression
 
 SUFFIXES = (".csv.gz", ".csv", ".parquet")
 STORE_SUFFIX = ".omop"
@@ -94,7 +94,9 @@ def ingest_omop(
             }
             writer.register(object_id, store, object_id + STORE_SUFFIX, entry)
     except (CatalogError, duckdb.Error) as error:
-        message = str(error)
+        message = (
+            str(error) if isinstance(error, CatalogError) else f"{source}: {_first_line(error)}"
+        )
         for line in message.splitlines():
             report(f"{FAILED}{line}")
         return [Outcome(source, error=message)]
@@ -133,11 +135,12 @@ def _convert(connection, files: dict[str, Path], store: Path, key: bytes, progre
         problems += _unknown_persons(connection, files)
     if problems:
         raise SourceProblems("\n".join(problems))
-    _persons(connection, key)
     key_hex = _key_hex(key)
+    _persons(connection, key, key_hex)
+    _id_maps(connection, files, key_hex)
     counts = {}
     for table in tqdm(list(files), desc="tables", disable=not progress):
-        counts[table] = _write(connection, table, store / f"{table}.parquet", key_hex)
+        counts[table] = _write(connection, table, store / f"{table}.parquet")
     return counts
 
 
@@ -163,7 +166,7 @@ def _problems(connection, table: str, path: Path) -> list[str]:
     """What is wrong with one table: columns missing or unknown, values of the wrong type or
     missing where required, a primary key taken twice."""
     source = _name("source_" + table)
-    present = {r[0] for r in connection.execute(f"DESCRIBE {source}").fetchall()} - {ROW}
+    present = _columns(connection, table)
     columns = {c.name: c for c in tables()[table]}
     problems = [
         f"{path}: column {name!r} is missing (CDM {CDM_VERSION} {table} requires it)"
@@ -232,11 +235,11 @@ def _unknown_persons(connection, files: dict[str, Path]) -> list[str]:
     return problems
 
 
-def _persons(connection, key: bytes) -> None:
-    """`persons`: each source person's pseudonym, day shift and shifted birth date. The
-    pseudonym and shift come from the person's source value (what DICOM calls PatientID),
-    or, where there is none, from the person id."""
-    has = {r[0] for r in connection.execute("DESCRIBE source_person").fetchall()}
+def _persons(connection, key: bytes, key_hex: str) -> None:
+    """`persons`: each source person's keyed id, pseudonym, day shift and shifted birth date.
+    The pseudonym and shift come from the person's source value (what DICOM calls
+    PatientID), or, where there is none, from the person id."""
+    has = _columns(connection, "person")
 
     def part(name: str, kind: str) -> str:
         return f"TRY_CAST({name} AS {kind})" if name in has else f"CAST(NULL AS {kind})"
@@ -259,37 +262,77 @@ def _persons(connection, key: bytes) -> None:
             "source_value": [r[1] or "" for r in rows],
             "pseudonym": [pseudonyms.patient(i) for i in identity],
             "shift_days": pa.array(shifts, pa.int32()),
-            "birth_date": [r[2] for r in rows],
+            "birth_date": pa.array([r[2] for r in rows], pa.date32()),
         }
     )
     connection.register("persons_table", table)
     connection.execute(
-        "CREATE OR REPLACE TEMP TABLE persons AS SELECT source_person_id, source_value, "
+        "CREATE OR REPLACE TEMP TABLE persons AS SELECT source_person_id, "
+        f"{keyed_integer(key_hex, 'person', 'source_person_id')} AS person_id, source_value, "
         "pseudonym, shift_days, birth_date + shift_days AS birth_date FROM persons_table"
     )
     connection.unregister("persons_table")
 
 
-def _write(connection, table: str, target: Path, key_hex: str) -> int:
+def _id_maps(connection, files: dict[str, Path], key_hex: str) -> None:
+    """`ids_<space>`: every source id of a keyed space (other than persons) that any table
+    holds, with its keyed pseudonym, each hashed once however many rows name it."""
+    holders: dict[str, list[str]] = {}  # by space, a query of each column's ids
+    for table in files:
+        present = _columns(connection, table)
+        for column in tables()[table]:
+            space = id_space(table, column)
+            if space not in (None, "person") and column.name in present:
+                holders.setdefault(space, []).append(
+                    f"SELECT CAST({_name(column.name)} AS BIGINT) AS v "
+                    f"FROM {_name('source_' + table)}"
+                )
+    for space, selects in holders.items():
+        connection.execute(
+            f"CREATE OR REPLACE TEMP TABLE {_name('ids_' + space)} AS SELECT v AS source_id, "
+            f"{keyed_integer(key_hex, space, 'v')} AS id FROM "
+            f"({' UNION '.join(selects)}) WHERE v IS NOT NULL"
+        )
+
+
+def _write(connection, table: str, target: Path) -> int:
     """Write one table, de-identified, to `target`; the number of rows."""
     source = _name("source_" + table)
-    present = {r[0] for r in connection.execute(f"DESCRIBE {source}").fetchall()}
-    columns = tables()[table]
-    selected = ", ".join(
-        f"{stored_expression(table, c, key_hex, _typed(c, present))} AS {_name(c.name)}"
-        for c in columns
-    )
+    present = _columns(connection, table)
     person = person_column(table)
-    joined = f"{source} s"
+    joins = []
     if person is not None:
-        joined += f" LEFT JOIN persons p ON p.source_person_id = CAST(s.{_name(person)} AS BIGINT)"
+        joins.append(
+            f"LEFT JOIN persons p ON p.source_person_id = CAST(s.{_name(person)} AS BIGINT)"
+        )
+
+    def keyed(space: str, value: str) -> str:
+        alias = f"k{len(joins)}"
+        mapping = "persons" if space == "person" else _name("ids_" + space)
+        column = "person_id" if space == "person" else "id"
+        on = "source_person_id" if space == "person" else "source_id"
+        joins.append(f"LEFT JOIN {mapping} {alias} ON {alias}.{on} = CAST({value} AS BIGINT)")
+        return f"{alias}.{column}"
+
+    def stored(column: Column) -> str:
+        if column.name not in present and id_space(table, column) is not None:
+            return f"CAST(NULL AS {column.stored_type})"  # no ids to key
+        return stored_expression(table, column, _typed(column, present), keyed)
+
+    selected = ", ".join(f"{stored(c)} AS {_name(c.name)}" for c in tables()[table])
     order = [name for name in (person, first_date(table)) if name]
     ordering = f" ORDER BY {', '.join(_name(n) for n in order)}" if order else ""
     copied = connection.execute(
-        f"COPY (SELECT {selected} FROM {joined}{ordering}) TO {_literal(str(target))} "
-        "(FORMAT parquet, COMPRESSION zstd)"
+        f"COPY (SELECT {selected} FROM {source} s {' '.join(joins)}{ordering}) "
+        f"TO {_literal(str(target))} (FORMAT parquet, COMPRESSION zstd)"
     ).fetchone()
     return int(copied[0])
+
+
+def _columns(connection, table: str) -> set[str]:
+    """The CDM columns the source of `table` has."""
+    described = connection.execute(f"DESCRIBE {_name('source_' + table)}").fetchall()
+    return {row[0] for row in described} - {ROW}
 
 
 def _typed(column: Column, present: set[str]) -> str:

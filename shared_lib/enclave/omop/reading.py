@@ -1,12 +1,13 @@
 """`enclave.open_omop`: an ingested OMOP CDM as a read-only DuckDB connection on which every
 CDM 5.4 table is a view of its own name (a table the source lacked is an empty view, so
-standard queries run everywhere), with a memory limit and a spill folder in the session, so
-that queries over tables larger than memory finish. `dask_tables` gives the same tables as
-Dask DataFrames over the same Parquet, for work that outgrows one machine.
+standard queries run everywhere), with a memory limit and a spill folder in the user's cache
+(on disk), so that queries over tables larger than memory finish. `dask_tables` gives the same
+tables as Dask DataFrames over the same Parquet, for work that outgrows one machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -16,7 +17,7 @@ import duckdb
 from ..catalog import CatalogError, locate
 from .cdm import tables
 
-MEMORY_SHARE = 0.5  # of the session's memory limit (its cgroup's), or of the machine's
+MEMORY_SHARE = 0.5  # of the session's memory limit, or of the machine's memory
 
 
 def open_omop(
@@ -27,7 +28,7 @@ def open_omop(
     folder, _ = locate(reference, "omop", root)
     if not folder.is_dir():
         raise CatalogError(f"{folder}: not an OMOP store")
-    work = Path(tempfile.mkdtemp(prefix="enclave-omop-"))
+    work = Path(tempfile.mkdtemp(prefix="omop-", dir=_work_root()))
     catalog = work / "views.duckdb"
     with duckdb.connect(str(catalog)) as writing:
         for table, columns in tables().items():
@@ -61,14 +62,21 @@ def dask_tables(reference: str | os.PathLike, root: Path | None = None) -> dict:
     }
 
 
+def _work_root() -> Path:
+    """Where the views and the spill go: the user's cache, on disk (a session's /tmp is in
+    memory, and would count against the very limit that spilling is for)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    root = cache / "enclave" / "omop"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
 def _default_memory_limit() -> str:
+    """Half the session's memory: MEM_LIMIT (the session's cgroup limit, as JupyterHub's
+    spawners announce it), else the machine's."""
     limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    try:
-        cgroup = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if cgroup != "max":
-            limit = min(limit, int(cgroup))
-    except (OSError, ValueError):
-        pass
+    with contextlib.suppress(KeyError, ValueError):
+        limit = min(limit, int(os.environ["MEM_LIMIT"]))
     return f"{max(int(limit * MEMORY_SHARE) >> 20, 64)}MB"
 
 
