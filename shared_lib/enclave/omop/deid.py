@@ -43,8 +43,13 @@ VOCABULARY = frozenset(
 UNCHANGED = VOCABULARY | {"cdm_source", "metadata"}
 # Where a table names its person: person_id, except in cohort (whose subjects are persons).
 PERSON_COLUMN = {"cohort": "subject_id"}
+# Emptied: free text, names, numbers of providers, exact addresses, and the source values that
+# sites fill with their own record numbers (encounters, notes, specimens); what those say in
+# the standard way stays in their *_concept_id columns.
 EMPTIED = {
-    "note": ("note_title", "note_text"),
+    "visit_occurrence": ("visit_source_value",),
+    "visit_detail": ("visit_detail_source_value",),
+    "note": ("note_title", "note_text", "note_source_value"),
     "note_nlp": ("snippet", "lexical_variant"),
     "provider": ("provider_name", "npi", "dea", "provider_source_value"),
     "care_site": ("care_site_name", "care_site_source_value"),
