@@ -22,7 +22,14 @@ from ..catalog import CatalogError, object_id_for
 from ..pseudonyms import Pseudonymizer
 from ..registration import FAILED, DatasetWriter, Outcome
 from .cdm import CDM_VERSION, Column, first_date, tables
-from .deid import id_space, keyed_integer, person_column, policy, stored_expression
+from .deid import (
+    id_space,
+    keyed_integer,
+    person_column,
+    policy,
+    renumbered,
+    stored_expression,
+)
 
 SUFFIXES = (".csv.gz", ".csv", ".parquet")
 STORE_SUFFIX = ".omop"
@@ -145,7 +152,8 @@ def _convert(connection, files: dict[str, Path], store: Path, key: bytes, progre
 
 
 def _read_source(connection, table: str, path: Path) -> None:
-    """`source_<table>`: the file's rows, numbered, every column under its CDM name."""
+    """`source_<table>`: the file's rows, every column under its CDM name; and
+    `numbered_<table>`, the same with each row's number, for naming the first bad one."""
     quoted = _literal(str(path))
     if path.name.lower().endswith(".parquet"):
         reader = f"read_parquet({quoted})"
@@ -157,15 +165,33 @@ def _read_source(connection, table: str, path: Path) -> None:
         raise SourceProblems(f"{path}: cannot be read ({_first_line(error)})") from None
     renamed = ", ".join(f"{_name(row[0])} AS {_name(row[0].lower())}" for row in described)
     connection.execute(
-        f"CREATE OR REPLACE TEMP VIEW {_name('source_' + table)} AS "
-        f"SELECT row_number() OVER () AS {ROW}, {renamed} FROM {reader}"
+        f"CREATE OR REPLACE TEMP VIEW {_name('source_' + table)} AS SELECT {renamed} FROM {reader}"
+    )
+    connection.execute(
+        f"CREATE OR REPLACE TEMP VIEW {_name('numbered_' + table)} AS "
+        f"SELECT row_number() OVER () AS {ROW}, * FROM {_name('source_' + table)}"
+    )
+
+
+def _first_rows(connection, table: str, conditions: list[str], join: str = "") -> list:
+    """For each condition on the rows of `table` (as `s`), the number of the first row that
+    meets it, or None. Counted first without row numbers, which cost a pass in order; only
+    a table with a problem is numbered."""
+    counted = ", ".join(f"count(*) FILTER (WHERE {c})" for c in conditions)
+    counts = connection.execute(
+        f"SELECT {counted} FROM {_name('source_' + table)} s {join}"
+    ).fetchone()
+    if not any(counts):
+        return [None] * len(conditions)
+    first = ", ".join(f"min(s.{ROW}) FILTER (WHERE {c})" for c in conditions)
+    return list(
+        connection.execute(f"SELECT {first} FROM {_name('numbered_' + table)} s {join}").fetchone()
     )
 
 
 def _problems(connection, table: str, path: Path) -> list[str]:
     """What is wrong with one table: columns missing or unknown, values of the wrong type or
     missing where required, a primary key taken twice."""
-    source = _name("source_" + table)
     present = _columns(connection, table)
     columns = {c.name: c for c in tables()[table]}
     problems = [
@@ -181,17 +207,14 @@ def _problems(connection, table: str, path: Path) -> list[str]:
         return problems
     checks, labels = [], []
     for name in (n for n in columns if n in present):
-        column = columns[name]
-        checks.append(
-            f"min({ROW}) FILTER (WHERE {_name(name)} IS NOT NULL AND "
-            f"TRY_CAST({_name(name)} AS {column.stored_type}) IS NULL)"
-        )
+        column, value = columns[name], f"s.{_name(name)}"
+        checks.append(f"{value} IS NOT NULL AND TRY_CAST({value} AS {column.stored_type}) IS NULL")
         labels.append((name, f"is not {_a(column)}"))
         if column.required:
-            checks.append(f"min({ROW}) FILTER (WHERE {_name(name)} IS NULL)")
+            checks.append(f"{value} IS NULL")
             labels.append((name, "is empty (the column is required)"))
     try:
-        found = connection.execute(f"SELECT {', '.join(checks)} FROM {source}").fetchone()
+        found = _first_rows(connection, table, checks)
     except duckdb.Error as error:
         return [f"{path}: cannot be read ({_first_line(error)})"]
     problems = [
@@ -204,12 +227,17 @@ def _problems(connection, table: str, path: Path) -> list[str]:
         (key,) = keys
         value = f"CAST({_name(key.name)} AS {key.stored_type})"
         twice = connection.execute(
-            f"SELECT {value} AS id, min({ROW}), max({ROW}) FROM {source} "
-            f"GROUP BY id HAVING count(*) > 1 ORDER BY 2 LIMIT 1"
+            f"SELECT {value} AS id FROM {_name('source_' + table)} "
+            "GROUP BY id HAVING count(*) > 1 LIMIT 1"
         ).fetchone()
         if twice:
+            rows = connection.execute(
+                f"SELECT min({ROW}), max({ROW}) FROM {_name('numbered_' + table)} "
+                f"WHERE {value} = ?",
+                [twice[0]],
+            ).fetchone()
             problems.append(
-                f"{path}: column {key.name!r}, rows {twice[1]} and {twice[2]}: the primary key "
+                f"{path}: column {key.name!r}, rows {rows[0]} and {rows[1]}: the primary key "
                 f"{twice[0]} is taken twice"
             )
     return problems
@@ -222,15 +250,18 @@ def _unknown_persons(connection, files: dict[str, Path]) -> list[str]:
         column = person_column(table)
         if column is None or table == "person":
             continue
-        row = connection.execute(
-            f"SELECT min(s.{ROW}), any_value(s.{_name(column)}) FROM {_name('source_' + table)} s "
-            f"ANTI JOIN source_person p ON CAST(s.{_name(column)} AS BIGINT) = "
-            f"CAST(p.person_id AS BIGINT) WHERE s.{_name(column)} IS NOT NULL"
-        ).fetchone()
-        if row[0] is not None:
+        person = f"CAST(s.{_name(column)} AS BIGINT)"
+        join = (
+            "LEFT JOIN (SELECT DISTINCT CAST(person_id AS BIGINT) AS id FROM source_person) p "
+            f"ON p.id = {person}"
+        )
+        (row,) = _first_rows(connection, table, [f"{person} IS NOT NULL AND p.id IS NULL"], join)
+        if row is not None:
+            (who,) = connection.execute(
+                f"SELECT {person} FROM {_name('numbered_' + table)} s WHERE {ROW} = ?", [row]
+            ).fetchone()
             problems.append(
-                f"{path}: column {column!r}, row {row[0]}: person {row[1]} is not in the "
-                "person table"
+                f"{path}: column {column!r}, row {row}: person {who} is not in the person table"
             )
     return problems
 
@@ -282,7 +313,9 @@ def _id_maps(connection, files: dict[str, Path], key_hex: str) -> None:
         present = _columns(connection, table)
         for column in tables()[table]:
             space = id_space(table, column)
-            if space not in (None, "person") and column.name in present:
+            if renumbered(table, column) or column.name not in present:
+                continue
+            if space not in (None, "person"):
                 holders.setdefault(space, []).append(
                     f"SELECT CAST({_name(column.name)} AS BIGINT) AS v "
                     f"FROM {_name('source_' + table)}"
@@ -315,8 +348,11 @@ def _write(connection, table: str, target: Path) -> int:
         return f"{alias}.{column}"
 
     def stored(column: Column) -> str:
-        if column.name not in present and id_space(table, column) is not None:
-            return f"CAST(NULL AS {column.stored_type})"  # no ids to key
+        # A column the source lacks stays empty; but for the person table's birth parts and
+        # pseudonym, which come from its other columns.
+        derived = table == "person" and id_space(table, column) is None
+        if column.name not in present and not derived:
+            return f"CAST(NULL AS {column.stored_type})"
         return stored_expression(table, column, _typed(column, present), keyed)
 
     selected = ", ".join(f"{stored(c)} AS {_name(c.name)}" for c in tables()[table])
@@ -332,7 +368,7 @@ def _write(connection, table: str, target: Path) -> int:
 def _columns(connection, table: str) -> set[str]:
     """The CDM columns the source of `table` has."""
     described = connection.execute(f"DESCRIBE {_name('source_' + table)}").fetchall()
-    return {row[0] for row in described} - {ROW}
+    return {row[0] for row in described}
 
 
 def _typed(column: Column, present: set[str]) -> str:
