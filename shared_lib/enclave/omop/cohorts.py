@@ -112,7 +112,8 @@ class Cohort:
             "WITH entry AS (",
             f"  SELECT person_id, min({day}) AS index_date FROM {self.table}",
             f"  WHERE {concept} IN (SELECT unnest(?)) GROUP BY person_id)",
-            "SELECT e.person_id, e.index_date FROM entry e JOIN person p USING (person_id)",
+            "SELECT e.person_id, e.index_date FROM entry e",
+            "JOIN person p USING (person_id)" if self.age_range != (None, None) or self.sex else "",
             "WHERE true",
         ]
         low, high = self.age_range

@@ -86,7 +86,9 @@ def ingest_omop(
             spill = staging / ".spill"
             store = staging / "tables"
             store.mkdir()
-            with _connection(spill, memory_limit) as connection:
+            spill.mkdir()
+            settings = {"memory_limit": memory_limit, "temp_directory": str(spill)}
+            with duckdb.connect(config=settings) as connection:
                 counts = _convert(connection, files, store, key, show_progress)
                 vocabulary = _vocabulary_version(connection, files)
             entry = {
@@ -110,26 +112,6 @@ def ingest_omop(
     total = sum(counts.values())
     report(f"ok      {source} → {dataset_id}/{object_id} ({len(counts)} tables, {total} rows)")
     return [Outcome(source, object_id=object_id)]
-
-
-class _connection:
-    """A DuckDB connection in memory, limited to `memory_limit`, spilling to `spill`."""
-
-    def __init__(self, spill: Path, memory_limit: str):
-        spill.mkdir()
-        self.connection = duckdb.connect(
-            config={
-                "memory_limit": memory_limit,
-                "temp_directory": str(spill),
-                "preserve_insertion_order": True,
-            }
-        )
-
-    def __enter__(self) -> duckdb.DuckDBPyConnection:
-        return self.connection
-
-    def __exit__(self, *_) -> None:
-        self.connection.close()
 
 
 def _convert(connection, files: dict[str, Path], store: Path, key: bytes, progress: bool) -> dict:
