@@ -8,7 +8,7 @@ most rare), conditions grouped under 50 ancestors in `concept_ancestor`. Three c
 
 - concept: persons with a condition in a concept set with its descendants;
 - temporal: persons whose first such condition is followed by a drug of a set within 30 days;
-- threshold: persons with a measurement of one concept above a value.
+- threshold: persons with a measurement of one concept at or above a value.
 
 Each query runs in a process of its own, once to warm up and then `--rounds` times; the best
 is kept. PostgreSQL's peak is its client's; the server holds its shared buffers besides.
@@ -119,7 +119,7 @@ def queries(concepts: tuple[int, ...]) -> dict[str, str]:
         " e WHERE EXISTS (SELECT 1 FROM drug_exposure x WHERE x.person_id = e.person_id AND "
         f"x.drug_concept_id IN ({drugs}) AND x.drug_exposure_start_date BETWEEN e.d AND e.d + 30)",
         "threshold": "SELECT count(DISTINCT person_id) FROM measurement WHERE "
-        f"measurement_concept_id = {MEASUREMENT} AND value_as_number > {THRESHOLD}",
+        f"measurement_concept_id = {MEASUREMENT} AND value_as_number >= {THRESHOLD}",
     }
 
 
@@ -137,7 +137,7 @@ def prepare_enclave(store: str, query: str, _concepts: str):
             return cohort.count()
         if query == "temporal":
             return cohort.require("drug_exposure", DRUGS, within_days=(0, 30)).count()
-        return cdm.execute(queries(concepts)[query]).fetchone()[0]
+        return Cohort(cdm, "measurement", (MEASUREMENT,), (THRESHOLD, None)).count()
 
     return run
 
@@ -162,7 +162,7 @@ def prepare_pandas(store: str, query: str, concepts: str):
         if query == "threshold":
             found = read("measurement", ["person_id", "measurement_concept_id", "value_as_number"])
             found = found[(found.measurement_concept_id == MEASUREMENT)]
-            return int(found[found.value_as_number > THRESHOLD].person_id.nunique())
+            return int(found[found.value_as_number >= THRESHOLD].person_id.nunique())
         conditions = read(
             "condition_occurrence", ["person_id", "condition_concept_id", "condition_start_date"]
         )

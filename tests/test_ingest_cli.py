@@ -214,6 +214,7 @@ def test_bad_omop_sources_are_named_and_nothing_is_registered(site):
         "stray": ([stray], f"{stray}/patients.csv: not a CDM 5.4 table"),
         "twice": ([twice], f"{twice}/person.parquet: a second file of table person"),
         "locked": ([locked], f"{locked}/death.parquet: cannot be read"),
+        "bad-limit": ([good, "--memory-limit", "lots"], "memory limit 'lots': not a size"),
         **_common_cases(site, good),
     }
     _assert_each_refused(site, "omop", cases)

@@ -213,7 +213,7 @@ def add_dataset_verbs(verbs: argparse._SubParsersAction) -> None:
     omop.add_argument("--dataset", required=True, help="the dataset id to add it to")
     omop.add_argument("--object", help="the object id (default: from the folder's name)")
     omop.add_argument(
-        "--memory-limit", default="2GB", help="DuckDB's memory limit; beyond it, spill to disk"
+        "--memory-limit", default="2GB", help="the ingest's memory (default 2GB); beyond, spill"
     )
     key_options(omop)
     omop.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -1,5 +1,6 @@
 """The OMOP Common Data Model 5.4: its tables and their columns, as the OHDSI specification's
-field-level table states them (`cdm54.csv`: required, type, primary key, referenced table).
+field-level table states them (`cdm54.csv`: required, type, primary key, referenced table);
+and the event tables that cohorts are built from, each also stored ordered by concept.
 """
 
 from __future__ import annotations
@@ -18,6 +19,29 @@ STORED_TYPES = {
     "datetime": "TIMESTAMP",
     "text": "VARCHAR",
 }
+
+
+# The event tables cohorts use: the column of each event's concept, its date, its value.
+EVENTS = {
+    "condition_occurrence": ("condition_concept_id", "condition_start_date", None),
+    "drug_exposure": ("drug_concept_id", "drug_exposure_start_date", None),
+    "procedure_occurrence": ("procedure_concept_id", "procedure_date", None),
+    "measurement": ("measurement_concept_id", "measurement_date", "value_as_number"),
+    "observation": ("observation_concept_id", "observation_date", "value_as_number"),
+    "visit_occurrence": ("visit_concept_id", "visit_start_date", None),
+    "device_exposure": ("device_concept_id", "device_exposure_start_date", None),
+}
+
+
+def by_concept(table: str) -> str:
+    """The name of an event table's copy ordered by concept (its concept, person, date and
+    value columns only): a concept set reads only its own row groups of it."""
+    return f"{table}_by_concept"
+
+
+def by_concept_columns(table: str) -> list[str]:
+    concept, day, value = EVENTS[table]
+    return [concept, "person_id", day] + ([value] if value else [])
 
 
 @dataclass(frozen=True)

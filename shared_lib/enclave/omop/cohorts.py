@@ -23,16 +23,8 @@ from dataclasses import dataclass, replace
 
 import duckdb
 
-# Each event table: the column of its concept, the date of its event, the value it may have.
-DOMAINS = {
-    "condition_occurrence": ("condition_concept_id", "condition_start_date", None),
-    "drug_exposure": ("drug_concept_id", "drug_exposure_start_date", None),
-    "procedure_occurrence": ("procedure_concept_id", "procedure_date", None),
-    "measurement": ("measurement_concept_id", "measurement_date", "value_as_number"),
-    "observation": ("observation_concept_id", "observation_date", "value_as_number"),
-    "visit_occurrence": ("visit_concept_id", "visit_start_date", None),
-    "device_exposure": ("device_concept_id", "device_exposure_start_date", None),
-}
+from .cdm import EVENTS, by_concept
+
 SEXES = {"female": 8532, "male": 8507}
 
 
@@ -65,18 +57,22 @@ class Criterion:
 
 @dataclass(frozen=True)
 class Cohort:
-    """Persons whose first event of `table` with a concept of `concepts` is their index, and
-    who meet every criterion."""
+    """Persons whose first event of `table` with a concept of `concepts` (and, where the table
+    has values, a value in `value_between`, inclusive) is their index, and who meet every
+    criterion."""
 
     connection: duckdb.DuckDBPyConnection
     table: str
     concepts: tuple[int, ...]
+    value_between: tuple[float | None, float | None] = (None, None)
     criteria: tuple[Criterion, ...] = ()
     age_range: tuple[int | None, int | None] = (None, None)
     sex: str | None = None
 
     def __post_init__(self) -> None:
-        _domain(self.table)
+        _, _, value = _domain(self.table)  # an event table, or a clear error
+        if self.value_between != (None, None) and value is None:
+            raise ValueError(f"{self.table} has no value to compare")
 
     def require(
         self,
@@ -106,12 +102,13 @@ class Cohort:
 
     def sql(self) -> tuple[str, list]:
         """The query (person_id, index_date) and its parameters."""
-        concept, day, _ = _domain(self.table)
-        parameters: list = [list(self.concepts)]
+        concept, day, value = _domain(self.table)
+        values, limits = _in_range(value, self.value_between)
+        parameters: list = [list(self.concepts), *limits]
         query = [
             "WITH entry AS (",
-            f"  SELECT person_id, min({day}) AS index_date FROM {self.table}",
-            f"  WHERE {concept} IN (SELECT unnest(?)) GROUP BY person_id)",
+            f"  SELECT person_id, min({day}) AS index_date FROM {by_concept(self.table)}",
+            f"  WHERE {concept} IN (SELECT unnest(?)){values} GROUP BY person_id)",
             "SELECT e.person_id, e.index_date FROM entry e",
             "JOIN person p USING (person_id)" if self.age_range != (None, None) or self.sex else "",
             "WHERE true",
@@ -147,24 +144,27 @@ class Cohort:
 def _criterion_sql(criterion: Criterion) -> tuple[str, list]:
     concept, day, value = _domain(criterion.table)
     low, high = criterion.within_days
+    values, limits = _in_range(f"x.{value}", criterion.value_range)
     text = (
-        f"AND {'' if criterion.present else 'NOT '}EXISTS (SELECT 1 FROM {criterion.table} x "
+        f"AND {'' if criterion.present else 'NOT '}EXISTS (SELECT 1 FROM "
+        f"{by_concept(criterion.table)} x "
         f"WHERE x.person_id = e.person_id AND x.{concept} IN (SELECT unnest(?)) "
-        f"AND x.{day} BETWEEN e.index_date + ? AND e.index_date + ?"
+        f"AND x.{day} BETWEEN e.index_date + ? AND e.index_date + ?{values})"
     )
-    parameters: list = [list(criterion.concepts), low, high]
-    minimum, maximum = criterion.value_range
-    if minimum is not None:
-        text += f" AND x.{value} >= ?"
-        parameters.append(minimum)
-    if maximum is not None:
-        text += f" AND x.{value} <= ?"
-        parameters.append(maximum)
-    return text + ")", parameters
+    return text, [list(criterion.concepts), low, high, *limits]
+
+
+def _in_range(column: str, bounds: tuple[float | None, float | None]) -> tuple[str, list]:
+    """SQL conditions (each after an AND) that keep `column` within `bounds`, inclusive; and
+    their parameters."""
+    minimum, maximum = bounds
+    conditions = [f" AND {column} >= ?"] * (minimum is not None)
+    conditions += [f" AND {column} <= ?"] * (maximum is not None)
+    return "".join(conditions), [b for b in bounds if b is not None]
 
 
 def _domain(table: str) -> tuple[str, str, str | None]:
     try:
-        return DOMAINS[table]
+        return EVENTS[table]
     except KeyError:
-        raise ValueError(f"{table}: not an event table ({', '.join(DOMAINS)})") from None
+        raise ValueError(f"{table}: not an event table ({', '.join(EVENTS)})") from None

@@ -1,6 +1,7 @@
 """`enclave dataset ingest omop`: a folder of OMOP CDM 5.4 tables (one file per table: CSV,
 gzipped CSV or Parquet, the name in any case) checked against the specification,
-de-identified (`deid`) and stored as Parquet (zstd), event tables ordered by person and date.
+de-identified (`deid`) and stored as Parquet (zstd), event tables ordered by person and date,
+and those cohorts start from also by concept (`cdm.by_concept`).
 
 Everything runs in DuckDB with a memory limit and a spill folder, so memory stays bounded
 whatever the size of the source. A source is all or nothing: any problem (named with its file,
@@ -21,7 +22,7 @@ from tqdm import tqdm
 from ..catalog import CatalogError, object_id_for
 from ..pseudonyms import Pseudonymizer
 from ..registration import FAILED, DatasetWriter, Outcome
-from .cdm import CDM_VERSION, Column, first_date, tables
+from .cdm import CDM_VERSION, EVENTS, Column, by_concept, by_concept_columns, first_date, tables
 from .deid import (
     id_space,
     keyed_integer,
@@ -34,6 +35,11 @@ from .deid import (
 SUFFIXES = (".csv.gz", ".csv", ".parquet")
 STORE_SUFFIX = ".omop"
 ROW = "__row"  # the source row number (from 1) that problems name
+# Of the process's memory limit, what DuckDB's buffers may take: the rest is Python, Arrow and
+# what DuckDB allocates outside its buffer manager.
+DUCKDB_SHARE = 0.75
+UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 TOOLS = ("enclave", "duckdb", "pyarrow")
 
 
@@ -75,7 +81,8 @@ def ingest_omop(
     report: Callable[[str], object] = print,
     memory_limit: str = "2GB",
 ) -> list[Outcome]:
-    """Check, de-identify and register the CDM tables in `source` as one object."""
+    """Check, de-identify and register the CDM tables in `source` as one object, in at most
+    about `memory_limit` of memory."""
     object_id = object_id or object_id_for(source.name)
     writer = DatasetWriter(data_root, dataset_id, kind="omop")
     try:
@@ -87,7 +94,7 @@ def ingest_omop(
             store = staging / "tables"
             store.mkdir()
             spill.mkdir()
-            settings = {"memory_limit": memory_limit, "temp_directory": str(spill)}
+            settings = {"memory_limit": _duckdb_share(memory_limit), "temp_directory": str(spill)}
             with duckdb.connect(config=settings) as connection:
                 counts = _convert(connection, files, store, key, show_progress)
                 vocabulary = _vocabulary_version(connection, files)
@@ -130,6 +137,8 @@ def _convert(connection, files: dict[str, Path], store: Path, key: bytes, progre
     counts = {}
     for table in tqdm(list(files), desc="tables", disable=not progress):
         counts[table] = _write(connection, table, store / f"{table}.parquet")
+        if table in EVENTS:
+            _write_by_concept(connection, table, store)
     return counts
 
 
@@ -347,6 +356,17 @@ def _write(connection, table: str, target: Path) -> int:
     return int(copied[0])
 
 
+def _write_by_concept(connection, table: str, store: Path) -> None:
+    """The stored event table's copy ordered by concept, person and date (`cdm.by_concept`)."""
+    columns = by_concept_columns(table)
+    written = _literal(str(store / f"{table}.parquet"))
+    target = _literal(str(store / f"{by_concept(table)}.parquet"))
+    connection.execute(
+        f"COPY (SELECT {', '.join(columns)} FROM read_parquet({written}) "
+        f"ORDER BY {', '.join(columns[:3])}) TO {target} (FORMAT parquet, COMPRESSION zstd)"
+    )
+
+
 def _columns(connection, table: str) -> set[str]:
     """The CDM columns the source of `table` has."""
     described = connection.execute(f"DESCRIBE {_name('source_' + table)}").fetchall()
@@ -375,6 +395,15 @@ def _vocabulary_version(connection, files: dict[str, Path]) -> str | None:
             if found:
                 return str(found)
     return None
+
+
+def _duckdb_share(memory_limit: str) -> str:
+    """DuckDB's part of the ingest's memory limit ('4GB', '512MiB'), in its own terms."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*", memory_limit.lower())
+    if found is None or found.group(2) not in UNITS:
+        raise CatalogError(f"memory limit {memory_limit!r}: not a size such as 4GB or 512MiB")
+    size = float(found.group(1)) * UNITS[found.group(2)]
+    return f"{max(int(size * DUCKDB_SHARE) >> 20, 64)}MiB"
 
 
 def _key_hex(key: bytes) -> str:

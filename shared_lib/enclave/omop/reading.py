@@ -1,8 +1,9 @@
 """`enclave.open_omop`: an ingested OMOP CDM as a read-only DuckDB connection on which every
 CDM 5.4 table is a view of its own name (a table the source lacked is an empty view, so
-standard queries run everywhere), with a memory limit and a spill folder in the user's cache
-(on disk), so that queries over tables larger than memory finish. `dask_tables` gives the same
-tables as Dask DataFrames over the same Parquet, for work that outgrows one machine.
+standard queries run everywhere; `<event table>_by_concept` is its copy ordered by concept),
+with a memory limit and a spill folder in the user's cache (on disk), so that queries over
+tables larger than memory finish. `dask_tables` gives the same tables as Dask DataFrames over
+the same Parquet, for work that outgrows one machine.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import duckdb
 
 from ..catalog import CatalogError, locate
-from .cdm import tables
+from .cdm import EVENTS, by_concept, by_concept_columns, tables
 
 MEMORY_SHARE = 0.5  # of the session's memory limit, or of the machine's memory
 
@@ -39,6 +40,15 @@ def open_omop(
                 typed = ", ".join(f"CAST(NULL AS {c.stored_type}) AS {c.name}" for c in columns)
                 body = f"SELECT {typed} WHERE false"
             writing.execute(f'CREATE VIEW "{table}" AS {body}')
+        for table in EVENTS:  # the copies by concept; where there is none, the table itself
+            stored = folder / f"{by_concept(table)}.parquet"
+            columns = ", ".join(by_concept_columns(table))
+            body = (
+                f"SELECT * FROM read_parquet('{_escaped(stored)}')"
+                if stored.is_file()
+                else f'SELECT {columns} FROM "{table}"'
+            )
+            writing.execute(f'CREATE VIEW "{by_concept(table)}" AS {body}')
     return duckdb.connect(
         str(catalog),
         read_only=True,
