@@ -282,7 +282,7 @@ def main() -> None:
         done = ingest(source, root)
         print(
             f"Enclave ingest: {rows / done['seconds']:,.0f} rows/s ({done['seconds']:.1f} s), "
-            f"peak {done['peak_rss'] / 2**30:.2f} GiB (DuckDB limit {MEMORY_LIMIT})"
+            f"peak {done['peak_rss'] / 2**30:.2f} GiB (memory limit {MEMORY_LIMIT})"
         )
         store = root / "bench" / "cdm.omop"
         import enclave
