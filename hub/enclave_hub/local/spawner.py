@@ -251,9 +251,8 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
         )
         env = self.get_env()
         env["ENCLAVE_DASK_WORKERS"] = str(profile.dask.default_workers)
-        env["MEM_LIMIT"] = str(
-            int(profile.memory)
-        )  # the session's cgroup limit, as KubeSpawner says it
+        # The session's cgroup limit, as KubeSpawner announces it.
+        env["MEM_LIMIT"] = str(int(profile.memory))
         # Dashboard links lead through the user's own server (dask_dashboard).
         env["DASK_GATEWAY__PUBLIC_ADDRESS"] = (
             env["JUPYTERHUB_SERVICE_PREFIX"] + dask_dashboard.PUBLIC_ADDRESS

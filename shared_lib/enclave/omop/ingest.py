@@ -331,12 +331,11 @@ def _write(connection, table: str, target: Path) -> int:
         )
 
     def keyed(space: str, value: str) -> str:
+        """An id's pseudonym from its space's map (a table's person comes with `p`)."""
         alias = f"k{len(joins)}"
-        mapping = "persons" if space == "person" else _name("ids_" + space)
-        column = "person_id" if space == "person" else "id"
-        on = "source_person_id" if space == "person" else "source_id"
-        joins.append(f"LEFT JOIN {mapping} {alias} ON {alias}.{on} = CAST({value} AS BIGINT)")
-        return f"{alias}.{column}"
+        mapping = _name("ids_" + space)
+        joins.append(f"LEFT JOIN {mapping} {alias} ON {alias}.source_id = CAST({value} AS BIGINT)")
+        return f"{alias}.id"
 
     def stored(column: Column) -> str:
         # A column the source lacks stays empty; but for the person table's birth parts and

@@ -38,6 +38,7 @@ def write_volume(
     )
     space = [{"name": name, "type": "space", "unit": "millimeter"} for name in ("z", "y", "x")]
     scale = list(geometry.spacing)
+    volumes = {} if axis is None else {"volumes": axis.attributes()}
     if axis is not None:
         space.insert(0, _leading(axis))
         scale.insert(0, axis.step_seconds)
@@ -73,7 +74,7 @@ def write_volume(
                 "directions": geometry.directions.tolist(),
                 "modality": modality,
                 "units": units,
-                **({} if axis is None else {"volumes": axis.attributes()}),
+                **volumes,
             },
         }
     )
@@ -83,7 +84,7 @@ def write_volume(
         "spacing_mm": list(geometry.spacing),
         "modality": modality,
         "units": units,
-        **({} if axis is None else {"volumes": axis.attributes()}),
+        **volumes,
     }
 
 
