@@ -183,6 +183,10 @@ def _read(folder: Path):
     return series, *read_volume(series)
 
 
+def _acquired(header: pydicom.Dataset) -> tuple[int, int]:
+    return int(header.AcquisitionNumber), int(header.InstanceNumber)
+
+
 def _exported(folder: Path, tmp_path: Path):
     """Enclave's NIfTI of the 4D series in `folder` (through a store) beside dicom2nifti's,
     both in their closest canonical voxel order; and Enclave's NIfTI path."""
@@ -193,9 +197,10 @@ def _exported(folder: Path, tmp_path: Path):
     ours = opened.volume.to_nifti(tmp_path / "ours.nii.gz")
     theirs = tmp_path / "dicom2nifti" / "theirs.nii.gz"
     theirs.parent.mkdir()
-    dicom_array_to_nifti(
-        [pydicom.dcmread(path) for path in series.paths], str(theirs), reorient_nifti=False
-    )
+    # dicom2nifti checks the first and last slices it is given before it sorts them: it gets
+    # them in acquisition order, as a scanner exports them (Enclave read them in no order).
+    headers = sorted((pydicom.dcmread(path) for path in series.paths), key=_acquired)
+    dicom_array_to_nifti(headers, str(theirs), reorient_nifti=False)
     canonical = [nibabel.as_closest_canonical(nibabel.load(p)) for p in (ours, theirs)]
     return canonical, ours, theirs
 
