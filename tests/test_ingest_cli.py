@@ -1,10 +1,11 @@
-"""`enclave dataset ingest slides|dicom|matrix|omop` as a user runs it: with only its required
-arguments a good source goes in; a bad input ends in one line on stderr that names it, a
-non-zero exit and nothing registered, never in a traceback."""
+"""`enclave dataset ingest slides|dicom|matrix|omop|genotypes` as a user runs it: with only
+its required arguments a good source goes in; a bad input ends in one line on stderr that
+names it, a non-zero exit and nothing registered, never in a traceback."""
 
 from __future__ import annotations
 
 import ctypes
+import gzip
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ ENCLAVE = [sys.executable, "-m", "enclave_hub.cli", "dataset", "ingest"]
 CT_SERIES = DICOMDIR_TESTS / "98892001" / "CT5N"
 PBMC = Path(scanpy.__file__).parent / "datasets" / "10x_pbmc68k_reduced.h5ad"
 SYNTHEA = Path(__file__).resolve().parents[2] / "shared/data/omop/synthea27nj-5.4-parquet"
+GENOTYPES = Path(__file__).resolve().parents[2] / "shared/data/genotypes"
 PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2
 
 
@@ -72,8 +74,9 @@ def _unreadable(path: Path) -> Path:
         ("dicom", lambda: CT_SERIES, "5-smartscore-gated-0-5-sec"),
         ("matrix", lambda: PBMC, "10x_pbmc68k_reduced"),
         ("omop", lambda: _sample(SYNTHEA), "synthea27nj-5-4-parquet"),
+        ("genotypes", lambda: _sample(GENOTYPES / "sample.vcf.gz"), "sample"),
     ],
-    ids=["slides", "dicom", "matrix", "omop"],
+    ids=["slides", "dicom", "matrix", "omop", "genotypes"],
 )
 def test_only_the_required_arguments_ingest_a_good_source(site, verb, source, object_id):
     done = _enclave(site, verb, source(), "--dataset", "ds-good")
@@ -218,3 +221,30 @@ def test_bad_omop_sources_are_named_and_nothing_is_registered(site):
         **_common_cases(site, good),
     }
     _assert_each_refused(site, "omop", cases)
+
+
+def test_bad_genotype_sources_are_named_and_nothing_is_registered(site):
+    good = _sample(GENOTYPES / "sample.vcf.gz")
+    text = gzip.decompress(good.read_bytes())
+    (site / "notes.txt").write_text("not genotypes\n")
+    (site / "gzip.vcf.gz").write_bytes(gzip.compress(text))
+    (site / "cut.vcf.gz").write_bytes(good.read_bytes()[:-100])
+    (site / "other.vcf").write_bytes(text.replace(b"NA00002", b"NA00007"))
+    (site / "lone.bed").write_bytes(b"\x6c\x1b\x01")
+    shutil.copy(good, site / "locked.vcf.gz")
+    _unreadable(site / "locked.vcf.gz")
+    cases = {
+        "missing": ([site / "missing.vcf.gz"], f"{site}/missing.vcf.gz: no such file"),
+        "text": ([site / "notes.txt"], f"{site}/notes.txt: not a VCF, BCF or PLINK file"),
+        "gzip": ([site / "gzip.vcf.gz"], f"{site}/gzip.vcf.gz: gzip-compressed but not with bgzip"),
+        "cut": ([site / "cut.vcf.gz"], f"{site}/cut.vcf.gz: truncated"),
+        "differ": ([good, site / "other.vcf"], f"{site}/other.vcf: samples differ from sample."),
+        "lone": (
+            [site / "lone.bed"],
+            f"{site}/lone: the PLINK fileset lacks lone.bim and lone.fam",
+        ),
+        "locked": ([site / "locked.vcf.gz"], f"{site}/locked.vcf.gz: cannot be read"),
+        "bad-limit": ([good, "--memory-limit", "lots"], "memory limit 'lots': not a size"),
+        **_common_cases(site, good),
+    }
+    _assert_each_refused(site, "genotypes", cases)

@@ -21,15 +21,31 @@ def _data_root(args: argparse.Namespace) -> Path:
     return args.data_root if args.data_root is not None else site_config(args.config).data_root
 
 
-def _ingest(args: argparse.Namespace, run: Callable[[bool], list]) -> int:
-    """Check the dataset id, then `run(show_progress)`: 0 when every source went in, 1 when
-    one failed (each named by the run), 2 when nothing could start."""
+def _ingest(
+    args: argparse.Namespace,
+    run: Callable[..., list],
+    sources: object,
+    keyed: bool = False,
+    **options: object,
+) -> int:
+    """Check the dataset id, then `run(sources, dataset, data root, key=... when keyed,
+    **options)` with a progress bar on a terminal: 0 when every source went in, 1 when one
+    failed (each named by the run), 2 when nothing could start."""
     from enclave.catalog import CatalogError, check_id
 
     _quiet_libraries()
     try:
         check_id(args.dataset, "dataset")
-        outcomes = run(not args.no_progress and sys.stderr.isatty())
+        if keyed:
+            options["key"] = _key(args)
+        outcomes = run(
+            sources,
+            args.dataset,
+            _data_root(args),
+            show_progress=not args.no_progress and sys.stderr.isatty(),
+            report=_report,
+            **options,
+        )
     except CatalogError as error:
         print(f"enclave: {error}", file=sys.stderr)
         return 2
@@ -55,29 +71,13 @@ def _report(line: str) -> None:
 def cmd_ingest_slides(args: argparse.Namespace) -> int:
     from enclave.slides.ingest import ingest_slides
 
-    return _ingest(
-        args,
-        lambda progress: ingest_slides(
-            args.sources, args.dataset, _data_root(args), args.workers, progress, _report
-        ),
-    )
+    return _ingest(args, ingest_slides, args.sources, workers=args.workers)
 
 
 def cmd_ingest_dicom(args: argparse.Namespace) -> int:
     from enclave.volumes.ingest import ingest_dicom
 
-    return _ingest(
-        args,
-        lambda progress: ingest_dicom(
-            args.source,
-            args.dataset,
-            _data_root(args),
-            _key(args),
-            args.shift_dates,
-            progress,
-            _report,
-        ),
-    )
+    return _ingest(args, ingest_dicom, args.source, keyed=True, shift_dates=args.shift_dates)
 
 
 def cmd_ingest_matrix(args: argparse.Namespace) -> int:
@@ -86,15 +86,11 @@ def cmd_ingest_matrix(args: argparse.Namespace) -> int:
     # A key is made or read only when there is something to pseudonymise.
     return _ingest(
         args,
-        lambda progress: ingest_matrices(
-            args.sources,
-            args.dataset,
-            _data_root(args),
-            _key(args) if args.pseudonymise else None,
-            args.pseudonymise,
-            progress,
-            _report,
-        ),
+        ingest_matrices,
+        args.sources,
+        keyed=bool(args.pseudonymise),
+        key=None,
+        pseudonymise=args.pseudonymise,
     )
 
 
@@ -103,16 +99,25 @@ def cmd_ingest_omop(args: argparse.Namespace) -> int:
 
     return _ingest(
         args,
-        lambda progress: ingest_omop(
-            args.source,
-            args.dataset,
-            _data_root(args),
-            _key(args),
-            args.object,
-            progress,
-            _report,
-            args.memory_limit,
-        ),
+        ingest_omop,
+        args.source,
+        keyed=True,
+        object_id=args.object,
+        memory_limit=args.memory_limit,
+    )
+
+
+def cmd_ingest_genotypes(args: argparse.Namespace) -> int:
+    from enclave.genotypes.ingest import ingest_genotypes
+
+    return _ingest(
+        args,
+        ingest_genotypes,
+        args.sources,
+        keyed=True,
+        object_id=args.object,
+        workers=args.workers,
+        memory_limit=args.memory_limit,
     )
 
 
@@ -219,6 +224,26 @@ def add_dataset_verbs(verbs: argparse._SubParsersAction) -> None:
     omop.add_argument("--no-progress", action="store_true", help="no progress bar")
     common(omop)
     omop.set_defaults(handler=cmd_ingest_omop)
+
+    genotypes = kinds.add_parser(
+        "genotypes",
+        help="VCF or BCF files (sharing their samples), or a PLINK 1.9 fileset, to VCF Zarr",
+    )
+    genotypes.add_argument(
+        "sources", nargs="+", type=Path, metavar="SOURCE", help="VCF/BCF files, or a .bed"
+    )
+    genotypes.add_argument("--dataset", required=True, help="the dataset id to add them to")
+    genotypes.add_argument("--object", help="the object id (default: from the first file)")
+    genotypes.add_argument(
+        "--workers", type=int, help="conversion processes (default: one per core)"
+    )
+    genotypes.add_argument(
+        "--memory-limit", default="2GB", help="the encoding's memory (default 2GB)"
+    )
+    key_options(genotypes)
+    genotypes.add_argument("--no-progress", action="store_true", help="no progress bar")
+    common(genotypes)
+    genotypes.set_defaults(handler=cmd_ingest_genotypes)
 
     listing = sub.add_parser("list", help="the datasets in the data root")
     common(listing)

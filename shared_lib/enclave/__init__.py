@@ -6,6 +6,8 @@
     v = enclave.open_volume("ds-id/series")   a CT or MR volume (z, y, x) in millimetres
     a = enclave.open_matrix("ds-id/name")     a genomic matrix: AnnData with a lazy X
     cdm = enclave.open_omop("ds-id/cdm")      medical records (OMOP CDM): DuckDB, read-only
+    g = enclave.open_genotypes("ds-id/calls", region="chr20:1-2000000")
+                                              genotypes (VCF Zarr): xarray, for sgkit
     enclave.omop.Cohort(cdm, ...)             cohorts from concept sets and criteria
     client = enclave.dask_client()            a Dask cluster of this session's project
     enclave.view(s)                           napari, at physical scale
@@ -32,6 +34,7 @@ __all__ = [
     "dataset",
     "datasets",
     "export_requests",
+    "open_genotypes",
     "open_matrix",
     "open_omop",
     "open_slide",
@@ -68,6 +71,14 @@ def open_omop(reference, root=None, memory_limit=None) -> Any:
     from .omop.reading import open_omop as open_
 
     return open_(reference, root, memory_limit)
+
+
+def open_genotypes(reference, root=None, region=None) -> Any:
+    """Genotypes by `dataset-id/object-id`, or a store by path: an xarray Dataset in VCF Zarr's
+    and sgkit's names, Dask-backed; `region` ('chr20:1-2000000') reads that region's chunks."""
+    from .genotypes.reading import open_genotypes as open_
+
+    return open_(reference, root, region)
 
 
 def view(item, **options) -> Any:

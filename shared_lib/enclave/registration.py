@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -23,8 +24,24 @@ from pathlib import Path
 from .catalog import MANIFEST, CatalogError, check_id, contained
 
 LOCK = ".dataset.lock"
+SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+SIZE_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 STAGING_PREFIX = ".staging-"
 FAILED = "FAILED  "  # how a source's failure is reported
+
+
+def first_line(error: Exception) -> str:
+    """An exception's message on one line, for a report that names the source before it."""
+    text = str(error).strip()
+    return " ".join(text.splitlines()[0].split()) if text else type(error).__name__
+
+
+def memory_limit_bytes(memory_limit: str) -> int:
+    """An ingest's `--memory-limit` ('4GB', '512MiB') in bytes."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*", memory_limit.lower())
+    if found is None or found.group(2) not in SIZE_UNITS:
+        raise CatalogError(f"memory limit {memory_limit!r}: not a size such as 4GB or 512MiB")
+    return int(float(found.group(1)) * SIZE_UNITS[found.group(2)])
 
 
 def now_iso() -> str:

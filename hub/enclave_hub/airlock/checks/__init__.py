@@ -40,6 +40,8 @@ class Rules:
     dominance_share: float = 0.9
     p_ratio: float = 0.1
     max_table_rows: int = 1000
+    min_allele_count: int = 20
+    min_sample_size: int = 50
     max_file_size: int = 50 * 1024**2
     max_archive_members: int = 500
     max_expanded_size: int = 200 * 1024**2

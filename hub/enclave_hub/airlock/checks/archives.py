@@ -1,10 +1,10 @@
 """Archives (zip, tar) are expanded safely, and each member is checked as a file of its own.
 
 Refused as a whole: a member whose name would land outside the archive's folder (absolute,
-`..`), links and devices, encrypted members, archives inside archives, more than
-`max_archive_members` members, more than `max_expanded_size` expanded, and a member expanding
-more than `max_compression_ratio` times (a zip bomb). Sizes are counted while expanding, not
-taken from the archive's own claims.
+`..`), links and devices, encrypted members, archives inside archives, a VCF Zarr store (known
+by its metadata members: see `genetics`), more than `max_archive_members` members, more than
+`max_expanded_size` expanded, and a member expanding more than `max_compression_ratio` times
+(a zip bomb). Sizes are counted while expanding, not taken from the archive's own claims.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from . import FileReport, Finding, Rules
+from .genetics import REFUSED, is_vcf_zarr_part
 from .kinds import HEAD_BYTES, classify
 
 CHUNK = 1024 * 1024
@@ -117,6 +118,9 @@ def check_archive(
                     raise Refused(f"more than {rules.max_archive_members} members")
                 target = folder / f"member-{count}"
                 budget -= _expand(member, target, budget, rules.max_compression_ratio)
+                if is_vcf_zarr_part(member.name, target):
+                    store = f"{REFUSED['vcf-zarr']} ('{member.name}' is its metadata)"
+                    return [Finding("file-type", "fail", store)]
                 with target.open("rb") as head:
                     if classify(member.name, head.read(HEAD_BYTES)) in ("archive", "compressed"):
                         raise Refused(f"member '{member.name}' is an archive inside the archive")

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import FileReport, Finding, Rules
+from . import FileReport, Finding, Rules, genetics
 from .archives import check_archive
 from .kinds import HEAD_BYTES, classify
 from .notebooks import check_notebook
-from .tables import Unreadable, check_table, contributors_of, is_contributors_file, read_tables
+from .sumstats import check_sumstats, layout_of
+from .tables import (
+    Unreadable,
+    check_table,
+    contributors_of,
+    is_contributors_file,
+    read_tables,
+    table_chunks,
+    table_columns,
+)
 
 OUTPUT, SUPPORTING = "output", "supporting"
 REFUSED = {
@@ -17,6 +26,7 @@ REFUSED = {
     "data": "data files (matrices, row-level tables, array stores, genomes) are refused: data "
     "leaves only as checked results",
     "compressed": "compressed files cannot be checked: send the file itself, or a zip",
+    **genetics.REFUSED,
 }
 FLAGGED = {
     "image": "an image: a checker must look at it (it may show small counts or a person)",
@@ -71,9 +81,18 @@ def _by_kind(kind: str, name: str, path: Path, rules: Rules, contributors) -> li
             name, path, rules, lambda member, at: check_file(member, at, rules, OUTPUT)
         )
     try:
-        tables = read_tables(name, path)
+        return _tables(name, path, rules, contributors)
     except Unreadable as error:
         return [Finding("table", "fail", f"cannot be read as a table ({error})")]
+
+
+def _tables(name: str, path: Path, rules: Rules, contributors) -> list[Finding]:
+    """GWAS summary statistics by their own rules, read in chunks; other tables whole."""
+    columns = table_columns(name, path)
+    layout = layout_of(columns) if columns is not None else None
+    if layout is not None:
+        return check_sumstats(columns, table_chunks(name, path, layout.columns), layout, rules)
+    tables = read_tables(name, path)
     return [f for where, frame in tables for f in check_table(frame, rules, contributors, where)]
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import PurePosixPath
 
-HEAD_BYTES = 512
+from .genetics import genotype_format
+
+HEAD_BYTES = 64 * 1024  # a BGZF block at most: what is looked into inside gzip
 
 TABLES = {".csv", ".tsv", ".parquet", ".xlsx"}
 ARCHIVES = {".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz"}
@@ -41,13 +44,24 @@ def is_dicom(head: bytes) -> bool:
     return head[128:132] == b"DICM"
 
 
+def _gunzipped(head: bytes) -> bytes:
+    """The first bytes a gzip file holds (in its first member: a BGZF file's first block)."""
+    try:
+        return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS).decompress(head, HEAD_BYTES)
+    except zlib.error:
+        return b""
+
+
 def classify(name: str, head: bytes) -> str:
-    """One of table, notebook, archive, dicom, slide, tiff, image, document, code, text, data,
-    compressed, empty or unknown."""
+    """One of table, notebook, archive, dicom, a genotype format (`genetics.FORMATS`), slide,
+    tiff, image, document, code, text, data, compressed, empty or unknown."""
     if not head:
         return "empty"
     if is_dicom(head):
         return "dicom"
+    genotypes = genotype_format(_gunzipped(head) if head.startswith(GZIP_MAGIC) else head)
+    if genotypes is not None:
+        return genotypes
     ending = suffix(name)
     by_name = {
         **dict.fromkeys(TABLES, "table"),

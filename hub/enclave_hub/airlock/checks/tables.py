@@ -18,6 +18,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import Finding, Rules
@@ -36,10 +38,21 @@ IDENTIFIER_NAME = re.compile(
     re.IGNORECASE,
 )
 SHOWN = 3  # cells named in a finding; the rest are counted
+SEPARATORS = {".csv": ",", ".tsv": "\t"}
+CHUNK_ROWS = 100_000
 
 
 class Unreadable(ValueError):
     """The file cannot be read as a table; the message says why."""
+
+
+@contextmanager
+def _parsing():
+    """The parsers raise many kinds of errors; all mean "not a table"."""
+    try:
+        yield
+    except Exception as error:
+        raise Unreadable(f"{type(error).__name__}: {error}") from None
 
 
 def read_tables(name: str, path: Path) -> list[tuple[str, object]]:
@@ -48,18 +61,47 @@ def read_tables(name: str, path: Path) -> list[tuple[str, object]]:
     import pandas as pd
 
     ending = suffix(name)
-    try:
-        if ending in (".csv", ".tsv"):
-            frame = pd.read_csv(path, sep="\t" if ending == ".tsv" else ",")
-            return [("", frame)]
+    with _parsing():
+        if ending in SEPARATORS:
+            return [("", pd.read_csv(path, sep=SEPARATORS[ending]))]
         if ending == ".parquet":
             return [("", pd.read_parquet(path))]
         if ending == ".xlsx":
             sheets = pd.read_excel(path, sheet_name=None, engine="openpyxl")
             return [(f"sheet '{sheet}': ", frame) for sheet, frame in sheets.items()]
-    except Exception as error:  # the parsers raise many kinds; all mean "not a table"
-        raise Unreadable(f"{type(error).__name__}: {error}") from None
     raise Unreadable(f"{ending or 'no suffix'} is not a table format")
+
+
+def table_columns(name: str, path: Path) -> list[str] | None:
+    """The column names of a CSV, TSV or Parquet table, read without its rows; None for others."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    ending = suffix(name)
+    with _parsing():
+        if ending in SEPARATORS:
+            return [str(c) for c in pd.read_csv(path, sep=SEPARATORS[ending], nrows=0).columns]
+        if ending == ".parquet":
+            return pq.read_schema(path).names
+    return None
+
+
+def table_chunks(name: str, path: Path, columns: list[str]) -> Iterator:
+    """Some columns of a CSV, TSV or Parquet table as DataFrames of up to `CHUNK_ROWS` rows, so
+    that a table of any length is read in bounded memory."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    ending = suffix(name)
+    with _parsing():
+        if ending == ".parquet":
+            with pq.ParquetFile(path) as table:
+                for batch in table.iter_batches(CHUNK_ROWS, columns=columns, use_threads=False):
+                    yield batch.to_pandas()
+        else:
+            sep = SEPARATORS[ending]
+            with pd.read_csv(path, sep=sep, usecols=columns, chunksize=CHUNK_ROWS) as reader:
+                yield from reader
 
 
 def contributors_of(name: str) -> str:
@@ -200,19 +242,19 @@ def check_contributors(frame, rules: Rules, where: str = "") -> list[Finding]:
     return findings or [Finding("dominance", "pass", passed)]
 
 
+def check_identifiers(columns: Iterable, where: str = "") -> list[Finding]:
+    """A failure naming the columns named like direct identifiers, if any."""
+    identifiers = [str(c) for c in columns if IDENTIFIER_NAME.search(str(c))]
+    if not identifiers:
+        return []
+    message = f"{where}column(s) {', '.join(identifiers)} look like direct identifiers"
+    return [Finding("identifiers", "fail", message)]
+
+
 def check_table(frame, rules: Rules, contributors=None, where: str = "") -> list[Finding]:
     """The disclosure findings for one table (and its contributors table, if given); `where`
     prefixes each message (the sheet of a workbook)."""
-    findings = []
-    identifiers = [str(c) for c in frame.columns if IDENTIFIER_NAME.search(str(c))]
-    if identifiers:
-        findings.append(
-            Finding(
-                "identifiers",
-                "fail",
-                f"{where}column(s) {', '.join(identifiers)} look like direct identifiers",
-            )
-        )
+    findings = check_identifiers(frame.columns, where)
     if len(frame) > rules.max_table_rows:
         findings.append(
             Finding(
