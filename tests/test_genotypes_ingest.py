@@ -314,3 +314,33 @@ def test_regions_read_only_the_chunks_they_need(tmp_path):
     assert open_genotypes("ds/many", tmp_path, region="20").sizes["variants"] == 25_000
     with pytest.raises(CatalogError, match="no contig 'chr20'"):
         open_genotypes("ds/many", tmp_path, region="chr20:1-5")
+
+
+def test_files_of_one_chromosome_each_make_one_object_equal_to_the_whole(root, tmp_path):
+    """Split by contig: a plain VCF, a bgzipped one without an index, and an unindexed BCF
+    copy of the whole's contig X, converted together, equal the whole file's object."""
+    import pysam
+
+    lines = gzip.decompress((SOURCES / "sample.vcf.gz").read_bytes()).decode().splitlines()
+    header = [line for line in lines if line.startswith("#")]
+    records = [line for line in lines if not line.startswith("#")]
+    parts = []
+    for contig in ("19", "20", "X"):
+        part = tmp_path / f"chr{contig}.vcf"
+        part.write_text("\n".join(header + [r for r in records if r.split("\t")[0] == contig]))
+        parts.append(part)
+    pysam.tabix_compress(str(parts[1]), str(parts[1]) + ".gz")
+    parts[1] = Path(str(parts[1]) + ".gz")
+    with pysam.VariantFile(str(parts[2])) as source:
+        bcf = tmp_path / "chrX.bcf"
+        with pysam.VariantFile(str(bcf), "wb", header=source.header) as out:
+            for record in source:
+                out.write(record)
+    parts[2] = bcf
+    (outcome,) = ingest_genotypes(parts, "ds-split", tmp_path, KEY, "all", show_progress=False)
+    assert outcome.error is None, outcome.error
+    assert not list(tmp_path.glob("*.csi")) and not list(tmp_path.glob("*.tbi")), "sources kept"
+    split, whole = open_genotypes("ds-split/all", tmp_path), open_genotypes("ds-g/vcf", root)
+    for name in ("sample_id", "variant_position", "call_genotype", "call_DP", "variant_AF"):
+        np.testing.assert_array_equal(split[name].values, whole[name].values, err_msg=name)
+    assert [str(c) for c in split["contig_id"].values] == ["19", "20", "X"]
