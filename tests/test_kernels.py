@@ -42,7 +42,8 @@ def test_each_installed_kernel_starts_and_runs_enclaves_library(tmp_path, name):
         client.wait_for_ready(timeout=60)
         outputs = []
         reply = client.execute_interactive(
-            "import os, enclave; print(enclave.__name__, os.environ.get('MPLBACKEND'))",
+            "import os, enclave; print(enclave.__name__, os.environ.get('MPLBACKEND'), "
+            "os.environ.get('SGKIT_DISABLE_NUMBA_CACHE'))",
             timeout=60,
             output_hook=lambda message: outputs.append(message["content"].get("text", "")),
         )
@@ -50,6 +51,7 @@ def test_each_installed_kernel_starts_and_runs_enclaves_library(tmp_path, name):
         assert "".join(outputs).split() == [
             "enclave",
             "module://matplotlib_inline.backend_inline",
+            "0",
         ]
     finally:
         client.stop_channels()
