@@ -99,6 +99,19 @@ DASKLING = {
     "project_memory": "1536MiB",
     "idle_timeout": 0,
 }
+# One worker big enough for sgkit: numba and LLVM alone take the 80% of half a GiB at which Dask
+# pauses a worker, and a paused worker leaves the computation waiting for ever.
+GENOMICS_DASK = {
+    **DASKLING,
+    "worker_memory": "1536MiB",
+    "default_workers": 1,
+    "cluster_workers": 1,
+    "cluster_memory": "1536MiB",
+    "cluster_cores": 1,
+    "project_workers": 1,
+    "project_cores": 1,
+    "project_memory": "1536MiB",
+}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -178,6 +191,7 @@ def enclave(test_host) -> RunningEnclave:
             "gpu": {"gpus": 1},
             "daskling": {"cpus": 1, "memory": "2GiB", "pids": 512, "dask": DASKLING},
             "dask-idle": {"dask": {**DASKLING, "idle_timeout": 8}},
+            "genomics": {"cpus": 1, "memory": "2GiB", "pids": 512, "dask": GENOMICS_DASK},
         },
     }
     identity = {"refresh_age": REFRESH_AGE}

@@ -77,7 +77,7 @@ def test_a_gwas_of_an_omop_phenotype_runs_on_the_project_cluster_as_statsmodels(
     assert outcome.error is None, outcome.error
 
     found = run_in_project_session(
-        enclave, USER, PROJECT, ["ds-gwas-emr", "ds-gwas-genomes"], IN_SESSION, profile="daskling"
+        enclave, USER, PROJECT, ["ds-gwas-emr", "ds-gwas-genomes"], IN_SESSION, profile="genomics"
     )
 
     assert found["samples"] == found["joined"] == PERSONS, "every sample is a person of the EMR"
