@@ -9,7 +9,7 @@ calls missing (`./.`, more for some samples than others), read depths around 20 
 sample; bgzipped by `bgzip -@2` and indexed (.csi).
 
 - ingest: `enclave dataset ingest genotypes` as a command (2 workers, the default memory
-  limit): genotypes (samples x variants) per second, and the time in bio2zarr's phases;
+  limit): genotypes (samples x variants) per second, and the time in each phase;
 - QC: per-variant allele frequency, call rate and Hardy-Weinberg exact p-value, per-sample call
   rate and heterozygosity. Enclave: `open_genotypes` and sgkit's `variant_stats`,
   `hardy_weinberg_test` and `sample_stats` computed together by dask's threaded scheduler on
@@ -52,6 +52,13 @@ DATASET, OBJECT = "bench", "cohort"
 WORKERS = 2
 TOOLS = {"plink2": "plink2", "bcftools": "bcftools", "bgzip": "tabix", "tabix": "tabix"}
 SAMPLE_EVERY = 0.1  # seconds between memory samples
+# The ingest's phases, each marked by what it leaves in the staging folder: the one-pass
+# converter's (`direct`) finding the lines, parsing the calls and converting the sites.
+PHASES = {
+    "lines": "*/work/direct",
+    "calls": "*/work/direct/calls.vcz",
+    "sites": "*/work/direct/sites.vcf*",
+}
 
 
 def ensure_tools() -> None:
@@ -240,11 +247,8 @@ def ingest(source: Path, root: Path, key: Path) -> dict:
 
     def watch(elapsed: float) -> None:
         """Mark the phases by what the staging folder holds."""
-        seen = {
-            "explode": any(staging.glob("*/work/icf")),
-            "encode": any(staging.glob("*/store")),
-        }
-        seen["checksum and registration"] = "encode" in marks and not any(staging.glob("*/work"))
+        seen = {phase: any(staging.glob(pattern)) for phase, pattern in PHASES.items()}
+        seen["checksum and registration"] = bool(marks) and not any(staging.glob("*/work"))
         for phase, present in seen.items():
             if present and phase not in marks:
                 marks[phase] = elapsed

@@ -103,6 +103,7 @@ def test_an_admin_stops_a_session_under_their_own_name(enclave, owner):
 def test_a_flood_of_failed_logins_with_forged_addresses_is_recorded_from_its_real_peer(enclave):
     peer = "127.0.0.9"  # a loopback address of its own, so other tests' logins are not counted
     since = time.time()
+    started = time.monotonic()
     flood = httpx.Client(transport=httpx.HTTPTransport(local_address=peer), timeout=30)
     with flood:
         for n in range(500):
@@ -113,6 +114,9 @@ def test_a_flood_of_failed_logins_with_forged_addresses_is_recorded_from_its_rea
                 headers={"X-Real-Ip": forged, "X-Forwarded-For": f"203.0.113.{n % 250}, {forged}"},
             )
             assert refused.status_code >= 400
+    # The limit is 5 a minute in fixed windows: a flood that began late in one window records
+    # up to 5 in each window it reached.
+    windows = int((time.monotonic() - started) // 60) + 2
     time.sleep(2)  # the last refusals reach the audit service
     failed = [
         r
@@ -121,7 +125,7 @@ def test_a_flood_of_failed_logins_with_forged_addresses_is_recorded_from_its_rea
     ]
     assert failed, "failed logins are recorded"
     assert {r["source"] for r in failed} == {peer}
-    assert len(failed) <= 5, "a flood from one address adds a bounded number of records"
+    assert len(failed) <= 5 * windows, "a flood from one address adds a bounded number of records"
 
 
 def test_a_second_subject_claiming_a_taken_name_is_refused(enclave):

@@ -1,12 +1,14 @@
 """`enclave dataset ingest genotypes`: VCF or BCF files (one per chromosome, say, sharing their
 samples) or a PLINK 1.9 fileset, checked (`sources`), de-identified (`deid`) and converted to
-one VCF Zarr object with bio2zarr.
+one VCF Zarr object.
 
-A VCF goes through bio2zarr's intermediate columnar format in a work folder inside the
-staging folder: its sample list and header are replaced there by the pseudonyms and the kept
-lines, so nothing of the source's names reaches the store, and the work folder goes before
-the store is registered. Conversion runs in worker processes, each partition of the input
-and each chunk of the output bounded, so memory stays bounded whatever the input's size.
+Text VCFs whose FORMAT fields are GT and single numbers are converted by `direct` in one pass
+over their text, given the pseudonyms and the kept header lines. Any other VCF or BCF goes
+through bio2zarr's intermediate columnar format in a work folder inside the staging folder:
+its sample list and header are replaced there by the pseudonyms and the kept lines. Either
+way nothing of the source's names reaches the store, and the work folder goes before the
+store is registered. Conversion runs in worker processes, each partition of the input and
+each chunk of the output bounded, so memory stays bounded whatever the input's size.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import zarr
 
 from ..catalog import CatalogError
 from ..registration import FAILED, DatasetWriter, Outcome, first_line, memory_limit_bytes
+from . import direct
 from .deid import kept_header, policy, pseudonymised
 from .sources import GenotypeSources, checked_sources, prepared
 
@@ -38,6 +41,7 @@ TOOLS = ("enclave", "bio2zarr", "cyvcf2", "zarr")
 # than bio2zarr's zstd level 7, which took three quarters of the conversion for three times
 # less temporary disk.
 INTERMEDIATE_CODEC = {"id": "blosc", "cname": "lz4", "clevel": 1, "shuffle": 0}
+DIRECT = "enclave (one pass over the text; sites by bio2zarr)"
 
 
 def ingest_genotypes(
@@ -73,10 +77,10 @@ def ingest_genotypes(
                 "samples_chunk_size": SAMPLES_PER_CHUNK,
                 "show_progress": show_progress,
             }
-            dropped = convert(checked, work, store, key, settings)
+            dropped, converter = convert(checked, work, store, key, settings)
             shutil.rmtree(work)
             zarr.consolidate_metadata(store)
-            entry = _entry(store, checked, dropped)
+            entry = _entry(store, checked, dropped, converter)
             writer.register(object_id, store, object_id + STORE_SUFFIX, entry)
     except CatalogError as error:
         return _failed(label, str(error), report)
@@ -102,13 +106,34 @@ def _convert_vcf(
     key: bytes,
     settings: dict,
     memory: int,
+) -> tuple[Counter, str]:
+    """Converted by Enclave's own parser where it reads every field (`direct`), else by
+    bio2zarr; the dropped header lines, and which converted."""
+    files = prepared(sources, work)
+    if all(not path.name.endswith(".bcf") for path in files):
+        samples = pseudonymised(list(sources.samples), key)
+        header, dropped = kept_header(direct.raw_header(files[0]), samples)
+        attempt = work / "direct"
+        attempt.mkdir()
+        try:
+            direct.convert(files, samples, header, attempt, store, settings, memory)
+            return dropped, DIRECT
+        except direct.Declined:
+            shutil.rmtree(store, ignore_errors=True)
+        finally:
+            shutil.rmtree(attempt)
+    return _convert_with_bio2zarr(files, work, store, key, settings, memory), "bio2zarr"
+
+
+def _convert_with_bio2zarr(
+    files: list[Path], work: Path, store: Path, key: bytes, settings: dict, memory: int
 ) -> Counter:
     from bio2zarr import vcf
 
     icf = work / "icf"
     vcf.explode(
         icf,
-        prepared(sources, work),
+        files,
         worker_processes=settings["worker_processes"],
         show_progress=settings["show_progress"],
         compressor=numcodecs.get_codec(INTERMEDIATE_CODEC),
@@ -132,7 +157,7 @@ def _deidentify_icf(icf: Path, key: bytes) -> Counter:
 
 def _convert_plink(
     sources: GenotypeSources, work: Path, store: Path, key: bytes, settings: dict
-) -> Counter:
+) -> tuple[Counter, str]:
     """A copy of the fileset in `work` (links to the .bed and .bim, a .fam of pseudonyms only:
     families, parents, sex and phenotype stay behind), converted: bio2zarr's PLINK encoder
     holds one chunk per worker."""
@@ -145,10 +170,10 @@ def _convert_plink(
     rows = (f"0\t{sample}\t0\t0\t0\t-9\n" for sample in pseudonymised(list(sources.samples), key))
     prefix.with_suffix(".fam").write_text("".join(rows))
     plink.convert(str(prefix), store, **settings)
-    return Counter()
+    return Counter(), "bio2zarr"
 
 
-def _entry(store: Path, sources: GenotypeSources, dropped: Counter) -> dict:
+def _entry(store: Path, sources: GenotypeSources, dropped: Counter, converter: str) -> dict:
     group = zarr.open_group(store, mode="r")
     contigs = [str(c) for c in group["contig_id"][:]]
     index = group["region_index"][:] if "region_index" in group else []
@@ -166,5 +191,6 @@ def _entry(store: Path, sources: GenotypeSources, dropped: Counter) -> dict:
         "source_format": sources.kind,
         "source_files": [path.name for path in sources.files],
         "deidentification": policy(dropped),
+        "converted_by": converter,
         "tools": {name: metadata.version(name) for name in TOOLS},
     }

@@ -1,0 +1,477 @@
+"""Bgzipped text VCFs whose FORMAT fields are GT and single Integers or Floats (most cohorts'
+calls) converted to VCF Zarr reading their text once, in parallel, where bio2zarr would read
+every record through htslib and write an intermediate copy first.
+
+1. lines: each file's BGZF blocks are split into runs; a worker process inflates its run,
+   notes where each data line starts and copies out its eight site columns;
+2. calls: the variants are split into runs of whole chunks; a worker parses its chunks' sample
+   columns (`calls.parse_calls`) and writes them as the store's call arrays, one chunk of
+   variants at a time, all its sample chunks at once;
+3. sites: the site columns, as a sites-only VCF under the de-identified header, are converted
+   by bio2zarr (alleles, ids, INFO, FILTER, contigs, region index), and the call arrays and
+   the pseudonymous sample ids join that store.
+
+The store is the one bio2zarr would write, with call arrays of the same names, chunks and
+compressors; integer FORMAT fields are int32 (bio2zarr narrows them after a first read).
+Anything the parser cannot read as htslib does raises `Declined` and the caller converts with
+bio2zarr instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import re
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import bgzf, calls
+
+TEXT_PER_RUN = 32 * 1024**2  # inflated bytes per run of blocks while finding the lines
+BLOCKS_PER_READ = 32  # blocks inflated at a time while parsing calls
+PLOIDY_BLOCKS = 64  # blocks read for the first GT, whose ploidy the arrays take
+CALL_ARRAYS = ("call_genotype", "call_genotype_phased", "call_genotype_mask")
+FORMAT_TYPES = {"Integer": calls.INTEGER, "Float": calls.FLOAT}
+SEPARATORS = re.compile(rb"[/|]")
+
+
+class Declined(Exception):
+    """The files need bio2zarr: the reason why."""
+
+
+@dataclass(frozen=True)
+class Fields:
+    """The FORMAT fields: their keys, kind (calls.GT, INTEGER, FLOAT) and slot in the integer
+    or float buffers; descriptions from the header; the ploidy of the first call."""
+
+    keys: tuple[str, ...]
+    kinds: tuple[int, ...]
+    slots: tuple[int, ...]
+    descriptions: tuple[str, ...]
+    ploidy: int
+
+    def of_kind(self, kind: int) -> list[str]:
+        return [k for k, kk in zip(self.keys, self.kinds, strict=True) if kk == kind]
+
+    def parser_tables(self) -> tuple[np.ndarray, ...]:
+        width = max(len(key) for key in self.keys)
+        keys = np.zeros((len(self.keys), width), dtype=np.uint8)
+        for row, key in enumerate(self.keys):
+            keys[row, : len(key)] = np.frombuffer(key.encode(), dtype=np.uint8)
+        lengths = np.array([len(key) for key in self.keys], dtype=np.int64)
+        return keys, lengths, np.array(self.kinds, np.int64), np.array(self.slots, np.int64)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the data lines are: each file's blocks, and the text offset of each data line."""
+
+    blocks: tuple[bgzf.Blocks, ...]
+    line_starts: tuple[np.ndarray, ...]
+
+    @property
+    def variants(self) -> int:
+        return sum(len(starts) for starts in self.line_starts)
+
+    def locate(self, line: int) -> tuple[int, int]:
+        """(file number, text offset) of data line `line` of all the files."""
+        for number, starts in enumerate(self.line_starts):
+            if line < len(starts):
+                return number, int(starts[line])
+            line -= len(starts)
+        raise IndexError(line)
+
+
+def raw_header(path: Path) -> str:
+    """The header of a VCF or BCF file, as text."""
+    from cyvcf2 import VCF
+
+    reader = VCF(str(path), lazy=True, threads=1)
+    try:
+        return reader.raw_header
+    finally:
+        reader.close()
+
+
+def format_fields(files: list[Path]) -> Fields:
+    """The FORMAT fields the parser reads, from the headers (ploidy 0 until the first call is
+    read); raises Declined where one is not GT or a single Integer or Float, or where the
+    files' headers differ."""
+    from cyvcf2 import VCF
+
+    headers = [raw_header(path) for path in files]
+    if any(_meta_lines(h) != _meta_lines(headers[0]) for h in headers[1:]):
+        raise Declined("the files' headers differ")
+    keys, kinds, slots, descriptions = [], [], [], []
+    counts = {calls.INTEGER: 0, calls.FLOAT: 0}
+    reader = VCF(str(files[0]), lazy=True, threads=1)
+    try:
+        records = [r.info() for r in reader.header_iter() if r.type == "FORMAT"]
+    finally:
+        reader.close()
+    for info in records:
+        key = info["ID"]
+        if key == "GT":
+            kind, slot = calls.GT, 0
+        elif info.get("Number") == "1" and info.get("Type") in FORMAT_TYPES:
+            kind = FORMAT_TYPES[info["Type"]]
+            slot, counts[kind] = counts[kind], counts[kind] + 1
+        else:
+            raise Declined(f"FORMAT/{key} is Number={info.get('Number')} {info.get('Type')}")
+        keys.append(key)
+        kinds.append(kind)
+        slots.append(slot)
+        descriptions.append(info.get("Description", "").strip('"'))
+    if "GT" not in keys:
+        raise Declined("no FORMAT/GT")
+    return Fields(tuple(keys), tuple(kinds), tuple(slots), tuple(descriptions), 0)
+
+
+def _meta_lines(header: str) -> list[str]:
+    return [line for line in header.splitlines() if not line.startswith("#CHROM")]
+
+
+def first_ploidy(blocks: bgzf.Blocks) -> int:
+    """The number of alleles of the first GT in the first blocks' data lines."""
+    text = bgzf.inflate(blocks, 0, min(len(blocks), PLOIDY_BLOCKS)).tobytes()
+    for line in text.split(b"\n")[:-1]:
+        columns = line.split(b"\t", 10)
+        if line.startswith(b"#") or len(columns) < 10:
+            continue
+        keys, values = columns[8].split(b":"), columns[9].split(b":")
+        if b"GT" in keys[: len(values)]:
+            return len(SEPARATORS.split(values[keys.index(b"GT")]))
+    raise Declined("no GT in the first lines")
+
+
+# --- 1. lines -------------------------------------------------------------------------------
+
+
+def runs_of_blocks(blocks: bgzf.Blocks, parts: int) -> list[tuple[int, int]]:
+    """The blocks split into at least `parts` runs of about equal text (where there are
+    blocks enough), none much over TEXT_PER_RUN."""
+    parts = max(parts, -(-blocks.text_bytes // TEXT_PER_RUN))
+    bounds = np.searchsorted(blocks.starts, np.linspace(0, blocks.text_bytes, parts + 1)[1:-1])
+    edges = np.unique(np.concatenate([[0], bounds, [len(blocks)]]))
+    return [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
+
+
+def find_lines(blocks: bgzf.Blocks, first: int, stop: int, sites: Path) -> np.ndarray:
+    """The text offsets of the data lines whose preceding newline (or the file's start) is in
+    blocks `first` to `stop`; their site columns written to `sites`."""
+    text = bgzf.inflate(blocks, first, stop)
+    base = int(blocks.starts[first])
+    starts = np.flatnonzero(text == calls.NEWLINE) + 1
+    if first == 0:
+        starts = np.concatenate([[0], starts])
+    starts = starts[starts + base < blocks.text_bytes]
+    ends = calls.site_ends(text, starts, stop == len(blocks))
+    more = stop
+    while len(ends) and ends[-1] < 0:  # the last line's sites run into the next blocks
+        more = min(len(blocks), more + 4)
+        text = np.concatenate([text, bgzf.inflate(blocks, stop, more)])
+        stop = more
+        ends = calls.site_ends(text, starts, more == len(blocks))
+    data = text[starts] != ord("#") if len(starts) else np.zeros(0, bool)
+    starts, ends = starts[data], ends[data]
+    sites.write_bytes(calls.gather_sites(text, starts, ends).tobytes())
+    return starts + base
+
+
+# --- 2. calls -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallJob:
+    """What a worker needs to encode calls: the files' blocks and the offset of each file's
+    first data line, the fields, the store and its shape."""
+
+    blocks: tuple[bgzf.Blocks, ...]
+    first_lines: tuple[int, ...]
+    fields: Fields
+    samples: int
+    variants: int
+    store: Path
+    variants_per_chunk: int
+    samples_per_chunk: int
+
+
+class LineReader:
+    """The data lines of all the files from one place on, inflated a few blocks at a time;
+    `text` holds what is read and not yet parsed."""
+
+    def __init__(self, job: CallJob, file: int, offset: int):
+        self.job = job
+        self.file = file
+        self._open_at(offset)
+
+    def _open_at(self, offset: int) -> None:
+        blocks = self.job.blocks[self.file]
+        self.block = blocks.block_of(offset)
+        self.text = np.zeros(0, np.uint8)
+        self.skip = offset - int(blocks.starts[self.block])
+
+    def more(self) -> bool:
+        """Append the next blocks' text; False at the end of the last file."""
+        blocks = self.job.blocks[self.file]
+        if self.block >= len(blocks):
+            if self.text.size and self.text[-1] != calls.NEWLINE:  # a last line unended
+                self.text = np.append(self.text, np.uint8(calls.NEWLINE))
+                return True
+            if self.file + 1 == len(self.job.blocks):
+                return False
+            self.file += 1
+            self._open_at(self.job.first_lines[self.file])
+            return self.more()
+        stop = min(len(blocks), self.block + BLOCKS_PER_READ)
+        added = bgzf.inflate(blocks, self.block, stop)[self.skip :]
+        self.skip = 0
+        self.block = stop
+        self.text = np.concatenate([self.text, added]) if self.text.size else added
+        return True
+
+
+def encode_calls(job: CallJob, first_chunk: int, stop_chunk: int, start: tuple[int, int]) -> None:
+    """Parse and write variant chunks `first_chunk` to `stop_chunk` of the call arrays, the
+    first line of the first at `start` (file number, text offset)."""
+    import zarr
+
+    arrays = {name: zarr.open_array(job.store / name, mode="r+") for name in _array_names(job)}
+    size = job.variants_per_chunk
+    reader = LineReader(job, *start)
+    tables = job.fields.parser_tables()
+    for chunk in range(first_chunk, stop_chunk):
+        rows = min(size, job.variants - chunk * size)
+        buffers = _buffers(job, rows)
+        row = 0
+        while row < rows:
+            end = calls.whole_lines_end(reader.text)
+            pos, row, reason = calls.parse_calls(reader.text, 0, end, row, *tables, *buffers)
+            if reason != calls.PARSED:
+                raise Declined(f"{job.blocks[reader.file].path.name}: {calls.REASONS[reason]}")
+            reader.text = reader.text[pos:]
+            if row < rows and not reader.more():
+                raise Declined("fewer data lines than first found")
+        _write(job, arrays, chunk * size, rows, buffers)
+
+
+def _array_names(job: CallJob) -> list[str]:
+    return list(CALL_ARRAYS) + [f"call_{key}" for key in job.fields.keys if key != "GT"]
+
+
+def _buffers(job: CallJob, rows: int) -> tuple[np.ndarray, ...]:
+    fields = job.fields
+    return (
+        np.empty((rows, job.samples, fields.ploidy), np.int8),
+        np.empty((rows, job.samples), np.bool_),
+        np.empty((len(fields.of_kind(calls.INTEGER)), rows, job.samples), np.int32),
+        np.empty((len(fields.of_kind(calls.FLOAT)), rows, job.samples), np.float32),
+    )
+
+
+def buffer_bytes(fields: Fields, samples: int, rows: int) -> int:
+    """The memory of one chunk's buffers, with the mask of one sample chunk while written."""
+    per_call = fields.ploidy * 2 + 1 + 4 * (len(fields.keys) - 1)
+    return rows * samples * per_call
+
+
+def _write(job: CallJob, arrays: dict, first: int, rows: int, buffers: tuple) -> None:
+    gt, phased, ints, floats = buffers
+    variants = slice(first, first + rows)
+    for start in range(0, job.samples, job.samples_per_chunk):
+        samples = slice(start, start + job.samples_per_chunk)
+        genotypes = gt[:, samples]
+        arrays["call_genotype"][variants, samples] = genotypes
+        arrays["call_genotype_mask"][variants, samples] = genotypes < 0
+        arrays["call_genotype_phased"][variants, samples] = phased[:, samples]
+        for kind, values in ((calls.INTEGER, ints), (calls.FLOAT, floats)):
+            for slot, key in enumerate(job.fields.of_kind(kind)):
+                arrays[f"call_{key}"][variants, samples] = values[slot, :, samples]
+
+
+# --- the whole --------------------------------------------------------------------------------
+
+
+def convert(
+    files: list[Path],
+    samples: list[str],
+    header: str,
+    work: Path,
+    store: Path,
+    settings: dict,
+    memory: int,
+) -> None:
+    """Convert `files` (bgzipped text VCFs sharing `samples`, already the pseudonyms) into the
+    VCF Zarr `store` under the de-identified `header`; raises Declined where bio2zarr must."""
+    if not samples:
+        raise Declined("no samples")
+    fields = format_fields(files)
+    try:
+        blocks = tuple(bgzf.block_table(path) for path in files)
+    except bgzf.NotBgzf as error:
+        raise Declined(str(error)) from None
+    fields = Fields(**{**fields.__dict__, "ploidy": first_ploidy(blocks[0])})
+    variants_per_chunk = settings["variants_chunk_size"]
+    workers = _workers_within(memory, settings, fields, len(samples))
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        layout, sites = _find_all_lines(pool, blocks, work, workers * 4)
+        calls_store = work / "calls.vcz"
+        _create_call_arrays(calls_store, fields, len(samples), layout.variants, settings)
+        job = CallJob(
+            layout.blocks,
+            tuple(int(starts[0]) for starts in layout.line_starts),
+            fields,
+            len(samples),
+            layout.variants,
+            calls_store,
+            variants_per_chunk,
+            settings["samples_chunk_size"],
+        )
+        chunks = -(-layout.variants // variants_per_chunk)
+        runs = [r for r in np.array_split(np.arange(chunks), min(chunks, workers * 4)) if len(r)]
+        done = [
+            pool.submit(
+                encode_calls,
+                job,
+                int(run[0]),
+                int(run[-1]) + 1,
+                layout.locate(int(run[0]) * variants_per_chunk),
+            )
+            for run in runs
+        ]
+        for future in _progress(done, settings["show_progress"], "calls"):
+            future.result()
+    _encode_sites(header, sites, work, store, settings)
+    _join(store, calls_store, samples, settings)
+
+
+def _workers_within(memory: int, settings: dict, fields: Fields, samples: int) -> int:
+    """As many of the workers asked for as have room for their chunk's buffers twice over
+    (parsed, then compressed)."""
+    per_worker = 2 * buffer_bytes(fields, samples, settings["variants_chunk_size"])
+    fitting = min(settings["worker_processes"], memory // per_worker)
+    if fitting < 1:
+        raise Declined("a chunk of calls does not fit the memory limit")
+    return int(fitting)
+
+
+def _find_all_lines(pool, blocks: tuple, work: Path, parts: int) -> tuple[Layout, list[Path]]:
+    jobs, sites, runs = [], [], [runs_of_blocks(table, parts) for table in blocks]
+    for number, table in enumerate(blocks):
+        for first, stop in runs[number]:
+            path = work / f"sites-{number}-{first}.txt"
+            sites.append(path)
+            jobs.append(pool.submit(find_lines, table, first, stop, path))
+    starts = [future.result() for future in jobs]
+    per_file = []
+    at = 0
+    for file_runs in runs:
+        count = len(file_runs)
+        per_file.append(np.concatenate(starts[at : at + count]))
+        at += count
+    if any(len(s) == 0 for s in per_file):
+        raise Declined("a file without data lines")
+    return Layout(blocks, tuple(per_file)), sites
+
+
+def _progress(futures: list, show: bool, label: str) -> Iterator:
+    from concurrent.futures import as_completed
+
+    if not show:
+        yield from futures
+        return
+    from tqdm import tqdm
+
+    yield from tqdm(as_completed(futures), total=len(futures), desc=label, unit="run")
+
+
+def _create_call_arrays(
+    store: Path, fields: Fields, samples: int, variants: int, settings: dict
+) -> None:
+    import zarr
+    from bio2zarr import zarr_utils
+
+    root = zarr.open_group(store, mode="w", zarr_format=2)
+    chunks = (settings["variants_chunk_size"], settings["samples_chunk_size"])
+    specs = [
+        ("call_genotype", "i1", 3, zarr_utils.DEFAULT_COMPRESSOR_GENOTYPES_CONFIG, ""),
+        ("call_genotype_mask", "bool", 3, zarr_utils.DEFAULT_COMPRESSOR_BOOL_CONFIG, ""),
+        ("call_genotype_phased", "bool", 2, zarr_utils.DEFAULT_COMPRESSOR_BOOL_CONFIG, ""),
+    ]
+    for key, kind, description in zip(fields.keys, fields.kinds, fields.descriptions, strict=True):
+        if kind != calls.GT:
+            dtype = "i4" if kind == calls.INTEGER else "f4"
+            specs.append(
+                (f"call_{key}", dtype, 2, zarr_utils.DEFAULT_COMPRESSOR_CONFIG, description)
+            )
+    dimensions = ["variants", "samples", "ploidy"]
+    for name, dtype, rank, compressor, description in specs:
+        array = zarr_utils.create_empty_group_array(
+            root,
+            name=name,
+            shape=(variants, samples, fields.ploidy)[:rank],
+            chunks=(*chunks, fields.ploidy)[:rank],
+            dtype=dtype,
+            compressor=dict(compressor),
+            filters=None,
+            dimension_names=dimensions[:rank],
+            fill_value=None,
+        )
+        array.attrs.update({"description": description})
+
+
+def _encode_sites(header: str, sites: list[Path], work: Path, store: Path, settings: dict) -> None:
+    """The site columns under the header without its FORMAT lines, through bio2zarr."""
+    import pysam
+    from bio2zarr import vcf
+
+    lines = []
+    for line in header.splitlines():
+        if line.startswith("##FORMAT="):
+            continue
+        lines.append("\t".join(line.split("\t")[:8]) if line.startswith("#CHROM") else line)
+    text = work / "sites.vcf"
+    with text.open("wb") as out:
+        out.write(("\n".join(lines) + "\n").encode())
+        for part in sites:
+            with part.open("rb") as source:
+                shutil.copyfileobj(source, out)
+            part.unlink()
+    pysam.tabix_index(str(text), preset="vcf", csi=True)
+    icf = work / "sites.icf"
+    vcf.explode(
+        icf,
+        [work / "sites.vcf.gz"],
+        worker_processes=settings["worker_processes"],
+        show_progress=False,
+    )
+    vcf.encode(icf, store, **{**settings, "show_progress": False})
+
+
+def _join(store: Path, calls_store: Path, samples: list[str], settings: dict) -> None:
+    """The call arrays moved into the store, and the sample ids written."""
+    import zarr
+    from bio2zarr import zarr_utils
+
+    root = zarr.open_group(store, mode="r+")
+    if "sample_id" in root:
+        del root["sample_id"]
+    zarr_utils.create_group_array(
+        root,
+        "sample_id",
+        data=samples,
+        shape=len(samples),
+        dtype=zarr_utils.STRING_DTYPE_NAME,
+        compressor=zarr_utils.DEFAULT_COMPRESSOR_CONFIG,
+        chunks=(settings["samples_chunk_size"],),
+        dimension_names=["samples"],
+    )
+    for array in calls_store.iterdir():
+        if array.name.startswith("call_"):
+            array.rename(store / array.name)
