@@ -78,7 +78,7 @@ def gather_sites(text, starts, ends):
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _field_of(text, start, stop, keys, key_lengths):
     for field in range(len(key_lengths)):
         if key_lengths[field] != stop - start:
@@ -93,12 +93,12 @@ def _field_of(text, start, stop, keys, key_lengths):
     return -1
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _is_end(c):
     return c in (COLON, TAB, NEWLINE)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _integer(text, pos):
     """(value, position after it, reason) of a plain decimal integer at `pos`."""
     negative = text[pos] == MINUS
@@ -121,7 +121,7 @@ def _integer(text, pos):
     return value, pos, PARSED
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _float(text, pos):
     """(value, position after it, reason) of a decimal at `pos`, rounded as htslib rounds:
     to the nearest double (exact here: at most 15 digits times an exact power of ten), then
@@ -171,7 +171,7 @@ def _float(text, pos):
     return (-value if negative else value), pos, PARSED
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _integer_in_float(text, pos):
     negative = text[pos] == MINUS
     if negative or text[pos] == PLUS:
@@ -187,10 +187,32 @@ def _integer_in_float(text, pos):
     return (-value if negative else value), pos, PARSED
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
+def _is_allele(c):
+    """A one-character allele: a digit or the missing dot."""
+    return ZERO <= c <= NINE or c == DOT
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _allele(c):
+    return -1 if c == DOT else c - ZERO
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _genotype(text, pos, gt, phased, row, sample):
     """Parse one GT at `pos` into `gt[row, sample]` and `phased[row, sample]`."""
     ploidy = gt.shape[2]
+    if (  # the usual 0/1 or .|. at once
+        ploidy == 2
+        and _is_allele(text[pos])
+        and text[pos + 1] in (SLASH, PIPE)
+        and _is_allele(text[pos + 2])
+        and _is_end(text[pos + 3])
+    ):
+        gt[row, sample, 0] = _allele(text[pos])
+        gt[row, sample, 1] = _allele(text[pos + 2])
+        phased[row, sample] = text[pos + 1] == PIPE
+        return pos + 3, PARSED
     alleles = 0
     second_phased = False
     while True:

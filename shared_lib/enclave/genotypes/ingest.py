@@ -29,7 +29,7 @@ from ..catalog import CatalogError
 from ..registration import FAILED, DatasetWriter, Outcome, first_line, memory_limit_bytes
 from . import direct
 from .deid import kept_header, policy, pseudonymised
-from .sources import GenotypeSources, checked_sources, prepared
+from .sources import GenotypeSources, bgzipped, checked_sources, prepared
 
 STORE_SUFFIX = ".vcz"
 # Chunks square enough for per-variant work (allele frequencies, association) and
@@ -37,10 +37,6 @@ STORE_SUFFIX = ".vcz"
 VARIANTS_PER_CHUNK = 10_000
 SAMPLES_PER_CHUNK = 1_000
 TOOLS = ("enclave", "bio2zarr", "cyvcf2", "zarr")
-# The intermediate format is read once, soon after, from the staging folder: fast LZ4 rather
-# than bio2zarr's zstd level 7, which took three quarters of the conversion for three times
-# less temporary disk.
-INTERMEDIATE_CODEC = {"id": "blosc", "cname": "lz4", "clevel": 1, "shuffle": 0}
 DIRECT = "enclave (one pass over the text; sites by bio2zarr)"
 
 
@@ -109,8 +105,8 @@ def _convert_vcf(
 ) -> tuple[Counter, str]:
     """Converted by Enclave's own parser where it reads every field (`direct`), else by
     bio2zarr; the dropped header lines, and which converted."""
-    files = prepared(sources, work)
-    if all(not path.name.endswith(".bcf") for path in files):
+    if all(not path.name.lower().endswith(".bcf") for path in sources.files):
+        files = bgzipped(sources, work)
         samples = pseudonymised(list(sources.samples), key)
         header, dropped = kept_header(direct.raw_header(files[0]), samples)
         attempt = work / "direct"
@@ -122,6 +118,7 @@ def _convert_vcf(
             shutil.rmtree(store, ignore_errors=True)
         finally:
             shutil.rmtree(attempt)
+    files = prepared(sources, work)
     return _convert_with_bio2zarr(files, work, store, key, settings, memory), "bio2zarr"
 
 
@@ -136,7 +133,7 @@ def _convert_with_bio2zarr(
         files,
         worker_processes=settings["worker_processes"],
         show_progress=settings["show_progress"],
-        compressor=numcodecs.get_codec(INTERMEDIATE_CODEC),
+        compressor=numcodecs.get_codec(direct.INTERMEDIATE_CODEC),
     )
     dropped = _deidentify_icf(icf, key)
     vcf.encode(icf, store, max_memory=memory, **settings)

@@ -194,18 +194,34 @@ def _unique(samples: tuple[str, ...], where: Path) -> None:
         raise SourceProblems(f"{where}: {len(twice)} sample ids appear twice")
 
 
-def prepared(sources: GenotypeSources, work: Path) -> list[Path]:
-    """The VCF or BCF files to convert: each source itself where it is bgzipped and indexed,
-    else a link to it in `work` with an index beside (a plain VCF bgzipped there first)."""
+def bgzipped(sources: GenotypeSources, work: Path) -> list[Path]:
+    """The VCF or BCF files compressed: each source itself, a plain VCF bgzipped into `work`."""
     import pysam
 
     ready = []
     for number, path in enumerate(sources.files):
         if path.name.lower().endswith(".vcf"):
-            link = work / f"{number}.vcf"
-            os.symlink(path.resolve(), link)
-            pysam.tabix_index(str(link), preset="vcf", csi=True, keep_original=True)
-            ready.append(work / f"{number}.vcf.gz")
+            copy = work / f"{number}.vcf.gz"
+            if not copy.exists():
+                pysam.tabix_compress(str(path), str(copy))
+            ready.append(copy)
+        else:
+            ready.append(path)
+    return ready
+
+
+def prepared(sources: GenotypeSources, work: Path) -> list[Path]:
+    """The VCF or BCF files to convert with bio2zarr, bgzipped and indexed: each source itself
+    where it is, else a copy (a plain VCF) or a link in `work` with an index beside."""
+    import pysam
+
+    ready = []
+    for number, (path, compressed) in enumerate(
+        zip(sources.files, bgzipped(sources, work), strict=True)
+    ):
+        if compressed != path:
+            pysam.tabix_index(str(compressed), preset="vcf", csi=True, force=True)
+            ready.append(compressed)
         elif any(path.with_name(path.name + s).is_file() for s in INDEX_SUFFIXES):
             ready.append(path)
         else:
