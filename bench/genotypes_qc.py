@@ -53,12 +53,9 @@ WORKERS = 2
 TOOLS = {"plink2": "plink2", "bcftools": "bcftools", "bgzip": "tabix", "tabix": "tabix"}
 SAMPLE_EVERY = 0.1  # seconds between memory samples
 # The ingest's phases, each marked by what it leaves in the staging folder: the one-pass
-# converter's (`direct`) finding the lines, parsing the calls and converting the sites.
-PHASES = {
-    "lines": "*/work/direct",
-    "calls": "*/work/direct/calls.vcz",
-    "sites": "*/work/direct/sites.vcf*",
-}
+# converter's (`direct`) finding the lines, then parsing the calls and converting the sites
+# side by side.
+PHASES = {"lines": "*/work/direct", "calls and sites": "*/work/direct/calls.vcz"}
 
 
 def ensure_tools() -> None:
