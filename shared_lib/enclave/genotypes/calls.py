@@ -248,6 +248,53 @@ def _genotype(text, pos, gt, phased, row, sample):
     return pos, PARSED
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _one_char_allele(c):
+    """The allele of a one-character GT part (a digit or the missing dot), or -3 if not one."""
+    if c == DOT:
+        return -1
+    digit = c - ZERO
+    return digit if 0 <= digit <= 9 else -3
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _usual_call(text, pos, keys_in_line, line_slots, gt, phased, ints, row, sample):
+    """Parse the usual call of a line of GT then integers (`0/1:23:45`: one-character alleles,
+    every field present, plain unsigned numbers) at `pos`; the position after it, or -1 if the
+    call is anything else (then nothing it wrote matters: the general parser reads it again)."""
+    first = _one_char_allele(text[pos])
+    if first == -3:
+        return -1
+    separator = text[pos + 1]
+    if separator not in (SLASH, PIPE):
+        return -1
+    second = _one_char_allele(text[pos + 2])
+    if second == -3:
+        return -1
+    gt[row, sample, 0] = first
+    gt[row, sample, 1] = second
+    phased[row, sample] = separator == PIPE
+    pos += 3
+    for key in range(1, keys_in_line):
+        if text[pos] != COLON:
+            return -1
+        pos += 1
+        value = 0
+        digits = 0
+        while True:
+            digit = text[pos] - ZERO
+            if digit < 0 or digit > 9:
+                break
+            value = value * 10 + digit
+            digits += 1
+            pos += 1
+        if digits == 0 or digits > 9:
+            return -1
+        ints[line_slots[key], row, sample] = value
+    c = text[pos]
+    return pos if c in (TAB, NEWLINE) else -1
+
+
 @numba.njit(cache=True, nogil=True)
 def parse_calls(text, pos, end, row, keys, key_lengths, kinds, slots, gt, phased, ints, floats):
     """Parse the whole lines of `text[pos:end]` into rows from `row` on, until the arrays
@@ -256,6 +303,7 @@ def parse_calls(text, pos, end, row, keys, key_lengths, kinds, slots, gt, phased
     rows, samples = phased.shape
     float_bits = floats.view(np.int32)
     order = np.empty(len(kinds), dtype=np.int64)
+    line_slots = np.empty(len(kinds), dtype=np.int64)
     while pos < end and row < rows:
         gt[row] = INT_MISSING
         phased[row] = False
@@ -283,10 +331,22 @@ def parse_calls(text, pos, end, row, keys, key_lengths, kinds, slots, gt, phased
                     break
                 start = pos + 1
             pos += 1
+        # GT then integers (GT alone parses as fast the general way)
+        usual = gt.shape[2] == 2 and keys_in_line > 1 and kinds[order[0]] == GT
+        for key in range(keys_in_line):
+            line_slots[key] = slots[order[key]]
+            usual = usual and (key == 0 or kinds[order[key]] == INTEGER)
         for sample in range(samples):
             if text[pos] != TAB:
                 return pos, row, COLUMNS
             pos += 1
+            if usual:
+                after = _usual_call(
+                    text, pos, keys_in_line, line_slots, gt, phased, ints, row, sample
+                )
+                if after >= 0:
+                    pos = after
+                    continue
             key = 0
             while True:
                 if key == keys_in_line:

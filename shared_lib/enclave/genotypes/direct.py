@@ -1,5 +1,5 @@
-"""Bgzipped text VCFs whose FORMAT fields are GT and single Integers or Floats (most cohorts'
-calls) converted to VCF Zarr reading their text once, in parallel, where bio2zarr would read
+"""Bgzipped text VCFs whose FORMAT fields are GT and single Integers or Floats (GT:DP:GQ, GT
+alone) converted to VCF Zarr reading their text once, in parallel, where bio2zarr would read
 every record through htslib and write an intermediate copy first.
 
 1. lines: each file's BGZF blocks are split into runs; a worker process inflates its run,
