@@ -377,8 +377,12 @@ def convert(
             )
             for run in runs
         ]
-        for future in _progress(done, settings["show_progress"]):
-            future.result()
+        try:
+            for future in _progress(done, settings["show_progress"]):
+                future.result()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # what has not begun is not worth doing
+            raise
     _join(store, calls_store, samples, settings)
 
 
