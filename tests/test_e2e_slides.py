@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import tiffslide
 
-from enclave.slides.ingest import ingest_slides
 from enclave_harness import run_in_project_session
-from slide_data import slide_path
+from slide_data import ingest_named_slides, slide_path
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +35,7 @@ print(json.dumps({
 
 def test_a_granted_slide_is_read_tiled_and_viewed_inside_a_session(enclave):
     source = slide_path("cmu-1-small-region.svs")
-    (outcome,) = ingest_slides([source], DATASET, enclave.site.data_root, show_progress=False)
+    (outcome,) = ingest_named_slides([source], DATASET, enclave.site.data_root, show_progress=False)
     assert outcome.error is None
     found = run_in_project_session(enclave, USER, PROJECT, [DATASET], IN_SESSION)
     assert found["datasets"] == [DATASET], "only the granted dataset is mounted"

@@ -20,7 +20,7 @@ import scanpy
 from test_matrices_ingest import _counts, _write_matrix_market
 from test_volumes_ingest import DICOMDIR_TESTS
 
-from slide_data import slide_path
+from slide_data import slide_manifest, slide_path
 
 ENCLAVE = [sys.executable, "-m", "enclave_hub.cli", "dataset", "ingest"]
 CT_SERIES = DICOMDIR_TESTS / "98892001" / "CT5N"
@@ -79,7 +79,10 @@ def _unreadable(path: Path) -> Path:
     ids=["slides", "dicom", "matrix", "omop", "genotypes"],
 )
 def test_only_the_required_arguments_ingest_a_good_source(site, verb, source, object_id):
-    done = _enclave(site, verb, source(), "--dataset", "ds-good")
+    """Slides need their manifest too: nothing in a slide names its person."""
+    path = source()
+    named = ["--manifest", slide_manifest(site, [path])] if verb == "slides" else []
+    done = _enclave(site, verb, path, "--dataset", "ds-good", *named)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert list(_objects(site, "ds-good")) == [object_id]
@@ -132,6 +135,16 @@ def test_bad_slides_are_named_and_nothing_is_registered(site):
     truncated.write_bytes(slide_path("cmu-1-small-region.svs").read_bytes()[:1500])
     locked = _unreadable(Path(shutil.copy(slide_path("small.svs"), site / "locked.svs")))
     damaged = slide_path("unreadable.svs")
+    every = [
+        site / "missing.svs",
+        folder,
+        notes,
+        truncated,
+        damaged,
+        locked,
+        slide_path("small.svs"),
+    ]
+    named = ["--manifest", slide_manifest(site, every)]
     cases = {
         "missing": ([site / "missing.svs"], f"{site}/missing.svs: cannot be read (No such file"),
         "folder": ([folder], f"{folder}: cannot be read (Is a directory)"),
@@ -141,6 +154,8 @@ def test_bad_slides_are_named_and_nothing_is_registered(site):
         "locked": ([locked], f"{locked}: cannot be read (Permission denied)"),
         **_common_cases(site, slide_path("small.svs")),
     }
+    cases = {name: ([*arguments, *named], says) for name, (arguments, says) in cases.items()}
+    cases["unnamed"] = ([slide_path("boxes.tiff"), *named], "the manifest")
     _assert_each_refused(site, "slides", cases)
 
 

@@ -233,7 +233,7 @@ def test_the_command_line_ingests_and_keeps_the_key_outside_the_data(tmp_path):
         text=True,
     )
     assert done.returncode == 0, done.stderr + done.stdout
-    key = (tmp_path / "state" / "deid-keys" / "ds-cli.key").read_bytes()
+    key = (tmp_path / "state" / "deid-keys" / "commons.key").read_bytes()
     for path in (tmp_path / "data").rglob("*"):
         if path.is_file():
             assert key not in path.read_bytes() and b"donor-1" not in path.read_bytes()

@@ -16,9 +16,10 @@ import tiffslide
 import zarr
 from ome_zarr_models.v05.image import Image as OmeImage
 
+from enclave.persons import SourceManifest
 from enclave.slides.convert import halve
 from enclave.slides.ingest import ingest_slides
-from slide_data import DAMAGED, GOOD, slide_path
+from slide_data import DAMAGED, GOOD, KEY, ingest_named_slides, slide_manifest, slide_path
 
 DATASET = "ds-slides"
 
@@ -26,7 +27,7 @@ DATASET = "ds-slides"
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
-    outcomes = ingest_slides(
+    outcomes = ingest_named_slides(
         [slide_path(name) for name in GOOD], DATASET, root, show_progress=False
     )
     assert [o.error for o in outcomes] == [None, None, None]
@@ -141,7 +142,9 @@ def test_no_label_macro_or_identifying_metadata_is_copied(ingested):
 def test_damaged_files_are_named_and_nothing_half_written_is_registered(tmp_path):
     sources = [slide_path(name) for name in (*DAMAGED, "small.svs")]
     lines: list[str] = []
-    outcomes = ingest_slides(sources, DATASET, tmp_path, show_progress=False, report=lines.append)
+    outcomes = ingest_named_slides(
+        sources, DATASET, tmp_path, show_progress=False, report=lines.append
+    )
     errors = {o.source.name: o.error for o in outcomes}
     assert errors["small.svs"] is None
     assert "unreadable.svs" in errors["unreadable.svs"] and "decoded" in errors["unreadable.svs"]
@@ -152,6 +155,7 @@ def test_damaged_files_are_named_and_nothing_half_written_is_registered(tmp_path
     assert sorted(p.name for p in (tmp_path / DATASET).iterdir()) == [
         ".dataset.lock",
         "dataset.json",
+        "persons.parquet",
         "small.ome.zarr",
     ]
 
@@ -167,7 +171,9 @@ def test_a_slide_damaged_deep_inside_fails_midway_and_leaves_nothing(tmp_path):
         stream.seek(offset)
         stream.write(b"\0" * min(length, 64))  # the last tile no longer starts a JPEG stream
     root = tmp_path / "data"
-    outcomes = ingest_slides([damaged], DATASET, root, show_progress=False, report=lambda _: 0)
+    outcomes = ingest_named_slides(
+        [damaged], DATASET, root, show_progress=False, report=lambda _: 0
+    )
     (outcome,) = outcomes
     assert outcome.error and "late-damage.svs" in outcome.error
     assert "conversion failed" in outcome.error
@@ -177,7 +183,7 @@ def test_a_slide_damaged_deep_inside_fails_midway_and_leaves_nothing(tmp_path):
 def test_ingesting_the_same_slide_twice_is_refused_and_keeps_the_first(ingested):
     lines: list[str] = []
     before = _manifest(ingested)
-    outcomes = ingest_slides(
+    outcomes = ingest_named_slides(
         [slide_path("small.svs")], DATASET, ingested, show_progress=False, report=lines.append
     )
     assert "already has an object 'small'" in outcomes[0].error
@@ -186,18 +192,14 @@ def test_ingesting_the_same_slide_twice_is_refused_and_keeps_the_first(ingested)
 
 def test_the_command_line_ingests_lists_and_reports_failures(tmp_path):
     enclave = [sys.executable, "-m", "enclave_hub.cli"]
+    sources = [slide_path("small.svs"), slide_path("broken.svs")]
+    named = ["--manifest", slide_manifest(tmp_path / "in", sources), "--key-file", tmp_path / "key"]
+    root = tmp_path / "data"
     ingest = subprocess.run(
         [
             *enclave,
-            "dataset",
-            "ingest",
-            "slides",
-            str(slide_path("small.svs")),
-            str(slide_path("broken.svs")),
-            "--dataset",
-            "ds-cli",
-            "--data-root",
-            str(tmp_path),
+            *("dataset", "ingest", "slides", *sources),
+            *("--dataset", "ds-cli", "--data-root", root, *named),
         ],
         capture_output=True,
         text=True,
@@ -206,7 +208,7 @@ def test_the_command_line_ingests_lists_and_reports_failures(tmp_path):
     assert "FAILED" in ingest.stderr and "broken.svs" in ingest.stderr
     assert "1 slide(s) ingested into ds-cli, 1 failed" in ingest.stdout
     listing = subprocess.run(
-        [*enclave, "dataset", "list", "--data-root", str(tmp_path)], capture_output=True, text=True
+        [*enclave, "dataset", "list", "--data-root", root], capture_output=True, text=True
     )
     assert listing.stdout.split() == ["ds-cli", "slides", "1", "objects"]
     bad = subprocess.run(
@@ -216,16 +218,34 @@ def test_the_command_line_ingests_lists_and_reports_failures(tmp_path):
             "ingest",
             "slides",
             str(slide_path("small.svs")),
-            "--dataset",
-            "../escape",
-            "--data-root",
-            str(tmp_path),
+            *("--dataset", "../escape", "--data-root", root, *named),
         ],
         capture_output=True,
         text=True,
     )
     assert bad.returncode == 2 and "dataset '../escape' is not valid" in bad.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds-cli"]
+    assert sorted(p.name for p in root.iterdir()) == ["ds-cli"]
+
+
+def test_a_slide_the_manifest_does_not_name_is_refused_by_name(tmp_path):
+    """Only the named slide goes in; the other is refused, named, and nothing of it is kept;
+    without a manifest every slide is refused."""
+    named, unnamed = slide_path("small.svs"), slide_path("boxes.tiff")
+    lines: list[str] = []
+    manifest = SourceManifest(slide_manifest(tmp_path / "in", [named]))
+    root = tmp_path / "data"
+    outcomes = ingest_slides(
+        [named, unnamed], DATASET, root, KEY, manifest, show_progress=False, report=lines.append
+    )
+    assert outcomes[0].error is None
+    assert outcomes[1].error == f"{unnamed}: the manifest {manifest.path} does not name it"
+    assert f"FAILED  {unnamed}: the manifest {manifest.path} does not name it" in lines
+    objects = json.loads((root / DATASET / "dataset.json").read_text())["objects"]
+    assert list(objects) == ["small"]
+    assert objects["small"]["attributes"] == {"stain": "H&E"}
+    (refused,) = ingest_slides([unnamed], "ds-none", root, KEY, show_progress=False)
+    assert "no manifest names its person" in refused.error and str(unnamed) in refused.error
+    assert not (root / "ds-none").exists()
 
 
 @pytest.mark.parametrize("name", ["cmu-1-small-region.svs", "small.svs", "boxes.tiff"])
@@ -240,8 +260,9 @@ def test_a_copy_cut_short_anywhere_is_refused_in_one_plain_line(tmp_path, name):
         source.write_bytes(whole[:cut])
         sources.append(source)
     command = [sys.executable, "-m", "enclave_hub.cli", "dataset", "ingest", "slides"]
+    named = ["--manifest", slide_manifest(tmp_path, sources), "--key-file", tmp_path / "key"]
     ingest = subprocess.run(
-        [*command, *map(str, sources), "--dataset", "ds-cut", "--data-root", tmp_path / "data"],
+        [*command, *sources, "--dataset", "ds-cut", "--data-root", tmp_path / "data", *named],
         capture_output=True,
         text=True,
     )

@@ -11,9 +11,8 @@ import tiffslide
 
 import enclave
 from enclave.catalog import CatalogError
-from enclave.slides.ingest import ingest_slides
 from enclave.slides.tissue import otsu_threshold, tissue_mask
-from slide_data import slide_path
+from slide_data import ingest_named_slides, slide_path
 
 DATASET = "ds-read"
 
@@ -22,7 +21,9 @@ DATASET = "ds-read"
 def root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
     sources = [slide_path("cmu-1-small-region.svs"), slide_path("boxes.tiff")]
-    assert all(o.error is None for o in ingest_slides(sources, DATASET, root, show_progress=False))
+    assert all(
+        o.error is None for o in ingest_named_slides(sources, DATASET, root, show_progress=False)
+    )
     return root
 
 

@@ -100,7 +100,7 @@ def test_the_command_line_keeps_the_key_outside_the_data(tmp_path):
         text=True,
     )
     assert done.returncode == 0, done.stderr + done.stdout
-    key = tmp_path / "state" / "deid-keys" / "ds-cli.key"
+    key = tmp_path / "state" / "deid-keys" / "commons.key"
     assert key.stat().st_mode & 0o777 == 0o600
     secret = key.read_bytes()
     for path in (tmp_path / "data").rglob("*"):

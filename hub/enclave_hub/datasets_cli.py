@@ -16,6 +16,10 @@ from pathlib import Path
 
 from .core.site_config import site_config
 
+# The key of the commons release every kind pseudonymises with, so that one person has one
+# pseudonym in all of them.
+COMMONS_KEY = "commons"
+
 
 def _data_root(args: argparse.Namespace) -> Path:
     return args.data_root if args.data_root is not None else site_config(args.config).data_root
@@ -28,9 +32,9 @@ def _ingest(
     keyed: bool = False,
     **options: object,
 ) -> int:
-    """Check the dataset id, then `run(sources, dataset, data root, key=... when keyed,
-    **options)` with a progress bar on a terminal: 0 when every source went in, 1 when one
-    failed (each named by the run), 2 when nothing could start."""
+    """Check the dataset id (and read the manifest), then `run(sources, dataset, data root,
+    key=... when keyed, **options)` with a progress bar on a terminal: 0 when every source
+    went in, 1 when one failed (each named by the run), 2 when nothing could start."""
     from enclave.catalog import CatalogError, check_id
 
     _quiet_libraries()
@@ -38,6 +42,10 @@ def _ingest(
         check_id(args.dataset, "dataset")
         if keyed:
             options["key"] = _key(args)
+        if getattr(args, "manifest", None):
+            from enclave.persons import SourceManifest
+
+            options["manifest"] = SourceManifest(args.manifest)
         outcomes = run(
             sources,
             args.dataset,
@@ -71,26 +79,42 @@ def _report(line: str) -> None:
 def cmd_ingest_slides(args: argparse.Namespace) -> int:
     from enclave.slides.ingest import ingest_slides
 
-    return _ingest(args, ingest_slides, args.sources, workers=args.workers)
+    return _ingest(
+        args,
+        ingest_slides,
+        args.sources,
+        keyed=True,
+        workers=args.workers,
+    )
 
 
 def cmd_ingest_dicom(args: argparse.Namespace) -> int:
     from enclave.volumes.ingest import ingest_dicom
 
-    return _ingest(args, ingest_dicom, args.source, keyed=True, shift_dates=args.shift_dates)
+    return _ingest(
+        args,
+        ingest_dicom,
+        args.source,
+        keyed=True,
+        shift_dates=args.shift_dates,
+    )
 
 
 def cmd_ingest_matrix(args: argparse.Namespace) -> int:
     from enclave.matrices.ingest import ingest_matrices
 
+    if args.sample_column and not args.manifest:
+        print("enclave: --sample-column needs a --manifest to look it up in", file=sys.stderr)
+        return 2
     # A key is made or read only when there is something to pseudonymise.
     return _ingest(
         args,
         ingest_matrices,
         args.sources,
-        keyed=bool(args.pseudonymise),
+        keyed=bool(args.pseudonymise or args.manifest),
         key=None,
         pseudonymise=args.pseudonymise,
+        sample_column=args.sample_column,
     )
 
 
@@ -122,11 +146,11 @@ def cmd_ingest_genotypes(args: argparse.Namespace) -> int:
 
 
 def _key(args: argparse.Namespace) -> bytes:
-    """The pseudonym key named on the command line (default: the dataset's own)."""
+    """The pseudonym key named on the command line (default: the commons release's)."""
     from enclave.catalog import check_id
     from enclave.pseudonyms import load_key
 
-    name = check_id(args.key_name or args.dataset, "key name")
+    name = check_id(args.key_name or COMMONS_KEY, "key name")
     return load_key(args.key_file or _keys_dir(args) / f"{name}.key")
 
 
@@ -164,10 +188,18 @@ def add_dataset_verbs(verbs: argparse._SubParsersAction) -> None:
     def key_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "--key-name",
-            help="the pseudonym key to use (one per project or release; default: the dataset "
-            "id), kept in the state directory",
+            help=f"the pseudonym key to use (one per commons release; default: {COMMONS_KEY}), "
+            "kept in the state directory",
         )
         parser.add_argument("--key-file", type=Path, help="a key file instead of a named key")
+
+    def manifest_option(parser: argparse.ArgumentParser, names: str) -> None:
+        parser.add_argument(
+            "--manifest",
+            type=Path,
+            metavar="FILE.csv",
+            help=f"a CSV of source,patient_id (and attributes): each {names}'s patient id",
+        )
 
     def common(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--data-root", type=Path, help="default: the site's data root")
@@ -179,6 +211,8 @@ def add_dataset_verbs(verbs: argparse._SubParsersAction) -> None:
     slides.add_argument("sources", nargs="+", type=Path, metavar="SOURCE")
     slides.add_argument("--dataset", required=True, help="the dataset id to add them to")
     slides.add_argument("--workers", type=int, default=2, help="threads per slide (default 2)")
+    manifest_option(slides, "slide file")
+    key_options(slides)
     slides.add_argument("--no-progress", action="store_true", help="no progress bar")
     common(slides)
     slides.set_defaults(handler=cmd_ingest_slides)
@@ -186,6 +220,7 @@ def add_dataset_verbs(verbs: argparse._SubParsersAction) -> None:
     dicom = kinds.add_parser("dicom", help="DICOM series to de-identified OME-Zarr volumes")
     dicom.add_argument("source", type=Path, metavar="SOURCE", help="a folder or a DICOMDIR")
     dicom.add_argument("--dataset", required=True, help="the dataset id to add them to")
+    manifest_option(dicom, "PatientID")
     key_options(dicom)
     dicom.add_argument(
         "--shift-dates", action="store_true", help="shift dates per patient instead of removing"
@@ -205,6 +240,10 @@ def add_dataset_verbs(verbs: argparse._SubParsersAction) -> None:
         default=[],
         metavar="COLUMN",
         help="an obs column of sample or donor ids to replace by keyed pseudonyms (repeatable)",
+    )
+    manifest_option(matrix, "source file (or sample, with --sample-column)")
+    matrix.add_argument(
+        "--sample-column", help="the obs column whose values the manifest names (a sample sheet)"
     )
     key_options(matrix)
     matrix.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -240,6 +279,7 @@ def add_dataset_verbs(verbs: argparse._SubParsersAction) -> None:
     genotypes.add_argument(
         "--memory-limit", default="2GB", help="the encoding's memory (default 2GB)"
     )
+    manifest_option(genotypes, "sample")
     key_options(genotypes)
     genotypes.add_argument("--no-progress", action="store_true", help="no progress bar")
     common(genotypes)

@@ -9,6 +9,8 @@
     g = enclave.open_genotypes("ds-id/calls", region="chr20:1-2000000")
                                               genotypes (VCF Zarr): xarray, for sgkit
     enclave.omop.Cohort(cdm, ...)             cohorts from concept sets and criteria
+    enclave.persons()                         who is in which object (pseudonym, kind)
+    p = enclave.person("ENC...")              one person's records, volumes, slides, genome, cells
     client = enclave.dask_client()            a Dask cluster of this session's project
     enclave.view(s)                           napari, at physical scale
     enclave.request_export(["results/t.csv"], justification="...")   ask for files to leave
@@ -23,6 +25,7 @@ from typing import Any
 from .airlock import ExportError, export_requests, request_export
 from .catalog import CatalogError, Dataset, dataset, datasets
 from .compute import ClusterUnavailable, dask_client
+from .persons import Person, person, persons
 
 __version__ = "0.1.0"
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "ClusterUnavailable",
     "Dataset",
     "ExportError",
+    "Person",
     "dask_client",
     "dataset",
     "datasets",
@@ -39,6 +43,8 @@ __all__ = [
     "open_omop",
     "open_slide",
     "open_volume",
+    "person",
+    "persons",
     "request_export",
     "view",
 ]

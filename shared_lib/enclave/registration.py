@@ -16,12 +16,13 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from .catalog import MANIFEST, CatalogError, check_id, contained
+from .persons import add_persons
 
 LOCK = ".dataset.lock"
 SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
@@ -144,8 +145,11 @@ class DatasetWriter:
                 with contextlib.suppress(OSError):  # empty: nothing was registered
                     self.folder.rmdir()
 
-    def register(self, object_id: str, staged: Path, file_name: str, entry: dict) -> dict:
-        """Move a staged object into place and enter it in `dataset.json`; the entry as written."""
+    def register(
+        self, object_id: str, staged: Path, file_name: str, entry: dict, persons: Iterable[str]
+    ) -> dict:
+        """Move a staged object into place and enter it in `dataset.json`, its `persons`
+        (pseudonyms) in `persons.parquet`; the entry as written."""
         checksum = tree_digest(staged)
         with dataset_lock(self.folder):
             manifest = self.manifest()
@@ -154,6 +158,7 @@ class DatasetWriter:
             final = contained(self.folder, file_name)
             if final.exists():
                 raise CatalogError(f"{final} is in the way (not registered in {MANIFEST})")
+            add_persons(self.folder, object_id, entry["kind"], persons)
             os.rename(staged, final)
             entry = {**entry, "path": file_name, "checksum": checksum, "registered_at": now_iso()}
             manifest["objects"][object_id] = entry

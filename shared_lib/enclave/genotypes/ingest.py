@@ -26,9 +26,10 @@ import numcodecs
 import zarr
 
 from ..catalog import CatalogError
+from ..persons import SourceManifest
 from ..registration import FAILED, DatasetWriter, Outcome, first_line, memory_limit_bytes
 from . import direct
-from .deid import kept_header, policy, pseudonymised
+from .deid import kept_header, policy, sample_pseudonyms
 from .sources import GenotypeSources, bgzipped, checked_sources, prepared
 
 STORE_SUFFIX = ".vcz"
@@ -50,14 +51,17 @@ def ingest_genotypes(
     report: Callable[[str], object] = print,
     workers: int | None = None,
     memory_limit: str = "2GB",
+    manifest: SourceManifest | None = None,
 ) -> list[Outcome]:
     """Check, de-identify and register `sources` as one VCF Zarr object, converted by
-    `workers` processes (default: one per core) in about `memory_limit` of memory."""
+    `workers` processes (default: one per core) in about `memory_limit` of memory; a
+    `manifest` gives each sample its patient id."""
     label = str(sources[0]) if len(sources) == 1 else f"{sources[0]} and {len(sources) - 1} more"
     writer = DatasetWriter(data_root, dataset_id, kind="genotypes")
     try:
         memory = memory_limit_bytes(memory_limit)
         checked = checked_sources(sources)
+        pseudonyms = sample_pseudonyms(list(checked.samples), key, manifest)
         object_id = object_id or checked.default_object_id
         if writer.has(object_id):
             raise CatalogError(f"dataset {dataset_id!r} already has {object_id!r}")
@@ -73,11 +77,12 @@ def ingest_genotypes(
                 "samples_chunk_size": SAMPLES_PER_CHUNK,
                 "show_progress": show_progress,
             }
-            dropped, converter = convert(checked, work, store, key, settings)
+            dropped, converter = convert(checked, work, store, pseudonyms, settings)
             shutil.rmtree(work)
             zarr.consolidate_metadata(store)
             entry = _entry(store, checked, dropped, converter)
-            writer.register(object_id, store, object_id + STORE_SUFFIX, entry)
+            persons = pseudonyms.values()
+            writer.register(object_id, store, object_id + STORE_SUFFIX, entry, persons)
     except CatalogError as error:
         return _failed(label, str(error), report)
     except (OSError, ValueError, RuntimeError) as error:  # what bio2zarr and htslib raise
@@ -99,7 +104,7 @@ def _convert_vcf(
     sources: GenotypeSources,
     work: Path,
     store: Path,
-    key: bytes,
+    pseudonyms: dict[str, str],
     settings: dict,
     memory: int,
 ) -> tuple[Counter, str]:
@@ -107,7 +112,7 @@ def _convert_vcf(
     bio2zarr; the dropped header lines, and which converted."""
     if all(not path.name.lower().endswith(".bcf") for path in sources.files):
         files = bgzipped(sources, work)
-        samples = pseudonymised(list(sources.samples), key)
+        samples = [pseudonyms[sample] for sample in sources.samples]
         header, dropped = kept_header(direct.raw_header(files[0]), samples)
         attempt = work / "direct"
         attempt.mkdir()
@@ -119,11 +124,16 @@ def _convert_vcf(
         finally:
             shutil.rmtree(attempt)
     files = prepared(sources, work)
-    return _convert_with_bio2zarr(files, work, store, key, settings, memory), "bio2zarr"
+    return _convert_with_bio2zarr(files, work, store, pseudonyms, settings, memory), "bio2zarr"
 
 
 def _convert_with_bio2zarr(
-    files: list[Path], work: Path, store: Path, key: bytes, settings: dict, memory: int
+    files: list[Path],
+    work: Path,
+    store: Path,
+    pseudonyms: dict[str, str],
+    settings: dict,
+    memory: int,
 ) -> Counter:
     from bio2zarr import vcf
 
@@ -135,16 +145,16 @@ def _convert_with_bio2zarr(
         show_progress=settings["show_progress"],
         compressor=numcodecs.get_codec(direct.INTERMEDIATE_CODEC),
     )
-    dropped = _deidentify_icf(icf, key)
+    dropped = _deidentify_icf(icf, pseudonyms)
     vcf.encode(icf, store, max_memory=memory, **settings)
     return dropped
 
 
-def _deidentify_icf(icf: Path, key: bytes) -> Counter:
+def _deidentify_icf(icf: Path, pseudonyms: dict[str, str]) -> Counter:
     """Put the pseudonyms and the kept header into the intermediate format before encoding."""
     described = icf / "metadata.json"
     icf_metadata = json.loads(described.read_text())
-    samples = pseudonymised([s["id"] for s in icf_metadata["samples"]], key)
+    samples = [pseudonyms[s["id"]] for s in icf_metadata["samples"]]
     icf_metadata["samples"] = [{"id": s} for s in samples]
     described.write_text(json.dumps(icf_metadata))
     header, dropped = kept_header((icf / "header.txt").read_text(), samples)
@@ -153,7 +163,7 @@ def _deidentify_icf(icf: Path, key: bytes) -> Counter:
 
 
 def _convert_plink(
-    sources: GenotypeSources, work: Path, store: Path, key: bytes, settings: dict
+    sources: GenotypeSources, work: Path, store: Path, pseudonyms: dict[str, str], settings: dict
 ) -> tuple[Counter, str]:
     """A copy of the fileset in `work` (links to the .bed and .bim, a .fam of pseudonyms only:
     families, parents, sex and phenotype stay behind), converted: bio2zarr's PLINK encoder
@@ -164,7 +174,7 @@ def _convert_plink(
     prefix = work / "fileset"
     os.symlink(bed.resolve(), prefix.with_suffix(".bed"))
     os.symlink(bim.resolve(), prefix.with_suffix(".bim"))
-    rows = (f"0\t{sample}\t0\t0\t0\t-9\n" for sample in pseudonymised(list(sources.samples), key))
+    rows = (f"0\t{pseudonyms[sample]}\t0\t0\t0\t-9\n" for sample in sources.samples)
     prefix.with_suffix(".fam").write_text("".join(rows))
     plink.convert(str(prefix), store, **settings)
     return Counter(), "bio2zarr"

@@ -4,7 +4,9 @@ folders into a dataset of AnnData stores.
 Each source is streamed into a staging folder a block of cells at a time (never whole in
 memory) and registered only once complete. obs columns named on the command line (sample or
 donor ids) are replaced by keyed pseudonyms; columns whose names look like such ids and were
-not named are pointed out. A source that cannot be read is reported by name and the others go
+not named are pointed out. A manifest names the cells' persons, by the source's file name (all
+its cells one person's) or by the values of a sample column: their pseudonyms go into obs as
+`person`. A source that cannot be read is reported by name and the others go
 on.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..catalog import CatalogError, object_id_for
+from ..persons import PERSON_COLUMN, SourceManifest
 from ..pseudonyms import Pseudonymizer
 from ..registration import FAILED, DatasetWriter, Outcome, file_sha256, tree_digest
 from .sources import MatrixError, MatrixSource, open_source
@@ -49,11 +53,51 @@ def pseudonymise_obs(
     return replaced
 
 
+@dataclass(frozen=True)
+class Persons:
+    """Where a matrix's persons come from: a manifest, by the source's file name or, with
+    `sample_column`, by that obs column's values."""
+
+    manifest: SourceManifest
+    sample_column: str | None = None
+
+
+def add_persons_column(
+    path: Path, source: MatrixSource, persons: Persons, pseudonyms: Pseudonymizer
+) -> list[str]:
+    """Put each cell's person (pseudonym) in obs as `person`, as `persons.manifest` names them;
+    the persons."""
+    obs, column = source.obs, persons.sample_column
+    if PERSON_COLUMN in obs.columns:
+        raise MatrixError(f"{path}: obs already has a column {PERSON_COLUMN!r}")
+    if column is None:
+        named = persons.manifest.require(str(path), path.name, str(path))
+        obs[PERSON_COLUMN] = pseudonyms.patient(named.patient_id)
+        return [obs[PERSON_COLUMN].iloc[0]] if len(obs) else []
+    if column not in obs.columns:
+        known = ", ".join(map(str, obs.columns)) or "none"
+        raise MatrixError(f"{path}: no obs column {column!r} (its columns: {known})")
+    samples = obs[column].astype(str)
+    missing = sorted(s for s in samples.unique() if persons.manifest.find(s) is None)
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise MatrixError(
+            f"{path}: samples {', '.join(missing[:3])}{more} of obs column {column!r}: the "
+            f"manifest {persons.manifest.path} does not name them"
+        )
+    by_sample = {
+        s: pseudonyms.patient(persons.manifest.find(s).patient_id) for s in samples.unique()
+    }
+    obs[PERSON_COLUMN] = pd.Categorical(samples.map(by_sample))
+    return sorted(set(by_sample.values()))
+
+
 def ingest_matrix(
     writer: DatasetWriter,
     path: Path,
     pseudonymise: list[str],
     pseudonyms: Pseudonymizer | None,
+    persons: Persons | None,
     show_progress: bool,
     report: Callable[[str], object],
 ) -> str:
@@ -64,6 +108,7 @@ def ingest_matrix(
     with writer.staging(object_id) as staging:
         source = open_source(path, spill_dir=staging)
         try:
+            people = add_persons_column(path, source, persons, pseudonyms) if persons else []
             replaced = pseudonymise_obs(path, source, pseudonymise, pseudonyms)
             for column in source.obs.columns:
                 if LOOKS_IDENTIFYING.search(str(column)) and column not in replaced:
@@ -95,7 +140,7 @@ def ingest_matrix(
             "deidentification": {"obs_columns_pseudonymised": replaced},
             "tools": {name: metadata.version(name) for name in TOOLS},
         }
-        writer.register(object_id, target, object_id + STORE_SUFFIX, entry)
+        writer.register(object_id, target, object_id + STORE_SUFFIX, entry, people)
     return object_id
 
 
@@ -107,16 +152,22 @@ def ingest_matrices(
     pseudonymise: Iterable[str] = (),
     show_progress: bool = True,
     report: Callable[[str], object] = print,
+    manifest: SourceManifest | None = None,
+    sample_column: str | None = None,
 ) -> list[Outcome]:
-    """Ingest every source, reporting each; one outcome per source. `key` is needed only when
-    there are columns to pseudonymise."""
+    """Ingest every source, reporting each; one outcome per source. A `manifest` names the
+    cells' persons, by file name or by the values of obs column `sample_column`. `key` is
+    needed only when there are columns to pseudonymise or a manifest."""
     columns = list(pseudonymise)
-    pseudonyms = Pseudonymizer(key) if columns else None
+    pseudonyms = Pseudonymizer(key) if columns or manifest else None
+    persons = Persons(manifest, sample_column) if manifest else None
     writer = DatasetWriter(data_root, dataset_id, kind="matrices")
     outcomes = []
     for path in map(Path, sources):
         try:
-            object_id = ingest_matrix(writer, path, columns, pseudonyms, show_progress, report)
+            object_id = ingest_matrix(
+                writer, path, columns, pseudonyms, persons, show_progress, report
+            )
         except (MatrixError, CatalogError, OSError) as error:
             report(f"{FAILED}{error}")
             outcomes.append(Outcome(path, error=str(error)))

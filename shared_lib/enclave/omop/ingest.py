@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from ..catalog import CatalogError, object_id_for
@@ -105,7 +106,10 @@ def ingest_omop(
                 "deidentification": policy(),
                 "tools": {name: metadata.version(name) for name in TOOLS},
             }
-            writer.register(object_id, store, object_id + STORE_SUFFIX, entry)
+            persons = pq.read_table(store / "person.parquet", columns=["person_source_value"])
+            writer.register(
+                object_id, store, object_id + STORE_SUFFIX, entry, persons.column(0).to_pylist()
+            )
     except (CatalogError, duckdb.Error) as error:
         message = (
             str(error) if isinstance(error, CatalogError) else f"{source}: {first_line(error)}"

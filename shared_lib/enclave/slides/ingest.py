@@ -1,7 +1,10 @@
 """`enclave dataset ingest slides`: source slides into a dataset as OME-Zarr stores.
 
-Each slide is converted into a staging folder and registered only once complete; a slide that
-cannot be read is reported by name and the others go on.
+A slide's label and macro images are dropped, so nothing in it names its person: the manifest
+does (its file name → patient id, and attributes such as stain, specimen and body site), and a
+slide the manifest does not name is refused. Each slide is converted into a staging folder and
+registered only once complete; a slide that cannot be read or is refused is reported by name
+and the others go on.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..catalog import CatalogError, object_id_for
+from ..persons import ManifestEntry, SourceManifest
+from ..pseudonyms import Pseudonymizer
 from ..registration import FAILED, DatasetWriter, Outcome, file_sha256
 from .convert import SlideConverter
 from .source import SlideError, open_source
@@ -25,8 +30,16 @@ def tool_versions() -> dict[str, str]:
     return {name: metadata.version(name) for name in TOOLS}
 
 
-def ingest_slide(writer: DatasetWriter, path: Path, workers: int, show_progress: bool) -> str:
-    """Convert and register one slide; its object id. Raises SlideError or CatalogError."""
+def ingest_slide(
+    writer: DatasetWriter,
+    path: Path,
+    named: ManifestEntry,
+    key: bytes,
+    workers: int,
+    show_progress: bool,
+) -> str:
+    """Convert and register one slide of the person the manifest `named`; its object id.
+    Raises SlideError or CatalogError."""
     object_id = object_id_for(path.name.split(".")[0])
     if writer.has(object_id):
         raise CatalogError(f"{path}: dataset {writer.id!r} already has an object {object_id!r}")
@@ -53,6 +66,7 @@ def ingest_slide(writer: DatasetWriter, path: Path, workers: int, show_progress:
                 "format": "ome-zarr-0.5",
                 "pixels": pixels,
                 "metadata": source.kept_metadata(),
+                "attributes": named.attributes,
                 "source": {
                     "file": path.name,
                     "bytes": path.stat().st_size,
@@ -64,7 +78,8 @@ def ingest_slide(writer: DatasetWriter, path: Path, workers: int, show_progress:
                 },
                 "tools": tool_versions(),
             }
-            writer.register(object_id, staging, object_id + STORE_SUFFIX, entry)
+            person = Pseudonymizer(key).patient(named.patient_id)
+            writer.register(object_id, staging, object_id + STORE_SUFFIX, entry, [person])
     finally:
         source.close()
     return object_id
@@ -74,16 +89,25 @@ def ingest_slides(
     sources: Iterable[Path],
     dataset_id: str,
     data_root: Path,
+    key: bytes,
+    manifest: SourceManifest | None = None,
     workers: int = 2,
     show_progress: bool = True,
     report: Callable[[str], object] = print,
 ) -> list[Outcome]:
-    """Ingest every source, reporting each; one outcome per source."""
+    """Ingest every source the `manifest` names, its person the pseudonym (under `key`) of
+    the patient id it gives; reporting each; one outcome per source."""
     writer = DatasetWriter(data_root, dataset_id, kind="slides")
     outcomes = []
     for path in sources:
         try:
-            object_id = ingest_slide(writer, Path(path), workers, show_progress)
+            if manifest is None:
+                raise CatalogError(
+                    f"{path}: no manifest names its person (--manifest FILE.csv with "
+                    "source,patient_id)"
+                )
+            named = manifest.require(str(path), Path(path).name, str(path))
+            object_id = ingest_slide(writer, Path(path), named, key, workers, show_progress)
         except (SlideError, CatalogError, OSError) as error:
             report(f"{FAILED}{error}")
             outcomes.append(Outcome(Path(path), error=str(error)))

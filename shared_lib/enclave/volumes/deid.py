@@ -23,6 +23,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 
+from ..persons import SourceManifest
 from ..pseudonyms import Pseudonymizer
 from .descriptors import IdentifyingValues
 
@@ -108,13 +109,20 @@ def _shift(value: str, vr: str, shift: timedelta) -> str:
 class Deidentifier:
     """Applies the profile to datasets, in place."""
 
-    def __init__(self, key: bytes, shift_dates: bool = False):
+    def __init__(
+        self, key: bytes, shift_dates: bool = False, manifest: SourceManifest | None = None
+    ):
         self.pseudonyms = Pseudonymizer(key)
         self.shift_dates = shift_dates
+        self.manifest = manifest
 
     def apply(self, dataset: Dataset) -> Report:
+        """De-identify `dataset`; its patient becomes the pseudonym of their patient id (the
+        one the manifest gives for its PatientID, where there is a manifest)."""
         report = Report()
         patient_id = str(dataset.get("PatientID", "") or "")
+        if self.manifest is not None:
+            patient_id = self.manifest.require("its PatientID", patient_id).patient_id
         shift = self.pseudonyms.day_shift(patient_id) if self.shift_dates else None
         pseudonym = self.pseudonyms.patient(patient_id)
         identifying = IdentifyingValues.of(dataset)

@@ -23,6 +23,7 @@ import pydicom
 from tqdm import tqdm
 
 from ..catalog import CatalogError, check_id
+from ..persons import SourceManifest
 from ..registration import FAILED, DatasetWriter, Outcome
 from .deid import PROFILE_EDITION, Deidentifier
 from .descriptors import IdentifyingValues
@@ -115,10 +116,14 @@ def ingest_series(
     if writer.has(object_id):
         raise CatalogError(f"{series.name}: dataset {writer.id!r} already has {object_id!r}")
     voxels, geometry = read_volume(series)
-    headers, removed, cleaned = [], set(), set()
+    headers, removed, cleaned, persons = [], set(), set(), set()
     for path in series.paths:
         dataset = pydicom.dcmread(path, stop_before_pixels=True)
-        report = deidentifier.apply(dataset)
+        try:
+            report = deidentifier.apply(dataset)
+        except CatalogError as error:
+            raise SeriesError(f"{series.name}: {error}") from None
+        persons.add(str(dataset.PatientID))
         removed |= report.removed | report.emptied | report.replaced
         cleaned |= report.cleaned
         headers.append(
@@ -143,7 +148,7 @@ def ingest_series(
             },
             "tools": {name: metadata.version(name) for name in TOOLS},
         }
-        writer.register(object_id, staging, object_id + STORE_SUFFIX, entry)
+        writer.register(object_id, staging, object_id + STORE_SUFFIX, entry, persons)
     return object_id
 
 
@@ -155,12 +160,14 @@ def ingest_dicom(
     shift_dates: bool = False,
     show_progress: bool = True,
     report: Callable[[str], object] = print,
+    manifest: SourceManifest | None = None,
 ) -> list[Outcome]:
-    """Ingest every series under `source` (a folder, or a DICOMDIR's folder). Every file is
-    accounted for: in a series ingested, in one refused, or skipped, each with its reason (in
-    the report and in `dataset.json`). A damaged DICOM file refuses its series (or, when what
-    can be read of it does not name one, every series in its folder): a series is never
-    registered short of a slice. Raises CatalogError when there is nothing to ingest."""
+    """Ingest every series under `source` (a folder, or a DICOMDIR's folder); a `manifest`
+    gives each PatientID's patient id (a series whose PatientID it lacks is refused). Every
+    file is accounted for: in a series ingested, in one refused, or skipped, each with its
+    reason (in the report and in `dataset.json`). A damaged DICOM file refuses its series
+    (or, when what can be read of it does not name one, every series in its folder): a series
+    is never registered short of a slice. Raises CatalogError when there is nothing to ingest."""
     folder = dicom_folder(source)
     try:
         slices, unreadable = find_slices(folder)
@@ -190,7 +197,7 @@ def ingest_dicom(
         run[kind][recorded(str(item.path))] = item.reason
         outcomes.append(Outcome(item.path, error=f"{item.path}: {item.reason}"))
     writer = DatasetWriter(data_root, dataset_id, kind="volumes")
-    deidentifier = Deidentifier(key, shift_dates)
+    deidentifier = Deidentifier(key, shift_dates, manifest)
     for series in tqdm(all_series, desc="series", disable=not show_progress):
         error = _refusal(series, damaged.get(series.uid, []), data_root / QUARANTINE / dataset_id)
         if error is None:
