@@ -86,6 +86,9 @@ print(json.dumps({
     "cases": int(g["sample_case"].sum()),
     "top": str(gwas["variant_id"].values[top]),
     "near": [int(near.sizes["variants"]), int(g.sizes["samples"])],
+    "someone": sorted(k for k in ("records", "volumes", "slides", "genotypes", "cells")
+                      if getattr(someone, k)),
+    "people": people.groupby("dataset")["person"].nunique().to_dict(),
 }))
 """
 
@@ -148,6 +151,10 @@ def test_a_new_machine_runs_the_readme_tour_and_is_left_as_found():
     assert results["cases"] == diagnosed > 0
     assert results["top"] == "rs7903146" and results["near"][1] == 500
     assert 0 < results["near"][0] < 2000
+    # One person of the records has a CT, a slide and a genome; the cells are another's.
+    assert results["someone"] == ["genotypes", "records", "slides", "volumes"]
+    counts = {"ds-ct": 1, "ds-emr": 500, "ds-genomes": 500, "ds-pathology": 1, "ds-rna": 1}
+    assert results["people"] == counts
     statuses = [export["status"] for export in exports if export]
     assert statuses == ["checks-failed", "in-review"], exports
     (failed,) = [export["problems"] for export in exports if export][:1]

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from person_data import MR_SERIES, PATIENT, SYNTHEA, VCF, quiet, require_person_data, write_manifest
 
 import enclave
 from enclave.catalog import CatalogError
@@ -22,30 +23,13 @@ from enclave.persons import PERSONS, SourceManifest
 from enclave.pseudonyms import Pseudonymizer
 from enclave.volumes.ingest import ingest_dicom
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-MR_SERIES = SHARED / "dicom" / "dicom2nifti" / "generic" / "anatomical" / "001"
-SYNTHEA = SHARED / "omop" / "synthea27nj-5.4-parquet"
-VCF = SHARED / "genotypes" / "sample.vcf.gz"
 KEY = b"persons-tests-key-" * 2
-# Synthea's first person (their source value), whom the MR series and sample NA00001 belong to.
-PATIENT = "1007c05b-8d20-8fe6-6790-44622f8316df"
 PID = Pseudonymizer(KEY).patient(PATIENT)
-
-
-def quiet(_line: str) -> None:
-    """An ingest's report, not needed here."""
-
-
-def write_manifest(path: Path, rows: list[tuple[str, ...]], header="source,patient_id") -> Path:
-    path.write_text(header + "\n" + "".join(",".join(row) + "\n" for row in rows))
-    return path
 
 
 @pytest.fixture(scope="module")
 def commons(tmp_path_factory) -> Path:
-    for needed in (MR_SERIES, SYNTHEA, VCF):
-        if not needed.exists():
-            pytest.skip(f"{needed} is absent: the shared sample data sits beside the checkout")
+    require_person_data()
     folder = tmp_path_factory.mktemp("commons")
     root = folder / "data"
     mr = SourceManifest(write_manifest(folder / "mr.csv", [("dicom2nifti", PATIENT)]))

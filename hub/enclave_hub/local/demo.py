@@ -39,7 +39,7 @@ INGEST_TIMEOUT = 600
 ACTOR = "enclave up (demo datasets)"
 # The persons of the medical records (their source values) whose slide, CT and cells the demo
 # commons holds.
-SLIDE_PERSON, CT_PERSON, CELLS_PERSON = "MRN000001", "MRN000001", "MRN000002"
+SLIDE_PERSON, CT_PERSON, CELLS_PERSON = "MRN000004", "MRN000004", "MRN000002"
 
 
 class DemoSourceMissing(Exception):
