@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from enclave.pseudonyms import Pseudonymizer
 from enclave_hub.airlock.checks import Rules
 from enclave_hub.airlock.checks.files import OUTPUT, SUPPORTING, check_files
 from enclave_hub.airlock.checks.runner import run_checks
@@ -279,3 +280,36 @@ def test_checks_past_their_time_fail_every_file(tmp_path):
     found = run_checks([("t.csv", table, OUTPUT)], rules, timeout=1, memory=8 * 1024**3)
     assert found[0]["outcome"] == "fail"
     assert "did not finish within" in found[0]["findings"][0]["message"]
+
+
+# -- person ids ------------------------------------------------------------------------------
+
+
+def test_person_pseudonyms_cannot_leave_in_any_kind_of_file(tmp_path):
+    """The commons' pseudonyms join a person across projects, so no output may carry them:
+    not a table (CSV, or Parquet, whose compressed bytes hide them), not code, not a file in an
+    archive; found past the first block of a large file too, its line named."""
+    people = [Pseudonymizer(b"airlock-check-key" * 2).patient(f"P{i}") for i in range(3)]
+    table = pd.DataFrame({"person": people, "n": [12, 15, 11]})
+    parquet = io.BytesIO()
+    table.to_parquet(parquet, compression="zstd")
+    filler = "x" * 99 + "\n"
+    long_text = filler * 20_000 + f"seen: {people[0]}\n"
+    cases = {
+        "counts.csv": table.to_csv(index=False),
+        "counts.parquet": parquet.getvalue(),
+        "cohort.py": f"keep = {people!r}\n",
+        "notes.txt": long_text,
+        "results.zip": zip_of({"ids.csv": table.to_csv(index=False).encode()}),
+    }
+    found = {name: report(tmp_path, name, content) for name, content in cases.items()}
+    for name, result in found.items():
+        assert result["outcome"] == "fail", name
+        assert "person-ids" in rules_of(result, "fail"), (name, result["findings"])
+    assert "holds 3 person pseudonym(s) of the commons, the first on line 2" in messages(
+        found["counts.csv"]
+    )
+    assert "column(s) person: person ids stay in the enclave" in messages(found["counts.parquet"])
+    assert "the first on line 20001" in messages(found["notes.txt"])
+    lookalike = "ENC0123 is not one; nor is enc0123456789abcdef nor ENC0123456789ABCDE\n"
+    assert "person-ids" not in rules_of(report(tmp_path, "notes.txt", lookalike), "fail")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +18,8 @@ from pathlib import Path
 from .catalog import CatalogError
 
 PSEUDONYM_PREFIX = "ENC"
+PSEUDONYM_DIGITS = 16  # hexadecimal, upper-case, after the prefix
+PSEUDONYM = re.compile(rf"{PSEUDONYM_PREFIX}[0-9A-F]{{{PSEUDONYM_DIGITS}}}")
 MAX_SHIFT_DAYS = 365
 
 
@@ -51,7 +54,8 @@ class Pseudonymizer:
         return f"2.25.{int.from_bytes(self._digest('uid', original)[:16], 'big')}"
 
     def patient(self, patient_id: str) -> str:
-        return f"{PSEUDONYM_PREFIX}{self._digest('patient', patient_id).hex()[:16].upper()}"
+        digits = self._digest("patient", patient_id).hex()[:PSEUDONYM_DIGITS].upper()
+        return f"{PSEUDONYM_PREFIX}{digits}"
 
     def derived_secret(self, purpose: str) -> str:
         """A secret for one purpose, derived from the key (hex), for tools that hash with a

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from . import FileReport, Finding, Rules, genetics
 from .archives import check_archive
-from .kinds import HEAD_BYTES, classify
+from .kinds import HEAD_BYTES, classify, suffix
 from .notebooks import check_notebook
+from .person_ids import check_file_bytes, check_table_cells
 from .sumstats import check_sumstats, layout_of
 from .tables import (
     Unreadable,
@@ -20,6 +21,7 @@ from .tables import (
 )
 
 OUTPUT, SUPPORTING = "output", "supporting"
+COMPRESSED_TABLES = {".parquet", ".xlsx"}
 REFUSED = {
     "dicom": "DICOM files are refused: images of patients leave only as checked results",
     "slide": "whole-slide images are refused: slides leave only as checked results",
@@ -93,7 +95,12 @@ def _tables(name: str, path: Path, rules: Rules, contributors) -> list[Finding]:
     if layout is not None:
         return check_sumstats(columns, table_chunks(name, path, layout.columns), layout, rules)
     tables = read_tables(name, path)
-    return [f for where, frame in tables for f in check_table(frame, rules, contributors, where)]
+    findings = []
+    for where, frame in tables:
+        findings += check_table(frame, rules, contributors, where)
+        if suffix(name) in COMPRESSED_TABLES:  # the search of the bytes cannot see into them
+            findings += check_table_cells(frame, where)
+    return findings
 
 
 def check_file(name: str, path: Path, rules: Rules, role: str, contributors=None) -> FileReport:
@@ -116,7 +123,7 @@ def check_file(name: str, path: Path, rules: Rules, role: str, contributors=None
                 Finding("supporting", "pass", "for the checkers only; it is never released")
             )
         return report
-    report.findings += _by_kind(kind, name, path, rules, contributors)
+    report.findings += check_file_bytes(path) + _by_kind(kind, name, path, rules, contributors)
     return report
 
 
