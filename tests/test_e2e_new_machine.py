@@ -37,6 +37,7 @@ COMPONENTS = (
     "proxy",
     "registry service",
     "airlock service",
+    "inquiry service",
     "Dask gateway",
     "hub",
 )

@@ -28,7 +28,7 @@ from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
 from .core.hub_api import REFLECT_ACCESS_PATH
-from .core.services import AIRLOCK, AUDIT, DASK_GATEWAY, REGISTRY
+from .core.services import AIRLOCK, AUDIT, DASK_GATEWAY, INQUIRY, REGISTRY
 
 PROJECT_GROUP_PREFIX = "project-"
 REFLECT_SCOPE = "custom:enclave:reflect-access"
@@ -58,6 +58,11 @@ AUDITOR_ROLE = {
     "name": "auditor",
     "description": "reads the audit log in the audit console",
     "scopes": [AUDIT.access_scope],
+}
+INQUIRER_ROLE = {
+    "name": "inquirer",
+    "description": "opens the data inquiry portal: the catalogue, cohort counts, applications",
+    "scopes": [INQUIRY.access_scope],
 }
 OPERATOR_ROLE = {
     "name": "operator",
@@ -97,6 +102,7 @@ class HubAccess:
     registry: object  # the project registry: projects_of(username)
     admin_groups: frozenset[str]
     auditor_groups: frozenset[str]
+    inquiry_groups: frozenset[str]
 
     def model(self, username: str, groups: Iterable[str]) -> dict:
         """`admin` (never), `groups` and `roles` as an Authenticator's auth model carries them."""
@@ -109,6 +115,8 @@ class HubAccess:
             roles.append(REGISTRY_USER_ROLE)
         if set(idp_groups) & self.auditor_groups:
             roles.append(AUDITOR_ROLE)
+        if set(idp_groups) & self.inquiry_groups:
+            roles.append(INQUIRER_ROLE)
         if projects:
             servers = [f"{username}/{project}" for project in projects]
             scopes = [f"{scope}!server={s}" for s in servers for scope in SESSION_SCOPES]

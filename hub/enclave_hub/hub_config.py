@@ -17,7 +17,15 @@ from .auth import EnclaveAuthenticator
 from .core.audit_client import AuditClient, site_audit_client
 from .core.pages import FRAME_TEMPLATES
 from .core.registry import RegistryError, site_registry
-from .core.services import AIRLOCK, AUDIT, AUDIT_EVENTS_PATH, DASK_GATEWAY, HUB_PREFIX, REGISTRY
+from .core.services import (
+    AIRLOCK,
+    AUDIT,
+    AUDIT_EVENTS_PATH,
+    DASK_GATEWAY,
+    HUB_PREFIX,
+    INQUIRY,
+    REGISTRY,
+)
 from .core.site_config import SiteConfig, SiteConfigError
 from .core.site_secrets import Secrets
 from .core.validation import InvalidInput
@@ -88,7 +96,8 @@ def configure_enclave(c: Any, site: SiteConfig, secrets: Secrets, registry) -> A
 
 
 def enclave_services(site: SiteConfig, secrets: Secrets) -> list[dict[str, Any]]:
-    """The hub's services: the registry, audit and airlock (with pages), and the Dask gateway."""
+    """The hub's services: the registry, audit, airlock and inquiry portal (with pages), and
+    the Dask gateway."""
     pages = {"oauth_no_confirm": True, "display": True}
     return [
         {
@@ -110,6 +119,14 @@ def enclave_services(site: SiteConfig, secrets: Secrets) -> list[dict[str, Any]]
             "name": AIRLOCK.name,
             "url": site.airlock_url,
             "api_token": secrets.airlock_service_token,
+            **pages,
+        },
+        {
+            # The data inquiry portal: catalogue, cohort counts and applications, for people
+            # of the allowed groups, members of no project too.
+            "name": INQUIRY.name,
+            "url": site.inquiry_service_url,
+            "api_token": secrets.inquiry_service_token,
             **pages,
         },
         {
@@ -173,6 +190,7 @@ def configure_authenticator(
         registry,
         admin_groups=frozenset(identity.admin_groups),
         auditor_groups=frozenset(site.audit.auditor_groups),
+        inquiry_groups=frozenset(site.inquiry.groups),
     )
     auth.auth_state_groups_key = f"oauth_user.{identity.groups_claim}"
     auth.allowed_groups = set(identity.allowed_groups)

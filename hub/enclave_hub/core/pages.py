@@ -12,7 +12,7 @@ from pathlib import Path
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader
 from tornado import web
 
-from .services import AIRLOCK, AUDIT, HUB_PREFIX, REGISTRY
+from .services import AIRLOCK, AUDIT, HUB_PREFIX, INQUIRY, REGISTRY
 
 FRAME_TEMPLATES = Path(__file__).with_name("templates")
 # What an error is called at the top of its page, by HTTP status.
@@ -53,10 +53,14 @@ def role_tools(role: str | None) -> list[tuple[str, str, str]]:
 def frame_for(
     here: str, person: str | None, role: str | None, origin: str = "", stylesheet: str = ""
 ) -> Frame:
-    """My projects and the airlock for everyone, then the person's tools. `origin` is the
-    hub's, for pages served on another (a session's); `stylesheet` is then their copy of the
-    hub's stylesheet."""
-    paths = [("My projects", f"{HUB_PREFIX}home"), ("Airlock", AIRLOCK.prefix)]
+    """My projects, the data inquiry portal and the airlock for everyone, then the person's
+    tools. `origin` is the hub's, for pages served on another (a session's); `stylesheet` is
+    then their copy of the hub's stylesheet."""
+    paths = [
+        ("My projects", f"{HUB_PREFIX}home"),
+        ("Data inquiry", INQUIRY.prefix),
+        ("Airlock", AIRLOCK.prefix),
+    ]
     paths += [(name, path) for name, path, _ in role_tools(role)]
     hub_prefix = origin + HUB_PREFIX
     return Frame(

@@ -92,6 +92,24 @@ def service_app(
     )
 
 
+def openapi_frame(title: str, prefix: str, schemas: dict, paths: dict) -> dict:
+    """A service's OpenAPI 3.1 document: its API under `<prefix>api`, called with a hub token
+    in the Authorization header."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": "1"},
+        "servers": [{"url": f"{prefix}api"}],
+        "components": {
+            "securitySchemes": {
+                "hubToken": {"type": "apiKey", "in": "header", "name": "Authorization"}
+            },
+            "schemas": schemas,
+        },
+        "security": [{"hubToken": []}],
+        "paths": paths,
+    }
+
+
 class JSONAPI:
     """What a service's REST API handlers share: errors as `{"error": ...}`, JSON bodies."""
 

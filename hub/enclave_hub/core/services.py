@@ -27,6 +27,7 @@ HUB_PREFIX = "/hub/"
 REGISTRY = Service("enclave-registry")
 AUDIT = Service("enclave-audit")
 AIRLOCK = Service("enclave-airlock")
+INQUIRY = Service("enclave-inquiry")
 DASK_GATEWAY = Service("dask-gateway")
 
 # Where the Dask gateway serves a cluster's dashboard: <path>/<cluster name>/<dashboard path>.

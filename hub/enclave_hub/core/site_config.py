@@ -338,6 +338,23 @@ class AirlockSettings(_Section):
     )
 
 
+class InquirySettings(_Section):
+    """The data inquiry portal: who may use it, and what its counts of persons may show.
+
+    A count below `min_count` is shown as "fewer than <min_count>"; others are rounded to a
+    multiple of `round_to`. Each person may ask `queries_per_minute` counts a minute.
+    """
+
+    port: Port = Field(default=8088, description="the inquiry service, on loopback")
+    groups: list[str] = Field(
+        default=["researchers", "admins", "auditors"],
+        description="identity groups whose members use the portal, members of no project too",
+    )
+    min_count: int = Field(default=10, ge=1, description="smallest count of persons shown")
+    round_to: int = Field(default=10, ge=1, description="counts are rounded to a multiple of this")
+    queries_per_minute: int = Field(default=30, ge=1, description="counts one person may ask")
+
+
 class KubernetesSettings(_Section):
     """Where things are when Enclave runs on Kubernetes; the Helm chart fills this in from its
     release. Its presence is what says that a deployment runs on Kubernetes."""
@@ -361,6 +378,7 @@ class KubernetesSettings(_Section):
     registry_url: str = "http://enclave-registry:8083"
     audit_url: str = "http://enclave-audit:8082"
     airlock_url: str = "http://enclave-airlock:8087"
+    inquiry_url: str = "http://enclave-inquiry:8088"
     gateway_url: str = Field(
         default="http://traefik-enclave-dask-gateway", description="the Dask gateway's API"
     )
@@ -396,6 +414,7 @@ class SiteConfig(_Section):
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     dask: DaskSettings = Field(default_factory=DaskSettings)
     airlock: AirlockSettings = Field(default_factory=AirlockSettings)
+    inquiry: InquirySettings = Field(default_factory=InquirySettings)
     kubernetes: KubernetesSettings | None = Field(
         default=None, description="set (by the Helm chart) when Enclave runs on Kubernetes"
     )
@@ -503,6 +522,7 @@ class SiteConfig(_Section):
             "audit.port": self.audit.port,
             "registry.port": self.registry.port,
             "airlock.port": self.airlock.port,
+            "inquiry.port": self.inquiry.port,
             "dask.api_port": self.dask.api_port,
             "dask.proxy_port": self.dask.proxy_port,
             "dask.scheduler_proxy_port": self.dask.scheduler_proxy_port,
@@ -548,6 +568,13 @@ class SiteConfig(_Section):
         return f"http://{self.sessions.hub_address}:{self.airlock.port}"
 
     @property
+    def inquiry_service_url(self) -> str:
+        """Where the hub routes the inquiry portal: loopback here, its service on Kubernetes."""
+        if self.kubernetes:
+            return self.kubernetes.inquiry_url
+        return f"http://127.0.0.1:{self.inquiry.port}"
+
+    @property
     def registry_service_url(self) -> str:
         """Where the hub routes the registry's pages: loopback here, its service on Kubernetes."""
         if self.kubernetes:
@@ -579,6 +606,7 @@ DEMO_USERS = tuple(
     )
     for username, name, group, role in (
         ("alice", "Alice Researcher", "researchers", "researcher"),
+        ("nina", "Nina Applicant", "researchers", "researcher of no project yet"),
         ("bob", "Bob Researcher", "researchers", "researcher"),
         ("carol", "Carol Admin", "admins", "admin"),
         ("dave", "Dave Auditor", "auditors", "auditor"),

@@ -31,6 +31,7 @@ class Secrets:
     registry_service_token: str  # the registry service's token at the hub (the reconciler)
     gateway_service_token: str  # the Dask gateway's token at the hub (who holds a token)
     airlock_service_token: str  # the airlock service's token at the hub (sign-in, sessions)
+    inquiry_service_token: str  # the inquiry service's token at the hub (sign-in)
 
     def values(self) -> list[str]:
         return [getattr(self, name) for name in SECRET_NAMES]

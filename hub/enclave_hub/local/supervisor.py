@@ -116,6 +116,7 @@ def port_bindings(site: SiteConfig) -> dict[str, tuple[str, str]]:
         "audit.port": ("the audit service", "0.0.0.0"),
         "registry.port": ("the registry service", "127.0.0.1"),
         "airlock.port": ("the airlock service", hub_address),
+        "inquiry.port": ("the inquiry service", "127.0.0.1"),
         "dask.api_port": ("the Dask gateway", hub_address),
         "dask.proxy_port": ("the Dask gateway", hub_address),
         "dask.scheduler_proxy_port": ("the Dask gateway", hub_address),
@@ -252,6 +253,12 @@ def component_plan(
             "enclave_hub.airlock.service",
             "airlock.log",
             lambda: _tcp_open(site.airlock.port, hub_address),
+        ),
+        enclave_module(
+            "inquiry service",
+            "enclave_hub.inquiry.service",
+            "inquiry.log",
+            lambda: _tcp_open(site.inquiry.port),
         ),
         enclave_module(
             "Dask gateway",

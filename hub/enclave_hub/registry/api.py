@@ -11,7 +11,7 @@ from tornado import web
 
 from enclave.catalog import IDENTIFIER_PATTERN
 
-from ..core.service_auth import JSONAPI
+from ..core.service_auth import JSONAPI, openapi_frame
 from ..core.validation import STATUSES
 from .access import RegistryHandler
 
@@ -125,92 +125,82 @@ def openapi_document(prefix: str) -> dict:
     when = {"type": "string", "description": "ISO 8601 date or time; UTC unless an offset"}
     day = {"type": "string", "format": "date"}
     project_id = {"name": "project", "in": "path", "required": True, "schema": text}
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "Enclave project registry", "version": "1"},
-        "servers": [{"url": f"{prefix}api"}],
-        "components": {
-            "securitySchemes": {
-                "hubToken": {"type": "apiKey", "in": "header", "name": "Authorization"}
-            },
-            "schemas": {
-                "NewProject": {
-                    "type": "object",
-                    "required": ["id", "title"],
-                    "properties": {
-                        "id": {"type": "string", "pattern": f"^{IDENTIFIER_PATTERN}$"},
-                        "title": text,
-                        "description": text,
-                        "agreement": {"type": "string", "description": "data-use agreement"},
-                        "starts": day,
-                        "ends": day,
-                        "profile": text,
-                        "egress_allow": {"type": "array", "items": {"type": "string"}},
-                    },
-                },
-                "ProjectChange": {
-                    "type": "object",
-                    "properties": {
-                        "title": text,
-                        "description": text,
-                        "agreement": text,
-                        "starts": day,
-                        "ends": day,
-                        "profile": text,
-                        "status": {"enum": list(STATUSES)},
-                    },
-                },
-                "NewMember": {
-                    "type": "object",
-                    "required": ["username"],
-                    "properties": {
-                        "username": text,
-                        "role": {"enum": ["researcher", "output-checker", "project-admin"]},
-                        "expires": when,
-                    },
-                },
-                "NewGrant": {
-                    "type": "object",
-                    "required": ["dataset"],
-                    "properties": {"dataset": text, "expires": when},
-                },
+    schemas = {
+        "NewProject": {
+            "type": "object",
+            "required": ["id", "title"],
+            "properties": {
+                "id": {"type": "string", "pattern": f"^{IDENTIFIER_PATTERN}$"},
+                "title": text,
+                "description": text,
+                "agreement": {"type": "string", "description": "data-use agreement"},
+                "starts": day,
+                "ends": day,
+                "profile": text,
+                "egress_allow": {"type": "array", "items": {"type": "string"}},
             },
         },
-        "security": [{"hubToken": []}],
-        "paths": {
-            "/projects": {
-                "get": _operation("every project"),
-                "post": _operation("create a project", "NewProject", "201"),
+        "ProjectChange": {
+            "type": "object",
+            "properties": {
+                "title": text,
+                "description": text,
+                "agreement": text,
+                "starts": day,
+                "ends": day,
+                "profile": text,
+                "status": {"enum": list(STATUSES)},
             },
-            "/projects/{project}": {
-                "parameters": [project_id],
-                "get": _operation("one project, its members and grants"),
-                "patch": _operation("edit, suspend, archive or reopen", "ProjectChange"),
+        },
+        "NewMember": {
+            "type": "object",
+            "required": ["username"],
+            "properties": {
+                "username": text,
+                "role": {"enum": ["researcher", "output-checker", "project-admin"]},
+                "expires": when,
             },
-            "/projects/{project}/members": {
-                "parameters": [project_id],
-                "post": _operation("add a member", "NewMember", "201"),
-            },
-            "/projects/{project}/members/{username}": {
-                "parameters": [
-                    project_id,
-                    {"name": "username", "in": "path", "required": True, "schema": text},
-                ],
-                "delete": _operation("end a membership now"),
-            },
-            "/projects/{project}/datasets": {
-                "parameters": [project_id],
-                "post": _operation("grant a dataset", "NewGrant", "201"),
-            },
-            "/projects/{project}/datasets/{dataset}": {
-                "parameters": [
-                    project_id,
-                    {"name": "dataset", "in": "path", "required": True, "schema": text},
-                ],
-                "delete": _operation("withdraw a dataset grant now"),
-            },
+        },
+        "NewGrant": {
+            "type": "object",
+            "required": ["dataset"],
+            "properties": {"dataset": text, "expires": when},
         },
     }
+    paths = {
+        "/projects": {
+            "get": _operation("every project"),
+            "post": _operation("create a project", "NewProject", "201"),
+        },
+        "/projects/{project}": {
+            "parameters": [project_id],
+            "get": _operation("one project, its members and grants"),
+            "patch": _operation("edit, suspend, archive or reopen", "ProjectChange"),
+        },
+        "/projects/{project}/members": {
+            "parameters": [project_id],
+            "post": _operation("add a member", "NewMember", "201"),
+        },
+        "/projects/{project}/members/{username}": {
+            "parameters": [
+                project_id,
+                {"name": "username", "in": "path", "required": True, "schema": text},
+            ],
+            "delete": _operation("end a membership now"),
+        },
+        "/projects/{project}/datasets": {
+            "parameters": [project_id],
+            "post": _operation("grant a dataset", "NewGrant", "201"),
+        },
+        "/projects/{project}/datasets/{dataset}": {
+            "parameters": [
+                project_id,
+                {"name": "dataset", "in": "path", "required": True, "schema": text},
+            ],
+            "delete": _operation("withdraw a dataset grant now"),
+        },
+    }
+    return openapi_frame("Enclave project registry", prefix, schemas, paths)
 
 
 def api_handlers(prefix: str) -> list[tuple]:
