@@ -1,9 +1,12 @@
 """The data inquiry portal on a running Enclave: a researcher of no project reads the
 catalogue and counts cohorts through the API (two cohorts one person apart read alike, a
 small one as "fewer than 10"), every count is in the audit log, a burst past the rate limit
-is refused; a person of no allowed group cannot reach it at all."""
+is refused; a person of no allowed group cannot reach it at all; an application sent through
+the API is rejected by an admin through the registry's API, and its applicant reads why."""
 
 from __future__ import annotations
+
+from datetime import date, timedelta
 
 import httpx
 import pytest
@@ -13,7 +16,7 @@ from person_data import quiet
 from enclave.omop.ingest import ingest_omop
 from enclave_harness import create_api_token, login, set_provider_claims
 from enclave_hub.audit.query import records
-from enclave_hub.core.services import INQUIRY
+from enclave_hub.core.services import INQUIRY, REGISTRY
 
 pytestmark = pytest.mark.e2e
 
@@ -95,3 +98,40 @@ def test_a_person_of_no_allowed_group_cannot_reach_the_portal(enclave):
     browser, _ = login(enclave, "erin")
     page = browser.get(INQUIRY.prefix)
     assert page.status_code == 403 and DATASET not in page.text
+
+
+def test_an_application_made_through_the_api_is_rejected_with_its_reason(enclave):
+    portal = _portal(enclave, "ivan", ["researchers"])
+    ends = (date.today() + timedelta(days=30)).isoformat()
+    application = {
+        "project_id": "ivan-study",
+        "title": "A study",
+        "datasets": [DATASET],
+        "members": ["ines"],
+        "justification": "A question the records answer.",
+        "ends": ends,
+    }
+    refused = portal.post("applications", json={**application, "datasets": ["../etc"]})
+    assert refused.status_code == 400 and "../etc" in refused.json()["error"]
+    sent = portal.post("applications", json=application)
+    assert sent.status_code == 201, sent.text
+    number = sent.json()["id"]
+    set_provider_claims(enclave, "carol", {"preferred_username": "carol", "groups": ["admins"]})
+    client, _ = login(enclave, "carol")
+    registry = httpx.Client(
+        base_url=f"{enclave.url}{REGISTRY.prefix}api/",
+        headers={"Authorization": f"token {create_api_token(client, 'carol')}"},
+        timeout=60,
+    )
+    waiting = registry.get("applications").json()["applications"]
+    assert any(a["id"] == number and a["status"] == "submitted" for a in waiting)
+    no_reason = registry.post(f"applications/{number}/reject", json={})
+    assert no_reason.status_code == 400 and "reason" in no_reason.json()["error"]
+    rejected = registry.post(f"applications/{number}/reject", json={"reason": "Not yet."})
+    assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
+    (mine,) = portal.get("applications").json()["applications"]
+    assert (mine["status"], mine["reason"], mine["decided_by"]) == ("rejected", "Not yet.", "carol")
+    again = registry.post(f"applications/{number}/approve")
+    assert again.status_code == 409 and "already rejected" in again.json()["error"]
+    by_researcher = portal.post(f"{enclave.url}{REGISTRY.prefix}api/applications/{number}/approve")
+    assert by_researcher.status_code == 403

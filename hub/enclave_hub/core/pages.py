@@ -125,6 +125,14 @@ def page_templates(service_templates: Path | None = None) -> Environment:
 FRAME_PAGES = page_templates()
 
 
+class FormRefused(Exception):
+    """A form that is shown again: what was typed, and what is wrong (by field, or `form`)."""
+
+    def __init__(self, form: str, values: dict, errors: dict[str, str], warning: str = ""):
+        super().__init__(next(iter(errors.values()), warning))
+        self.form, self.values, self.errors, self.warning = form, values, errors, warning
+
+
 class FramedPages:
     """A service's pages in the frame, for a `SignedInHandler` of a service: `pages` are its
     templates, `section` its entry in the navigation; errors are framed pages too."""

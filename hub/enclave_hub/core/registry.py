@@ -9,7 +9,8 @@ membership not expired, and the dataset grants not expired.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -270,7 +271,18 @@ class Registry:
 
     # -- what admins change ---------------------------------------------------------------------
 
-    def create_project(
+    def create_project(self, actor: str, project_id: str, title: str, **fields) -> dict:
+        """A new project (`fields`: description, agreement, starts, ends, profile,
+        egress_allow); RegistryError when the id is taken."""
+        project = self.new_project(actor, project_id, title, **fields)
+        with self._session() as db:
+            if db.get(Project, project.id) is not None:
+                raise RegistryError(f"project '{project.id}' already exists")
+            db.add(project)
+            self._commit(db, actor, "project.create", project.id, title=project.title)
+        return self.show(project.id)
+
+    def new_project(
         self,
         actor: str,
         project_id: str,
@@ -281,7 +293,8 @@ class Registry:
         ends: str | None = None,
         profile: str = "default",
         egress_allow: Iterable[str] = (),
-    ) -> dict:
+    ) -> Project:
+        """A project checked field by field, not yet in the registry."""
         project = Project(
             id=validation.identifier(project_id, "project id"),
             title=self._title(title),
@@ -297,12 +310,20 @@ class Registry:
         )
         if project.starts and project.ends and project.ends < project.starts:
             raise validation.InvalidInput(f"end date {ends} is before start date {starts}")
+        return project
+
+    def reading(self) -> Session:
+        """A database session to read in beside these operations."""
+        return self._session()
+
+    @contextlib.contextmanager
+    def change(self, actor: str, action: str, project_id: str, detail: dict) -> Iterator[Session]:
+        """A database session for a change made beside these operations (an application's
+        approval): committed with its audit record once the block ends, `detail` as it is
+        then; rolled back on any error."""
         with self._session() as db:
-            if db.get(Project, project.id) is not None:
-                raise RegistryError(f"project '{project.id}' already exists")
-            db.add(project)
-            self._commit(db, actor, "project.create", project.id, title=project.title)
-        return self.show(project.id)
+            yield db
+            self._commit(db, actor, action, project_id, **detail)
 
     def update_project(self, actor: str, project_id: str, **fields: str | None) -> dict:
         """Change a project's title, description, agreement, dates or profile."""

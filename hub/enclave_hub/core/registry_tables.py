@@ -1,10 +1,11 @@
-"""The registry's tables (SQLAlchemy): projects, memberships, dataset grants and identities."""
+"""The registry's tables (SQLAlchemy): projects, memberships, dataset grants, identities and
+applications for access."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Date, DateTime, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, Date, DateTime, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -71,6 +72,27 @@ class Revision(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[int] = mapped_column(default=0)
+
+
+class Application(Base):
+    """A researcher's application for a project: its datasets, members and end, and what
+    became of it (`submitted`, then `approved` or `rejected` with a reason)."""
+
+    __tablename__ = "access_applications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    applicant: Mapped[str] = mapped_column(String(64), index=True)
+    project_id: Mapped[str] = mapped_column(String(63))
+    title: Mapped[str] = mapped_column(String(200))
+    datasets: Mapped[list] = mapped_column(JSON)
+    members: Mapped[list] = mapped_column(JSON)
+    justification: Mapped[str] = mapped_column(Text)
+    ends: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="submitted")
+    reason: Mapped[str] = mapped_column(String(2000), default="")
+    decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Identity(Base):

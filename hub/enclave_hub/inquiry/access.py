@@ -11,7 +11,9 @@ from enclave.catalog import CatalogError
 
 from ..core.audit_client import AuditRefused
 from ..core.client_address import client_address
+from ..core.registry import RegistryError
 from ..core.service_auth import SignedInHandler
+from ..core.validation import InvalidInput
 from .counts import CommonsCounts, Criteria
 from .disclosure import ShownCount
 
@@ -30,6 +32,21 @@ class InquiryHandler(SignedInHandler):
             raise web.HTTPError(
                 403, f"the data inquiry portal is for members of {', '.join(allowed)}"
             )
+
+    async def apply(self, fields: dict) -> dict:
+        """Submit the person's application; 400 naming the field that is wrong, 409 when the
+        project id is taken."""
+        try:
+            return await asyncio.to_thread(
+                self.settings["applications"].submit, self.current_user["name"], **fields
+            )
+        except InvalidInput as error:
+            raise web.HTTPError(400, str(error)) from None
+        except RegistryError as error:
+            raise web.HTTPError(409, str(error)) from None
+
+    def my_applications(self) -> list[dict]:
+        return self.settings["applications"].of(self.current_user["name"])
 
     async def described(self, dataset_id: str) -> dict:
         """A dataset of the catalogue with its data dictionary; 404 when there is none."""

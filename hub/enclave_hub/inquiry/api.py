@@ -11,6 +11,9 @@ from ..core.service_auth import JSONAPI, openapi_frame
 from .access import InquiryHandler
 from .counts import KINDS, Criteria, CriteriaError
 
+# What an application says: the project asked for, its datasets and members, why, until when.
+APPLICATION_FIELDS = ("project_id", "title", "datasets", "members", "justification", "ends")
+
 
 class InquiryAPIHandler(JSONAPI, InquiryHandler):
     pass
@@ -37,6 +40,25 @@ class CountsAPI(InquiryAPIHandler):
             raise web.HTTPError(400, str(error)) from None
         shown = await self.counted(criteria)
         self.finish({"criteria": criteria.as_dict(), **shown.as_dict()})
+
+
+class ApplicationsAPI(InquiryAPIHandler):
+    @web.authenticated
+    def get(self) -> None:
+        self.finish({"applications": self.my_applications()})
+
+    @web.authenticated
+    async def post(self) -> None:
+        body = self.json_body()
+        fields = {name: body.get(name) for name in APPLICATION_FIELDS}
+        if fields["project_id"] is None:
+            fields["project_id"] = body.get("project")
+        for name in ("datasets", "members"):
+            if not isinstance(fields[name] or [], list):
+                raise web.HTTPError(400, f"{name}: a list")
+            fields[name] = fields[name] or []
+        self.set_status(201)
+        self.finish(await self.apply(fields))
 
 
 class OpenAPIDocument(InquiryAPIHandler):
@@ -92,6 +114,18 @@ def openapi_document(prefix: str) -> dict:
             },
         },
         "ShownCount": shown,
+        "Application": {
+            "type": "object",
+            "required": list(APPLICATION_FIELDS),
+            "properties": {
+                "project_id": {"type": "string", "description": "the project's id, if approved"},
+                "title": text,
+                "datasets": {"type": "array", "items": text},
+                "members": {"type": "array", "items": text, "description": "besides you"},
+                "justification": text,
+                "ends": {"type": "string", "format": "date", "description": "requested end"},
+            },
+        },
     }
     paths = {
         "/catalogue": {
@@ -107,6 +141,27 @@ def openapi_document(prefix: str) -> dict:
                 "responses": {
                     "200": {"description": "the dataset"},
                     "404": {"description": "no such dataset"},
+                    **refused,
+                },
+            },
+        },
+        "/applications": {
+            "get": {
+                "summary": "your applications for access, newest first, with their status "
+                "and, when rejected, the reason",
+                "responses": {"200": {"description": "the applications"}, **refused},
+            },
+            "post": {
+                "summary": "apply for a project: datasets, members, justification, end",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Application"}}
+                    },
+                },
+                "responses": {
+                    "201": {"description": "the application, submitted"},
+                    "409": {"description": "the project id is taken"},
                     **refused,
                 },
             },
@@ -153,4 +208,5 @@ def api_handlers(prefix: str) -> list[tuple]:
         (prefix + "api/catalogue", CatalogueAPI),
         (prefix + r"api/datasets/([^/]+)", DatasetAPI),
         (prefix + "api/counts", CountsAPI),
+        (prefix + "api/applications", ApplicationsAPI),
     ]

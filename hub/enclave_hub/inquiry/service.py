@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from tornado import httpserver, web
 
+from ..core.applications import Applications
 from ..core.audit_client import platform_recorder
+from ..core.registry import site_registry
 from ..core.service_auth import service_app
 from ..core.service_process import run_service, stop_signal
 from ..core.services import INQUIRY
@@ -34,6 +36,7 @@ def make_app(site: SiteConfig) -> web.Application:
         disclosure=disclosure,
         rate_limit=RateLimit(site.inquiry.queries_per_minute),
         record=platform_recorder(site),
+        applications=Applications(site_registry(site)),
         xsrf_cookies=True,
     )
 

@@ -101,6 +101,23 @@ class OpenAPIDocument(web.RequestHandler):
         self.finish(openapi_document(self.settings["prefix"]))
 
 
+class ApplicationsAPI(RegistryAPIHandler):
+    @web.authenticated
+    def get(self) -> None:
+        self.finish({"applications": self.read(self.settings["applications"].all)})
+
+
+class DecisionAPI(RegistryAPIHandler):
+    @web.authenticated
+    async def post(self, number: str, decision: str) -> None:
+        applications = self.settings["applications"]
+        if decision == "approve":
+            self.finish(await self.change(applications.approve, number))
+        else:
+            reason = self.json_body().get("reason", "")
+            self.finish(await self.change(applications.reject, number, reason))
+
+
 def _operation(summary: str, body: str | None = None, status: str = "200") -> dict:
     operation: dict = {
         "summary": summary,
@@ -125,6 +142,7 @@ def openapi_document(prefix: str) -> dict:
     when = {"type": "string", "description": "ISO 8601 date or time; UTC unless an offset"}
     day = {"type": "string", "format": "date"}
     project_id = {"name": "project", "in": "path", "required": True, "schema": text}
+    number = {"name": "number", "in": "path", "required": True, "schema": {"type": "integer"}}
     schemas = {
         "NewProject": {
             "type": "object",
@@ -161,6 +179,11 @@ def openapi_document(prefix: str) -> dict:
                 "expires": when,
             },
         },
+        "Rejection": {
+            "type": "object",
+            "required": ["reason"],
+            "properties": {"reason": text},
+        },
         "NewGrant": {
             "type": "object",
             "required": ["dataset"],
@@ -192,6 +215,43 @@ def openapi_document(prefix: str) -> dict:
             "parameters": [project_id],
             "post": _operation("grant a dataset", "NewGrant", "201"),
         },
+        "/applications": {
+            "get": {
+                "summary": "every application for access, those waiting first",
+                "responses": {"200": {"description": "the applications"}},
+            }
+        },
+        "/applications/{number}/approve": {
+            "parameters": [number],
+            "post": {
+                "summary": "open the project applied for, its memberships and grants",
+                "responses": {
+                    "200": {"description": "the application, approved"},
+                    "403": {"description": "not an admin"},
+                    "404": {"description": "no such application"},
+                    "409": {"description": "already decided, or the project id is taken"},
+                },
+            },
+        },
+        "/applications/{number}/reject": {
+            "parameters": [number],
+            "post": {
+                "summary": "refuse it, with the reason its applicant reads",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Rejection"}}
+                    },
+                },
+                "responses": {
+                    "200": {"description": "the application, rejected"},
+                    "400": {"description": "no reason"},
+                    "403": {"description": "not an admin"},
+                    "404": {"description": "no such application"},
+                    "409": {"description": "already decided"},
+                },
+            },
+        },
         "/projects/{project}/datasets/{dataset}": {
             "parameters": [
                 project_id,
@@ -213,4 +273,6 @@ def api_handlers(prefix: str) -> list[tuple]:
         (prefix + f"api/projects/{segment}/members/{segment}", MemberAPI),
         (prefix + f"api/projects/{segment}/datasets", GrantsAPI),
         (prefix + f"api/projects/{segment}/datasets/{segment}", GrantAPI),
+        (prefix + "api/applications", ApplicationsAPI),
+        (prefix + r"api/applications/(\d+)/(approve|reject)", DecisionAPI),
     ]

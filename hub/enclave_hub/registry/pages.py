@@ -17,7 +17,7 @@ from enclave.catalog import datasets as datasets_in
 
 from ..core import validation
 from ..core.identities import Identities
-from ..core.pages import FramedPages, page_templates
+from ..core.pages import FormRefused, FramedPages, page_templates
 from ..core.service_auth import error_text
 from .access import RegistryHandler
 
@@ -31,14 +31,6 @@ DESTRUCTIVE = {
 }
 PROJECT_FIELDS = ("id", "title", "description", "agreement", "starts", "ends", "profile")
 EDIT_FIELDS = PROJECT_FIELDS[1:]
-
-
-class FormRefused(Exception):
-    """A form that is shown again: what was typed, and what is wrong (by field, or `form`)."""
-
-    def __init__(self, form: str, values: dict, errors: dict[str, str], warning: str = ""):
-        super().__init__(next(iter(errors.values()), warning))
-        self.form, self.values, self.errors, self.warning = form, values, errors, warning
 
 
 class PageHandler(FramedPages, RegistryHandler):
@@ -223,6 +215,41 @@ class ProjectPage(PageHandler):
         return f"{name} was added to {project} as {values['role']}."
 
 
+class ApplicationsPage(PageHandler):
+    """Applications for access: admins approve (the project, its memberships and grants are
+    made at once) or reject them with a reason; auditors read them."""
+
+    @web.authenticated
+    def get(self) -> None:
+        self.render_page("applications.html", applications=self._all())
+
+    @web.authenticated
+    async def post(self) -> None:
+        number = self.get_body_argument("application", "")
+        decision = self.get_body_argument("decision", "")
+        reason = self.get_body_argument("reason", "").strip()
+        applications = self.settings["applications"]
+        form = f"decide-{number}"
+        try:
+            if decision == "approve":
+                done = await self.change_from(form, {}, applications.approve, number)
+                notice = f"Application {number} was approved: project {done['project']} is open."
+            elif decision == "reject":
+                values = {"reason": reason}
+                await self.change_from(form, values, applications.reject, number, reason)
+                notice = f"Application {number} was rejected; its applicant sees why."
+            else:
+                raise web.HTTPError(400, f"unknown decision {decision!r}")
+        except FormRefused as refused:
+            self.show_refused("applications.html", refused, applications=self._all())
+            return
+        self.notify(notice)
+        self.redirect(f"{self.hub_auth.base_url}applications")
+
+    def _all(self) -> list[dict]:
+        return self.read(self.settings["applications"].all)
+
+
 class ConfirmPage(PageHandler):
     """GET asks, saying what will stop; POST does it."""
 
@@ -279,4 +306,5 @@ def page_handlers(prefix: str) -> list[tuple]:
         (prefix, ProjectsPage),
         (prefix + r"projects/([^/]+)", ProjectPage),
         (prefix + r"projects/([^/]+)/confirm", ConfirmPage),
+        (prefix + "applications", ApplicationsPage),
     ]

@@ -15,6 +15,7 @@ import time
 import httpx
 from tornado import httpserver, web
 
+from ..core.applications import Applications
 from ..core.audit_client import AuditRefused
 from ..core.hub_api import HubSessions
 from ..core.registry import site_registry
@@ -64,6 +65,7 @@ def make_app(site: SiteConfig, reconciler: Reconciler) -> web.Application:
         secrets.registry_service_token,
         [*api_handlers(REGISTRY.prefix), *page_handlers(REGISTRY.prefix)],
         registry=reconciler.registry,
+        applications=Applications(reconciler.registry),
         reconciler=reconciler,
         xsrf_cookies=True,
     )
