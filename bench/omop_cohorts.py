@@ -204,7 +204,10 @@ def ingest(source: Path, root: Path) -> dict:
 
     began = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", INGEST_CHILD, str(source), str(root)], capture_output=True, text=True
+        [sys.executable, "-c", INGEST_CHILD, str(source), str(root)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent,  # where `measure` is
     )
     if done.returncode != 0:
         raise RuntimeError(done.stderr)
