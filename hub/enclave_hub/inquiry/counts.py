@@ -2,9 +2,11 @@
 medical records matching criteria (conditions, drugs and measurements by concept with their
 descendants, age, sex) and have each kind of data asked for. Only a count comes out.
 
-The data root is read as it is: each OMOP object's Parquet (the event tables' copies ordered by
-concept, so that a concept set reads only its own row groups) and every dataset's
-`persons.parquet`, as views of one DuckDB database rebuilt when a dataset changes.
+The data root is read as it is, into one in-memory DuckDB database rebuilt when a dataset
+changes: every person numbered once (from every dataset's `persons.parquet`), with their kinds
+of data and, per OMOP object, their year of birth and sex; the event tables stay in their
+Parquet (their copies ordered by concept, so that a concept set reads only its own row groups).
+A count then works on integers only.
 """
 
 from __future__ import annotations
@@ -141,42 +143,22 @@ class CommonsCounts:
 
     def count(self, criteria: Criteria) -> int:
         """How many persons meet `criteria`."""
-        query, parameters = self._query(criteria)
-        with self._cursor() as cursor:
+        snapshot = self._current()
+        query, parameters = _count_sql(snapshot, criteria)
+        with snapshot.connection.cursor() as cursor:
             return int(cursor.execute(query, parameters).fetchone()[0])
 
     def kind_combinations(self) -> dict[tuple[str, ...], int]:
         """How many persons have exactly each combination of kinds of data."""
         query = (
-            "SELECT kinds, count(*) FROM (SELECT person, list_sort(list(DISTINCT kind)) AS "
-            "kinds FROM persons_all GROUP BY person) GROUP BY kinds ORDER BY kinds"
+            "SELECT kinds, count(*) FROM (SELECT pid, list_sort(list(DISTINCT kind)) AS "
+            "kinds FROM person_kinds GROUP BY pid) GROUP BY kinds ORDER BY kinds"
         )
-        with self._cursor() as cursor:
+        with self._current().connection.cursor() as cursor:
             return {tuple(kinds): int(n) for kinds, n in cursor.execute(query).fetchall()}
 
-    def _query(self, criteria: Criteria) -> tuple[str, list]:
-        snapshot = self._current()
-        parameters: list = []
-        if criteria.clinical:
-            parts = []
-            for prefix in snapshot.records:
-                text, values = _records_sql(prefix, criteria)
-                parts.append(text)
-                parameters += values
-            candidates = " UNION ".join(parts) if parts else "SELECT NULL AS person WHERE false"
-        else:
-            candidates = "SELECT DISTINCT person FROM persons_all"
-        query = f"SELECT count(DISTINCT person) FROM ({candidates}) c WHERE person IS NOT NULL"
-        for kind in criteria.kinds:
-            query += " AND person IN (SELECT person FROM persons_all WHERE kind = ?)"
-            parameters.append(kind)
-        return query, parameters
-
-    def _cursor(self):
-        return self._current().connection.cursor()
-
     def _current(self) -> _Snapshot:
-        """The views of the data root as it is now, rebuilt when any dataset changed."""
+        """The data root as it is now, read again when any dataset changed."""
         versions = _versions(self.root)
         with self._lock:
             if self._snapshot is None or self._snapshot.versions != versions:
@@ -184,6 +166,25 @@ class CommonsCounts:
                     self._snapshot.connection.close()
                 self._snapshot = _build(self.root, versions)
             return self._snapshot
+
+
+def _count_sql(snapshot: _Snapshot, criteria: Criteria) -> tuple[str, list]:
+    """The count of persons (by their number in `people`) meeting `criteria`."""
+    parameters: list = []
+    if criteria.clinical:
+        parts = []
+        for prefix in snapshot.records:
+            text, values = _records_sql(prefix, criteria)
+            parts.append(text)
+            parameters += values
+        candidates = " UNION ".join(parts) if parts else "SELECT NULL AS pid WHERE false"
+    else:
+        candidates = "SELECT pid FROM people"
+    query = f"SELECT count(DISTINCT pid) FROM ({candidates}) c WHERE pid IS NOT NULL"
+    for kind in criteria.kinds:
+        query += " AND pid IN (SELECT pid FROM person_kinds WHERE kind = ?)"
+        parameters.append(kind)
+    return query, parameters
 
 
 def _versions(root: Path) -> dict[str, object]:
@@ -201,30 +202,50 @@ def _versions(root: Path) -> dict[str, object]:
 
 
 def _build(root: Path, versions: dict[str, object]) -> _Snapshot:
-    """A database of views: `persons_all` (person, dataset, object, kind) over every dataset's
-    persons file, and for each OMOP object `r<n>_person`, `r<n>_concept_ancestor` and the event
-    tables by concept."""
-    connection = duckdb.connect(config={"threads": 2})
+    """An in-memory database of the data root's persons, numbered: `people` (person, pid),
+    `person_kinds` (pid, kind) from every dataset's persons file, and for each OMOP object
+    `r<n>_people` (person_id, pid, year_of_birth, gender_concept_id) beside views of its
+    `concept_ancestor` and event tables by concept, which stay in their Parquet."""
+    connection = duckdb.connect(
+        config={
+            "threads": 2,
+            "enable_object_cache": __import__("os").environ.get("O", "0") == "1",
+            "preserve_insertion_order": False,
+        }
+    )
     snapshot = _Snapshot(versions, connection)
     files = []
     for dataset_id in versions:
         dataset = Dataset(dataset_id, root)
         if (dataset.folder / PERSONS).is_file():
-            files.append((dataset_id, dataset.folder / PERSONS, set(dataset.objects)))
+            files.append((dataset.folder / PERSONS, set(dataset.objects)))
         for item in dataset.objects.values():
             if item.kind == "omop":
                 prefix = f"r{len(snapshot.records)}"
                 _record_views(connection, prefix, item.path)
                 snapshot.records.append(prefix)
     parts = [
-        f"SELECT person, '{_sql(dataset_id)}' AS dataset, object, kind FROM "
-        f"read_parquet('{_sql(str(path))}') WHERE object IN ({', '.join(map(_quoted, objects))})"
-        for dataset_id, path, objects in files
+        f"SELECT person, kind FROM read_parquet('{_sql(str(path))}') "
+        f"WHERE object IN ({', '.join(map(_quoted, objects))})"
+        for path, objects in files
         if objects
     ]
-    empty = "SELECT NULL::VARCHAR AS person, NULL AS dataset, NULL AS object, NULL AS kind"
-    body = " UNION ALL ".join(parts) if parts else f"{empty} WHERE false"
-    connection.execute(f"CREATE VIEW persons_all AS {body}")
+    empty = "SELECT NULL::VARCHAR AS person, NULL::VARCHAR AS kind WHERE false"
+    connection.execute(f"CREATE TEMP VIEW persons_all AS {' UNION ALL '.join(parts) or empty}")
+    connection.execute(
+        "CREATE TABLE people AS SELECT person, CAST(row_number() OVER () AS INTEGER) AS pid "
+        "FROM (SELECT DISTINCT person FROM persons_all)"
+    )
+    connection.execute(
+        "CREATE TABLE person_kinds AS SELECT DISTINCT pid, kind FROM persons_all JOIN people "
+        "USING (person)"
+    )
+    for prefix in snapshot.records:
+        connection.execute(
+            f'CREATE TABLE "{prefix}_people" AS SELECT p.person_id, i.pid, p.year_of_birth, '
+            f'p.gender_concept_id FROM "{prefix}_person" p JOIN people i ON '
+            "i.person = p.person_source_value"
+        )
     return snapshot
 
 
@@ -253,7 +274,7 @@ def _empty_table(table: str) -> str:
 
 
 def _records_sql(prefix: str, criteria: Criteria) -> tuple[str, list]:
-    """The pseudonyms of the persons of one OMOP object who meet the clinical criteria."""
+    """The numbers of the persons of one OMOP object who meet the clinical criteria."""
     conditions, parameters = ["true"], []
     for name, (table, concept) in DOMAINS.items():
         chosen = list(getattr(criteria, name))
@@ -276,10 +297,7 @@ def _records_sql(prefix: str, criteria: Criteria) -> tuple[str, list]:
     if criteria.sex is not None:
         conditions.append("p.gender_concept_id = ?")
         parameters.append(SEXES[criteria.sex])
-    text = (
-        f'SELECT p.person_source_value AS person FROM "{prefix}_person" p '
-        f"WHERE {' AND '.join(conditions)}"
-    )
+    text = f'SELECT p.pid FROM "{prefix}_people" p WHERE {" AND ".join(conditions)}'
     return text, parameters
 
 
