@@ -109,4 +109,7 @@ def test_the_openapi_document_describes_every_route(carol):
         "/projects/{project}/members/{username}",
         "/projects/{project}/datasets",
         "/projects/{project}/datasets/{dataset}",
+        "/applications",
+        "/applications/{number}/approve",
+        "/applications/{number}/reject",
     }
