@@ -6,6 +6,7 @@ import subprocess
 from dataclasses import dataclass
 
 import pytest
+from package_upstream import PackageUpstream, serve_upstream
 from postgres_harness import new_database, postgresql_server
 
 from enclave_harness import (
@@ -79,6 +80,8 @@ EXTRA_PROJECTS = [
         "checkers": ["erin", "rose"],
         "datasets": ["ds-imaging"],
     },
+    # The package index (test_e2e_packages): a researcher who installs and asks for packages.
+    {"id": "package-study", "title": "Packages wanted", "members": ["pat"]},
 ]
 DATASETS = {
     "cancer-imaging": ["ds-imaging"],
@@ -169,7 +172,15 @@ def database_url(request, tmp_path) -> str:
 
 
 @pytest.fixture(scope="session")
-def enclave(test_host) -> RunningEnclave:
+def package_upstream(tmp_path_factory) -> PackageUpstream:
+    """The internet's package index, stood in for by one on this machine (test_e2e_packages)."""
+    upstream, server = serve_upstream(tmp_path_factory.mktemp("upstream"))
+    yield upstream
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def enclave(test_host, package_upstream) -> RunningEnclave:
     """`enclave up` on free loopback ports, shared by the end-to-end tests."""
     require_root()
     base = make_site_dir()
@@ -195,8 +206,14 @@ def enclave(test_host) -> RunningEnclave:
         },
     }
     identity = {"refresh_age": REFRESH_AGE}
+    packages = {
+        "upstream": package_upstream.url,
+        "allow": ["enclave-demo-stats", "enclave-demo-util"],
+    }
     running = start_enclave(
-        write_site_config(base, projects=projects, sessions=sessions, identity=identity)
+        write_site_config(
+            base, projects=projects, sessions=sessions, identity=identity, packages=packages
+        )
     )
     yield running
     assert running.stop() == 0, running.output()

@@ -58,7 +58,7 @@ def write_site_config(base: Path, **overrides: object) -> Path:
     """A site configuration on free ports and a hub address of its own (so that deployments
     started by the tests never share one), with its state inside `base`, and without the
     demo datasets unless asked for."""
-    ports = iter(free_ports(12))
+    ports = iter(free_ports(13))
     config = {
         "state_dir": str(base / "state"),
         "data_root": str(base / "data"),
@@ -86,6 +86,7 @@ def write_site_config(base: Path, **overrides: object) -> Path:
         "registry": {"port": next(ports), "reconcile_interval": 3},
         "airlock": {"port": next(ports)},
         "inquiry": {"port": next(ports)},
+        "packages": {"port": next(ports)},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):

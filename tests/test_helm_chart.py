@@ -156,10 +156,11 @@ def test_the_services_keep_their_state_on_their_own_volumes():
     manifests = render(institution_values())
     claims = {c["metadata"]["name"] for c in of_kind(manifests, "PersistentVolumeClaim")}
     # The datasets' claim is the institution's own (storage.datasets.existingClaim).
-    assert claims == {"enclave-workspaces", "enclave-audit", "enclave-airlock"}
+    assert claims == {"enclave-workspaces", "enclave-audit", "enclave-airlock", "enclave-packages"}
     for service, paths in {
         "audit": {"/var/lib/enclave/audit", "/var/lib/enclave/audit-key"},
         "airlock": {"/var/lib/enclave/airlock"},
+        "packages": {"/var/lib/enclave/packages"},
     }.items():
         pod = named(manifests, "Deployment", f"enclave-{service}")["spec"]["template"]["spec"]
         (container,) = pod["containers"]

@@ -101,8 +101,8 @@ def test_no_layer_is_crossed():
     assert crossings() == {}
 
 
-def test_the_services_are_the_four_the_docs_name():
-    assert {"registry", "audit", "airlock", "dask", "inquiry"} == SERVICES
+def test_the_services_are_those_the_docs_name():
+    assert {"registry", "audit", "airlock", "dask", "inquiry", "packages"} == SERVICES
 
 
 def test_the_walk_sees_lazy_relative_and_importlib_imports(tmp_path):

@@ -181,7 +181,7 @@ def test_sessions_reach_the_allow_list_the_dns_resolver_and_enclaves_services_on
         for p in r["to"]
         if "podSelector" in p and "namespaceSelector" not in p
     }
-    assert components == {"audit", "airlock", "traefik"}
+    assert components == {"audit", "airlock", "packages", "traefik"}
 
 
 def test_the_hub_goes_out_only_to_the_identity_provider_the_api_the_database_and_enclave(

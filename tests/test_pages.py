@@ -93,6 +93,7 @@ ROLE_PAGES = [
             (REGISTRY, "registry"),
             (f"{REGISTRY}projects/cancer-imaging", "project"),
             (f"{REGISTRY}projects/cancer-imaging/confirm?action=suspend&target=x", "confirm"),
+            (f"{REGISTRY}packages", "packages"),
             (AIRLOCK, "airlock"),
             ("/hub/admin", "sessions"),
         ],

@@ -19,6 +19,7 @@ from .core.validation import InvalidInput
 from .datasets_cli import add_dataset_verbs
 from .kernels import add_kernel_verbs
 from .local.supervisor import StartupError, Supervisor
+from .packages.cli import add_package_verbs
 from .registry.cli import add_project_verbs
 
 
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_project_verbs(verbs)
     add_dataset_verbs(verbs)
     add_airlock_verbs(verbs)
+    add_package_verbs(verbs)
     add_kernel_verbs(verbs)
     return parser
 

@@ -17,6 +17,7 @@ from .core.audit_client import AuditRefused
 from .core.hub_api import SavedSession
 from .core.mounts import DATA_MOUNT, PROJECT_MOUNT, home_inside
 from .core.pages import page_templates
+from .core.session_packages import package_index_env
 from .hub_pages import HUB_TEMPLATES
 from .kernels import DEFAULT_KERNEL, kernel_specs
 from .singleuser import (
@@ -25,6 +26,7 @@ from .singleuser import (
     contents,
     dask_dashboard,
     lab_look,
+    packages_page,
     recording,
     terminals,
 )
@@ -32,8 +34,8 @@ from .singleuser import (
 CSP = "Content-Security-Policy"
 SESSION_PAGES = page_templates(HUB_TEMPLATES)
 # The server extensions every session runs: recording, Dask dashboards, the airlock's page,
-# and the project's name in JupyterLab.
-SESSION_EXTENSIONS = (recording, dask_dashboard, airlock_page, lab_look)
+# the package request page, and the project's name in JupyterLab.
+SESSION_EXTENSIONS = (recording, dask_dashboard, airlock_page, packages_page, lab_look)
 # The kernels a session offers: Enclave's own, not the Python package's native one.
 ENCLAVE_KERNELS = sorted(kernel_specs())
 
@@ -71,6 +73,7 @@ class ProjectSession(HasTraits):
     audit_url = Unicode(help="the audit service, as sessions reach it").tag(config=True)
     audit_events_path = Unicode(help="the audit service's event URL path").tag(config=True)
     airlock_url = Unicode(help="the airlock service, as sessions reach it").tag(config=True)
+    packages_url = Unicode(help="the package index, as sessions reach it").tag(config=True)
     view_max_bytes = Integer(help="the most of one file a session shows").tag(config=True)
     gateway_url = Unicode(help="the Dask gateway's API, as sessions reach it").tag(config=True)
     gateway_scheduler_proxy = Unicode(
@@ -164,6 +167,9 @@ class ProjectSession(HasTraits):
         env["ENCLAVE_AUDIT_URL"] = self.audit_url
         env["ENCLAVE_AUDIT_EVENTS_PATH"] = self.audit_events_path
         env["ENCLAVE_AIRLOCK_URL"] = self.airlock_url
+        env.update(
+            package_index_env(self.packages_url, env["JUPYTERHUB_API_TOKEN"], self.home_inside)
+        )
         # dask-gateway's client reads these: Gateway() reaches this deployment's gateway.
         env["DASK_GATEWAY__ADDRESS"] = self.gateway_url
         env["DASK_GATEWAY__PROXY_ADDRESS"] = self.gateway_scheduler_proxy

@@ -14,6 +14,7 @@
     client = enclave.dask_client()            a Dask cluster of this session's project
     enclave.view(s)                           napari, at physical scale
     enclave.request_export(["results/t.csv"], justification="...")   ask for files to leave
+    enclave.request_package("lifelines", "why")   ask for a package pip may then install
 
 Readers load their libraries on first use, so `import enclave` stays quick.
 """
@@ -25,6 +26,7 @@ from typing import Any
 from .airlock import ExportError, export_requests, request_export
 from .catalog import CatalogError, Dataset, dataset, datasets
 from .compute import ClusterUnavailable, dask_client
+from .packages import PackageRequestError, package_requests, request_package
 from .persons import Person, person, persons
 
 __version__ = "0.1.0"
@@ -33,6 +35,7 @@ __all__ = [
     "ClusterUnavailable",
     "Dataset",
     "ExportError",
+    "PackageRequestError",
     "Person",
     "dask_client",
     "dataset",
@@ -43,9 +46,11 @@ __all__ = [
     "open_omop",
     "open_slide",
     "open_volume",
+    "package_requests",
     "person",
     "persons",
     "request_export",
+    "request_package",
     "view",
 ]
 

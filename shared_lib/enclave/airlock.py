@@ -24,8 +24,9 @@ from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .session_services import call
+
 URL_VARIABLE = "ENCLAVE_AIRLOCK_URL"
-TIMEOUT = 300.0  # the checks of a large request take a while
 
 
 class ExportError(RuntimeError):
@@ -127,26 +128,7 @@ def environment() -> dict:
 
 
 def _airlock(path: str, **request) -> dict:
-    import httpx
-
-    base = os.environ.get(URL_VARIABLE)
-    token = os.environ.get("JUPYTERHUB_API_TOKEN")
-    if not base or not token:
-        raise ExportError("No airlock is configured: exports are requested from an Enclave session")
-    headers = {"Authorization": f"token {token}"}
-    try:
-        reply = httpx.request(
-            request.pop("method", "GET"), base + path, headers=headers, timeout=TIMEOUT, **request
-        )
-    except httpx.HTTPError as error:
-        raise ExportError(f"The airlock at {base} cannot be reached ({error})") from None
-    try:
-        body = reply.json()
-    except ValueError:
-        body = {"error": reply.text[:200]}
-    if reply.status_code >= 400:
-        raise ExportError(f"The airlock refused: {body.get('error') or reply.reason_phrase}")
-    return body
+    return call(URL_VARIABLE, "airlock", ExportError, path, **request)
 
 
 def request_export(

@@ -22,7 +22,6 @@ import hmac
 import io
 import json
 
-import httpx
 from tornado import web
 
 from ..core.service_auth import JSONAPI
@@ -75,23 +74,14 @@ class RequestsAPI(AirlockAPIHandler):
             project=caller.project,
             justification=self.get_body_argument("justification", ""),
             uploads=uploads,
-            session=await self._session_run(caller),
+            session=await asyncio.to_thread(
+                self.settings["hub_sessions"].run_of, caller.name, caller.project
+            ),
             environment=environment,
             revises=int(revises) if revises else None,
         )
         self.set_status(201)
         self.finish(await self.act(self.airlock.submit, submission))
-
-    async def _session_run(self, caller: Caller) -> str | None:
-        """The run of the caller's session, as the hub's spawner recorded it."""
-        try:
-            running = await asyncio.to_thread(self.settings["hub_sessions"].running)
-        except httpx.HTTPError:
-            return None
-        return next(
-            (s.session for s in running if (s.user, s.project) == (caller.name, caller.project)),
-            None,
-        )
 
 
 class RequestAPI(AirlockAPIHandler):

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time
 from sqlalchemy import select
 
 from . import validation
-from .registry import NotFound, Registry, RegistryError, now_utc
+from .registry import Registry, RegistryError, now_utc, waiting_row
 from .registry_tables import Application, DatasetGrant, Membership, Project
 
 SUBMITTED, APPROVED, REJECTED = "submitted", "approved", "rejected"
@@ -149,13 +149,7 @@ class Applications:
 
     @staticmethod
     def _waiting(db, application_id: int) -> Application:
-        known = str(application_id).isdigit()
-        application = db.get(Application, int(application_id)) if known else None
-        if application is None:
-            raise NotFound(f"there is no application {application_id}")
-        if application.status != SUBMITTED:
-            raise RegistryError(f"application {application_id} is already {application.status}")
-        return application
+        return waiting_row(db, Application, application_id, "application", SUBMITTED)
 
     @staticmethod
     def _pending(db, project_id: str) -> bool:

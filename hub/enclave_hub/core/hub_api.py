@@ -68,6 +68,15 @@ class HubSessions:
                 )
         return found
 
+    def run_of(self, user: str, project: str) -> str | None:
+        """The run of `user`'s session in `project`, as the hub's spawner recorded it; None
+        when the hub cannot say."""
+        try:
+            running = self.running()
+        except httpx.HTTPError:
+            return None
+        return next((s.session for s in running if (s.user, s.project) == (user, project)), None)
+
     def reflect_access(self) -> list[str]:
         """Have the hub re-apply every user's project groups and roles; who changed."""
         reply = self.http.post(REFLECT_ACCESS_PATH)

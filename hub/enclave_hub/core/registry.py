@@ -71,6 +71,17 @@ def _first_end(expires: datetime | None, ends: date | None) -> datetime | None:
     return min((e for e in (expires, project_end) if e is not None), default=None)
 
 
+def waiting_row(db: Session, table: type, number: object, what: str, waiting: str):
+    """Row `number` of `table` (a request of some kind, called `what`), still in its `waiting`
+    status: NotFound if there is none, RegistryError if it was decided already."""
+    row = db.get(table, int(number)) if str(number).isdigit() else None
+    if row is None:
+        raise NotFound(f"there is no {what} {number}")
+    if row.status != waiting:
+        raise RegistryError(f"{what} {number} is already {row.status}")
+    return row
+
+
 def now_utc() -> datetime:
     return datetime.now(UTC)
 
@@ -317,10 +328,13 @@ class Registry:
         return self._session()
 
     @contextlib.contextmanager
-    def change(self, actor: str, action: str, project_id: str, detail: dict) -> Iterator[Session]:
+    def change(
+        self, actor: str, action: str, project_id: str | None, detail: dict
+    ) -> Iterator[Session]:
         """A database session for a change made beside these operations (an application's
         approval): committed with its audit record once the block ends, `detail` as it is
-        then; rolled back on any error."""
+        then (its `target`, if any, the record's target instead of the project); rolled back
+        on any error."""
         with self._session() as db:
             yield db
             self._commit(db, actor, action, project_id, **detail)
@@ -467,7 +481,9 @@ class Registry:
             message = error.errors()[0]["msg"].removeprefix("Value error, ")
             raise validation.InvalidInput(f"egress allow-list: {message}") from None
 
-    def _commit(self, db: Session, actor: str, action: str, project_id: str, **detail) -> None:
+    def _commit(
+        self, db: Session, actor: str, action: str, project_id: str | None, **detail
+    ) -> None:
         """Record the change in the audit log, then commit; roll back if it cannot be recorded."""
         try:
             db.flush()
@@ -476,7 +492,8 @@ class Registry:
             raise RegistryError(
                 f"{action} of '{project_id}' conflicts with a change made meanwhile"
             ) from None
-        event = {"actor": actor, "action": action, "target": project_id, "project": project_id}
+        target = detail.pop("target", project_id)
+        event = {"actor": actor, "action": action, "target": target, "project": project_id}
         if "dataset" in detail:
             event["dataset"] = detail.pop("dataset")
         if detail:

@@ -1,5 +1,5 @@
-"""The registry's tables (SQLAlchemy): projects, memberships, dataset grants, identities and
-applications for access."""
+"""The registry's tables (SQLAlchemy): projects, memberships, dataset grants, identities,
+applications for access, and the packages sessions may install."""
 
 from __future__ import annotations
 
@@ -90,6 +90,37 @@ class Application(Base):
     ends: Mapped[date] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(20), default="submitted")
     reason: Mapped[str] = mapped_column(String(2000), default="")
+    decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PackageAllowance(Base):
+    """A package name sessions may install: for one project, or (no project) for all."""
+
+    __tablename__ = "package_allowances"
+    __table_args__ = (UniqueConstraint("name", "project_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), index=True)  # normalized (PEP 503)
+    project_id: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    allowed_by: Mapped[str] = mapped_column(String(200))
+    allowed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PackageRequest(Base):
+    """A researcher's request, from a session, that a package be allowed in their project;
+    `requested`, then `approved` or `rejected` with the answer they read."""
+
+    __tablename__ = "package_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    project_id: Mapped[str] = mapped_column(String(63), index=True)
+    requester: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="requested")
+    answer: Mapped[str] = mapped_column(String(2000), default="")
     decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -3,12 +3,16 @@ for its services. Each service keeps its own `HubOAuth` client in its applicatio
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 
+from . import validation
+from .registry import NotFound, RegistryError
 from .services import Service
 from .site_config import SiteConfig
 
@@ -40,7 +44,17 @@ SERVICE_PAGE_POLICY = "; ".join(
 )
 
 
-class SignedInHandler(ServiceAuth, HubOAuthenticated, web.RequestHandler):
+class ReadableErrors:
+    """Errors in words a user can act on: an HTTPError's own message, else the status's."""
+
+    def error_message(self, **kwargs) -> str:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, web.HTTPError) and error.log_message:
+            return error_text(error)
+        return self._reason
+
+
+class SignedInHandler(ReadableErrors, ServiceAuth, HubOAuthenticated, web.RequestHandler):
     """A page or API call of a user the hub let in to this service."""
 
     def set_default_headers(self) -> None:
@@ -55,12 +69,18 @@ class SignedInHandler(ServiceAuth, HubOAuthenticated, web.RequestHandler):
             return
         super().check_xsrf_cookie()
 
-    def error_message(self, **kwargs) -> str:
-        """What went wrong, in words a user can act on."""
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(error, web.HTTPError) and error.log_message:
-            return error_text(error)
-        return self._reason
+
+@contextlib.contextmanager
+def registry_refusals() -> Iterator[None]:
+    """The registry's refusals as HTTP errors: bad input 400, unknown 404, a conflict 409."""
+    try:
+        yield
+    except validation.InvalidInput as error:
+        raise web.HTTPError(400, str(error)) from None
+    except NotFound as error:
+        raise web.HTTPError(404, str(error)) from None
+    except RegistryError as error:
+        raise web.HTTPError(409, str(error)) from None
 
 
 def error_text(error: web.HTTPError) -> str:

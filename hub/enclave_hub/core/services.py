@@ -28,6 +28,7 @@ REGISTRY = Service("enclave-registry")
 AUDIT = Service("enclave-audit")
 AIRLOCK = Service("enclave-airlock")
 INQUIRY = Service("enclave-inquiry")
+PACKAGES = Service("enclave-packages")
 DASK_GATEWAY = Service("dask-gateway")
 
 # Where the Dask gateway serves a cluster's dashboard: <path>/<cluster name>/<dashboard path>.

@@ -355,6 +355,32 @@ class InquirySettings(_Section):
     queries_per_minute: int = Field(default=30, ge=1, description="counts one person may ask")
 
 
+class PackagesSettings(_Section):
+    """The package index of sessions: which names they may install, and where files come from.
+
+    Sessions' `pip` asks this index alone. It answers for the names of `allow`, and those an
+    admin allowed for every project or the session's own; any other name is refused here and
+    never asked of `upstream`, so that a package name cannot carry data out.
+    """
+
+    port: Port = Field(default=8089, description="on sessions.hub_address; sessions' pip asks here")
+    upstream: AnyHttpUrl | None = Field(
+        default=None,
+        description="a PEP 503 simple index the files come from; default: the index this "
+        "host's pip uses",
+    )
+    allow: list[str] = Field(default=[], description="package names every project may install")
+    cache_dir: Path | None = Field(
+        default=None, description="the files fetched, by hash (default: <state_dir>/packages)"
+    )
+    listing_ttl: int = Field(
+        default=600, ge=0, description="seconds a package's file list from upstream is kept"
+    )
+    max_file_size: ByteSize = Field(
+        default=ByteSize(2 * 1024**3), description="the largest file fetched from upstream"
+    )
+
+
 class KubernetesSettings(_Section):
     """Where things are when Enclave runs on Kubernetes; the Helm chart fills this in from its
     release. Its presence is what says that a deployment runs on Kubernetes."""
@@ -379,6 +405,7 @@ class KubernetesSettings(_Section):
     audit_url: str = "http://enclave-audit:8082"
     airlock_url: str = "http://enclave-airlock:8087"
     inquiry_url: str = "http://enclave-inquiry:8088"
+    packages_url: str = "http://enclave-packages:8089"
     gateway_url: str = Field(
         default="http://traefik-enclave-dask-gateway", description="the Dask gateway's API"
     )
@@ -415,6 +442,7 @@ class SiteConfig(_Section):
     dask: DaskSettings = Field(default_factory=DaskSettings)
     airlock: AirlockSettings = Field(default_factory=AirlockSettings)
     inquiry: InquirySettings = Field(default_factory=InquirySettings)
+    packages: PackagesSettings = Field(default_factory=PackagesSettings)
     kubernetes: KubernetesSettings | None = Field(
         default=None, description="set (by the Helm chart) when Enclave runs on Kubernetes"
     )
@@ -523,6 +551,7 @@ class SiteConfig(_Section):
             "registry.port": self.registry.port,
             "airlock.port": self.airlock.port,
             "inquiry.port": self.inquiry.port,
+            "packages.port": self.packages.port,
             "dask.api_port": self.dask.api_port,
             "dask.proxy_port": self.dask.proxy_port,
             "dask.scheduler_proxy_port": self.dask.scheduler_proxy_port,
@@ -566,6 +595,17 @@ class SiteConfig(_Section):
         if self.kubernetes:
             return self.kubernetes.airlock_url
         return f"http://{self.sessions.hub_address}:{self.airlock.port}"
+
+    @property
+    def packages_url(self) -> str:
+        """Where the package index listens: on the hub's address, which sessions reach."""
+        if self.kubernetes:
+            return self.kubernetes.packages_url
+        return f"http://{self.sessions.hub_address}:{self.packages.port}"
+
+    @property
+    def packages_cache_dir(self) -> Path:
+        return self.packages.cache_dir or self.state_dir / "packages"
 
     @property
     def inquiry_service_url(self) -> str:

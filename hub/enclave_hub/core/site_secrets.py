@@ -32,6 +32,7 @@ class Secrets:
     gateway_service_token: str  # the Dask gateway's token at the hub (who holds a token)
     airlock_service_token: str  # the airlock service's token at the hub (sign-in, sessions)
     inquiry_service_token: str  # the inquiry service's token at the hub (sign-in)
+    packages_service_token: str  # the package index's token at the hub (sessions' tokens)
 
     def values(self) -> list[str]:
         return [getattr(self, name) for name in SECRET_NAMES]

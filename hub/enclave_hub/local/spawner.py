@@ -31,6 +31,7 @@ from traitlets import Dict, Integer, List, Unicode, default
 from .. import sandbox
 from ..core import validation
 from ..core.mounts import SESSION_CONFIG_MOUNT, home_subpath, shared_subpath
+from ..core.session_packages import user_prefix
 from ..project_session import (
     ProjectSession,
     SessionRefused,
@@ -40,7 +41,7 @@ from ..project_session import (
 from ..sandbox.bubblewrap import SandboxView, bwrap_argv, runtime_paths
 from ..sandbox.gpu import GpuUnavailable, nvidia_devices, visible_devices
 from ..singleuser import CONFIG_DIR as SESSION_CONFIG_DIR
-from ..singleuser import airlock_page, dask_dashboard, lab_look
+from ..singleuser import airlock_page, dask_dashboard, lab_look, packages_page
 
 LOG_TAIL_LINES = 15
 # bubblewrap's parent: the sandbox dies with it (--die-with-parent), and it outlives the hub, so
@@ -120,6 +121,7 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
             for url in (
                 self.audit_url,
                 self.airlock_url,
+                self.packages_url,
                 self.gateway_url,
                 self.gateway_scheduler_proxy,
             )
@@ -180,7 +182,13 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
     def user_env(self, env: dict[str, str]) -> dict[str, str]:
         env = self.project_env(env)
         env["PATH"] = os.pathsep.join(
-            [os.path.join(sys.prefix, "bin"), "/usr/local/bin", "/usr/bin", "/bin"]
+            [
+                os.path.join(sys.prefix, "bin"),
+                f"{user_prefix(self.home_inside)}/bin",
+                "/usr/local/bin",
+                "/usr/bin",
+                "/bin",
+            ]
         )
         # No Jupyter configuration from the home folder: it could switch the recording off.
         env["JUPYTER_CONFIG_DIR"] = str(SESSION_CONFIG_DIR)
@@ -271,15 +279,17 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
         return self.ip, self.port
 
     def _write_session_config(self, box: sandbox.SessionSandbox, project_title: str) -> Path:
-        """This session's own Jupyter configuration: JupyterLab's "Request an export" entry,
-        which needs the session's address. Read-only in the session, beside the shared one."""
+        """This session's own Jupyter configuration: JupyterLab's "Request an export" and
+        "Request a package" entries, which need the session's address, and the project's name.
+        Read-only in the session, beside the shared one."""
         labconfig = Path(box.spec.files_dir, "jupyter", "labconfig")
         labconfig.mkdir(mode=0o755, parents=True, exist_ok=True)
         overrides = labconfig / "default_setting_overrides.json"
-        settings = {
-            **airlock_page.lab_setting_overrides(self.server.base_url),
-            **lab_look.lab_setting_overrides(project_title),
-        }
+        menus = [
+            airlock_page.lab_menu(self.server.base_url),
+            packages_page.lab_menu(self.server.base_url),
+        ]
+        settings = lab_look.lab_setting_overrides(project_title, menus)
         overrides.write_text(json.dumps(settings))
         overrides.chmod(0o644)
         return labconfig.parent

@@ -117,6 +117,7 @@ def port_bindings(site: SiteConfig) -> dict[str, tuple[str, str]]:
         "registry.port": ("the registry service", "127.0.0.1"),
         "airlock.port": ("the airlock service", hub_address),
         "inquiry.port": ("the inquiry service", "127.0.0.1"),
+        "packages.port": ("the package index", hub_address),
         "dask.api_port": ("the Dask gateway", hub_address),
         "dask.proxy_port": ("the Dask gateway", hub_address),
         "dask.scheduler_proxy_port": ("the Dask gateway", hub_address),
@@ -259,6 +260,12 @@ def component_plan(
             "enclave_hub.inquiry.service",
             "inquiry.log",
             lambda: _tcp_open(site.inquiry.port),
+        ),
+        enclave_module(
+            "package index",
+            "enclave_hub.packages.service",
+            "packages.log",
+            lambda: _tcp_open(site.packages.port, hub_address),
         ),
         enclave_module(
             "Dask gateway",

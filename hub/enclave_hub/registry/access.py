@@ -11,9 +11,8 @@ from collections.abc import Callable
 
 from tornado import web
 
-from ..core import validation
-from ..core.registry import NotFound, Registry, RegistryError
-from ..core.service_auth import SignedInHandler
+from ..core.registry import Registry
+from ..core.service_auth import SignedInHandler, registry_refusals
 
 
 class RegistryHandler(SignedInHandler):
@@ -40,23 +39,13 @@ class RegistryHandler(SignedInHandler):
         """Make a change as the signed-in admin, and reconcile before answering: the hub's
         sessions, groups and roles follow it by the time the admin sees the result."""
         actor = self.require_admin()
-        try:
+        with registry_refusals():
             result = await asyncio.to_thread(operation, actor, *args, **kwargs)
-        except validation.InvalidInput as error:
-            raise web.HTTPError(400, str(error)) from None
-        except NotFound as error:
-            raise web.HTTPError(404, str(error)) from None
-        except RegistryError as error:
-            raise web.HTTPError(409, str(error)) from None
         await self.settings["reconciler"].run()
         return result
 
     def read(self, operation: Callable[..., object], *args) -> object:
         """A reading of the registry by an admin or auditor."""
         self.role()
-        try:
+        with registry_refusals():
             return operation(*args)
-        except validation.InvalidInput as error:
-            raise web.HTTPError(400, str(error)) from None
-        except NotFound as error:
-            raise web.HTTPError(404, str(error)) from None

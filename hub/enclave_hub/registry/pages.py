@@ -215,39 +215,80 @@ class ProjectPage(PageHandler):
         return f"{name} was added to {project} as {values['role']}."
 
 
-class ApplicationsPage(PageHandler):
-    """Applications for access: admins approve (the project, its memberships and grants are
-    made at once) or reject them with a reason; auditors read them."""
+class DecisionsPage(PageHandler):
+    """Requests that admins approve, or reject with a reason their author reads; auditors read
+    them. A subclass names its template, its requests' keeper (in the application's settings,
+    with `approve`, `reject` and `all`) and what each decision is said to have done."""
+
+    template: str
+    keeper: str
+    path: str
+
+    def approved(self, number: str, done: dict) -> str:
+        raise NotImplementedError
+
+    def rejected(self, number: str) -> str:
+        raise NotImplementedError
 
     @web.authenticated
     def get(self) -> None:
-        self.render_page("applications.html", applications=self._all())
+        self.render_page(self.template, **self._listing())
 
     @web.authenticated
     async def post(self) -> None:
-        number = self.get_body_argument("application", "")
+        number = self.get_body_argument("request", "")
         decision = self.get_body_argument("decision", "")
         reason = self.get_body_argument("reason", "").strip()
-        applications = self.settings["applications"]
+        keeper = self.settings[self.keeper]
         form = f"decide-{number}"
         try:
             if decision == "approve":
-                done = await self.change_from(form, {}, applications.approve, number)
-                notice = f"Application {number} was approved: project {done['project']} is open."
+                done = await self.change_from(form, {}, keeper.approve, number)
+                notice = self.approved(number, done)
             elif decision == "reject":
-                values = {"reason": reason}
-                await self.change_from(form, values, applications.reject, number, reason)
-                notice = f"Application {number} was rejected; its applicant sees why."
+                await self.change_from(form, {"reason": reason}, keeper.reject, number, reason)
+                notice = self.rejected(number)
             else:
                 raise web.HTTPError(400, f"unknown decision {decision!r}")
         except FormRefused as refused:
-            self.show_refused("applications.html", refused, applications=self._all())
+            self.show_refused(self.template, refused, **self._listing())
             return
         self.notify(notice)
-        self.redirect(f"{self.hub_auth.base_url}applications")
+        self.redirect(f"{self.hub_auth.base_url}{self.path}")
 
-    def _all(self) -> list[dict]:
-        return self.read(self.settings["applications"].all)
+    def _listing(self) -> dict:
+        return {"requests": self.read(self.settings[self.keeper].all)}
+
+
+class ApplicationsPage(DecisionsPage):
+    """Applications for access: an approval makes the project, its memberships and grants."""
+
+    template, keeper, path = "applications.html", "applications", "applications"
+
+    def approved(self, number: str, done: dict) -> str:
+        return f"Application {number} was approved: project {done['project']} is open."
+
+    def rejected(self, number: str) -> str:
+        return f"Application {number} was rejected; its applicant sees why."
+
+
+class PackagesPage(DecisionsPage):
+    """Researchers' requests for Python packages, and every allowance in force: an approval
+    lets the request's project install the package."""
+
+    template, keeper, path = "packages.html", "package_allowances", "packages"
+
+    def approved(self, number: str, done: dict) -> str:
+        return (
+            f"Request {number} was approved: {done['name']} may be installed in {done['project']}."
+        )
+
+    def rejected(self, number: str) -> str:
+        return f"Request {number} was rejected; the researcher sees why."
+
+    def _listing(self) -> dict:
+        allowances = self.read(self.settings[self.keeper].allowances)
+        return {**super()._listing(), "allowances": allowances}
 
 
 class ConfirmPage(PageHandler):
@@ -307,4 +348,5 @@ def page_handlers(prefix: str) -> list[tuple]:
         (prefix + r"projects/([^/]+)", ProjectPage),
         (prefix + r"projects/([^/]+)/confirm", ConfirmPage),
         (prefix + "applications", ApplicationsPage),
+        (prefix + "packages", PackagesPage),
     ]

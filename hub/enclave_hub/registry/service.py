@@ -18,6 +18,7 @@ from tornado import httpserver, web
 from ..core.applications import Applications
 from ..core.audit_client import AuditRefused
 from ..core.hub_api import HubSessions
+from ..core.package_allowances import PackageAllowances
 from ..core.registry import site_registry
 from ..core.service_auth import service_app
 from ..core.service_process import run_service, stop_signal
@@ -66,6 +67,7 @@ def make_app(site: SiteConfig, reconciler: Reconciler) -> web.Application:
         [*api_handlers(REGISTRY.prefix), *page_handlers(REGISTRY.prefix)],
         registry=reconciler.registry,
         applications=Applications(reconciler.registry),
+        package_allowances=PackageAllowances(reconciler.registry, site.packages.allow),
         reconciler=reconciler,
         xsrf_cookies=True,
     )

@@ -5,8 +5,8 @@
   export commands are switched off as well (`session_jupyter_config/labconfig`).
 - `<server>/enclave/airlock/` is the session's export page: pick files of the home or project
   folder, say why, and send them to the airlock as `enclave.request_export` does. JupyterLab's
-  File menu opens it ("Request an export"): the spawner writes `lab_setting_overrides` for the
-  session's own address into its Jupyter configuration.
+  File menu opens it ("Request an export"): the spawner writes `lab_menu` for the session's
+  own address into its Jupyter configuration.
 """
 
 from __future__ import annotations
@@ -59,9 +59,8 @@ class DownloadRefused(JupyterHandler):
         self.finish(f"{status_code}: {REFUSAL}\n")
 
 
-def lab_setting_overrides(server_url: str) -> dict:
-    """JupyterLab setting defaults (`labconfig/default_setting_overrides.json`) that put
-    "Request an export" in the File menu of the session served at `server_url`."""
+def lab_menu(server_url: str) -> dict:
+    """JupyterLab's File menu with "Request an export" for the session at `server_url`."""
     entry = {
         "command": "help:open",
         "rank": 98,
@@ -71,8 +70,7 @@ def lab_setting_overrides(server_url: str) -> dict:
             "newBrowserTab": True,
         },
     }
-    menu = {"id": "jp-mainmenu-file", "items": [{"type": "separator", "rank": 98}, entry]}
-    return {"@jupyterlab/mainmenu-extension:plugin": {"menus": [menu]}}
+    return {"id": "jp-mainmenu-file", "items": [{"type": "separator", "rank": 98}, entry]}
 
 
 @dataclass(frozen=True)

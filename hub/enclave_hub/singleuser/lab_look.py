@@ -1,6 +1,7 @@
 """How JupyterLab presents a session: the project's name in the page title and in the top bar
-(a button back to the person's projects), and Enclave's kernels only. The news and update
-checks, which would reach the internet, are off in `session_jupyter_config/labconfig`."""
+(a button back to the person's projects), Enclave's menu entries, and Enclave's kernels only.
+The news and update checks, which would reach the internet, are off in
+`session_jupyter_config/labconfig`."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import os
 # The project's title, in the session's environment (the spawners set it).
 PROJECT_TITLE_VARIABLE = "ENCLAVE_PROJECT_TITLE"
 TOP_BAR_PLUGIN = "@jupyterlab/application-extension:top-bar"
+MAIN_MENU_PLUGIN = "@jupyterlab/mainmenu-extension:plugin"
 
 
 def app_name(project_title: str) -> str:
     return f"{project_title} · Enclave"
 
 
-def lab_setting_overrides(project_title: str) -> dict:
-    """JupyterLab setting defaults that name the project in the top bar."""
+def lab_setting_overrides(project_title: str, menus: list[dict]) -> dict:
+    """JupyterLab setting defaults that name the project in the top bar and add `menus`
+    (Enclave's entries in JupyterLab's menus, by menu id)."""
     item = {
         "name": "enclave-project",
         "command": "hub:control-panel",
@@ -24,7 +27,7 @@ def lab_setting_overrides(project_title: str) -> dict:
         "caption": "Your projects and sessions (opens the Enclave home page)",
         "rank": 0,
     }
-    return {TOP_BAR_PLUGIN: {"toolbar": [item]}}
+    return {TOP_BAR_PLUGIN: {"toolbar": [item]}, MAIN_MENU_PLUGIN: {"menus": menus}}
 
 
 def _load_jupyter_server_extension(serverapp) -> None:

@@ -1,0 +1,1 @@
+"""The package index of sessions: pip without internet, for allowed names only."""
