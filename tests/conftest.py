@@ -82,6 +82,8 @@ EXTRA_PROJECTS = [
     },
     # The package index (test_e2e_packages): a researcher who installs and asks for packages.
     {"id": "package-study", "title": "Packages wanted", "members": ["pat"]},
+    # The R kernel in a session (test_e2e_r).
+    {"id": "r-study", "title": "Analyses in R", "members": ["rita"], "checkers": ["erin", "rose"]},
 ]
 DATASETS = {
     "cancer-imaging": ["ds-imaging"],

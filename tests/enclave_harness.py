@@ -227,11 +227,12 @@ class HubAPI:
 class Kernel:
     """A kernel started over a session's REST API and driven over its websocket."""
 
-    def __init__(self, session_url: str, token: str, timeout: float = 60):
+    def __init__(self, session_url: str, token: str, timeout: float = 60, name: str = ""):
         self.session_url = session_url
         self.headers = {"Authorization": f"token {token}"}
+        body = {"name": name} if name else {}
         response = httpx.post(
-            f"{session_url}api/kernels", headers=self.headers, json={}, timeout=HTTP_TIMEOUT
+            f"{session_url}api/kernels", headers=self.headers, json=body, timeout=HTTP_TIMEOUT
         )
         response.raise_for_status()
         self.id = response.json()["id"]
@@ -279,7 +280,16 @@ class Kernel:
     def execute(self, code: str) -> str:
         """Run `code`; return what it printed, or raise with the kernel's traceback."""
         printed = []
-        for message in self.replies(self.request("execute_request", {"code": code})):
+        # All of the request's fields, as JupyterLab sends them (IRkernel reads each).
+        content = {
+            "code": code,
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        }
+        for message in self.replies(self.request("execute_request", content)):
             kind = message["msg_type"]
             if kind == "stream":
                 printed.append(message["content"]["text"])

@@ -151,8 +151,8 @@ def test_packages_without_their_dependencies_are_pinned_and_installed_alike():
 def test_the_notebook_image_installs_the_kernels_and_the_sessions_jupyter_configuration():
     steps = instructions(ROOT / "images" / "notebook" / "Dockerfile")
     runs = " ".join(arguments for stage, instruction, arguments in steps if instruction == "RUN")
-    assert "enclave kernels install --prefix /usr/local --gpu no" in runs
-    assert "enclave kernels install --prefix /usr/local --gpu yes" in runs
+    assert "enclave kernels install --prefix /usr/local --gpu no --r yes" in runs
+    assert "enclave kernels install --prefix /usr/local --gpu yes --r yes" in runs
     assert "jupyter kernelspec remove -y python3" in runs
     assert f"print(s.CONFIG_DIR)')\" {SESSION_JUPYTER_CONFIG}" in runs
     env = " ".join(arguments for stage, instruction, arguments in steps if instruction == "ENV")

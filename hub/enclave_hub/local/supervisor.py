@@ -28,7 +28,7 @@ from pathlib import Path
 from ..core.registry import site_registry
 from ..core.site_config import SiteConfig, write_site_config
 from ..core.site_secrets import Secrets, ensure_secrets
-from ..kernels import has_gpu, install_kernels
+from ..kernels import has_gpu, has_r, install_kernels
 from ..sandbox.network import add_hub_address, has_address, remove_hub_address
 from .demo import DemoDataset, grant_demo_datasets, ingest_demo_datasets
 from .leftovers import SUPERVISOR, RunRecord, remove_leftovers
@@ -372,7 +372,7 @@ class Supervisor:
         check_reachable_by_sessions(Path(sys.prefix).resolve(), "the Python environment")
         write_site_config(self.site, self.config_path)
         # The sessions' kernels, into the environment sessions run from.
-        install_kernels(Path(sys.prefix), sys.executable, gpu=has_gpu())
+        install_kernels(Path(sys.prefix), sys.executable, gpu=has_gpu(), r=has_r())
         secrets = ensure_secrets(self.site.state_dir)
         if self.site.uses_dev_provider and self.site.demo_datasets:
             self.new_demo_datasets = ingest_demo_datasets(self.site, self.config_path, _say)
