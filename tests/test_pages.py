@@ -193,7 +193,7 @@ def test_a_researcher_goes_from_the_session_page_to_a_revised_export(enclave, br
     specs = httpx.get(
         f"{url}api/kernelspecs", headers={"Authorization": f"token {api.token}"}, timeout=30
     ).json()
-    assert set(specs["kernelspecs"]) <= {"enclave-python", "enclave-python-gpu"}, specs
+    assert set(specs["kernelspecs"]) <= {"enclave-python", "enclave-python-gpu", "enclave-r"}, specs
     assert specs["default"] == "enclave-python"
     run_in_kernel(
         url,
