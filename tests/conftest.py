@@ -84,6 +84,13 @@ EXTRA_PROJECTS = [
     {"id": "package-study", "title": "Packages wanted", "members": ["pat"]},
     # The R kernel in a session (test_e2e_r).
     {"id": "r-study", "title": "Analyses in R", "members": ["rita"], "checkers": ["erin", "rose"]},
+    # Jobs (test_e2e_jobs): a researcher whose jobs outlive her session, and two checkers.
+    {
+        "id": "job-study",
+        "title": "Jobs that outlive",
+        "members": ["jody"],
+        "checkers": ["erin", "rose"],
+    },
 ]
 DATASETS = {
     "cancer-imaging": ["ds-imaging"],

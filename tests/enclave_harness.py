@@ -58,7 +58,7 @@ def write_site_config(base: Path, **overrides: object) -> Path:
     """A site configuration on free ports and a hub address of its own (so that deployments
     started by the tests never share one), with its state inside `base`, and without the
     demo datasets unless asked for."""
-    ports = iter(free_ports(13))
+    ports = iter(free_ports(14))
     config = {
         "state_dir": str(base / "state"),
         "data_root": str(base / "data"),
@@ -87,6 +87,7 @@ def write_site_config(base: Path, **overrides: object) -> Path:
         "airlock": {"port": next(ports)},
         "inquiry": {"port": next(ports)},
         "packages": {"port": next(ports)},
+        "jobs": {"port": next(ports)},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):
@@ -321,7 +322,7 @@ def session_url(enclave: RunningEnclave, username: str, project: str) -> str:
 class SessionNotebook:
     """A user's session in one project, with one kernel kept open between cells."""
 
-    def __init__(self, enclave, user: str, project: str):
+    def __init__(self, enclave, user: str, project: str, timeout: float = 180):
         set_provider_claims(enclave, user, {"preferred_username": user, "groups": ["researchers"]})
         self.client, _ = login(enclave, user)  # signed in at the hub, as in a browser
         self.token = create_api_token(self.client, user)
@@ -330,7 +331,7 @@ class SessionNotebook:
         self.url = session_url(enclave, user, project)
         assert self.api.start_session(user, project).status_code in (201, 202)
         self.api.wait_until_ready(user, project)
-        self.kernel = Kernel(self.url, self.token, timeout=180)
+        self.kernel = Kernel(self.url, self.token, timeout=timeout)
         self.kernel.wait_ready()
 
     def run(self, code: str) -> dict:

@@ -102,7 +102,7 @@ def test_no_layer_is_crossed():
 
 
 def test_the_services_are_those_the_docs_name():
-    assert {"registry", "audit", "airlock", "dask", "inquiry", "packages"} == SERVICES
+    assert {"registry", "audit", "airlock", "dask", "inquiry", "packages", "jobs"} == SERVICES
 
 
 def test_the_walk_sees_lazy_relative_and_importlib_imports(tmp_path):

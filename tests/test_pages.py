@@ -244,6 +244,20 @@ def test_a_researcher_goes_from_the_session_page_to_a_revised_export(enclave, br
     expect(erin.locator("#approvals")).to_have_text("Approvals 1 of 2")
     uli.goto(f"{url}enclave/airlock/")
     expect(uli.locator("#requests .approvals").first).to_have_text("approvals 1 of 2")
+
+    # A job from the session's job page: refused with the reason, then queued and listed.
+    run_in_kernel(url, api.token, "open('count.py', 'w').write('print(31 + 8)')\n")
+    uli.goto(f"{url}enclave/jobs/")
+    check_page(uli, "researcher-jobs-page")
+    uli.fill("#path", "count.sh")
+    uli.get_by_role("button", name="Submit the job").click()
+    expect(uli.locator("#message")).to_contain_text("No such file")
+    expect(uli.locator("#path")).to_have_value("count.sh")
+    uli.fill("#path", "count.py")
+    uli.get_by_role("button", name="Submit the job").click()
+    expect(uli.locator("#made")).to_contain_text("(count.py) is queued")
+    expect(uli.locator("#jobs")).to_contain_text("count.py")
+    check_page(uli, "researcher-jobs-submitted")
     api.stop_session("uli", "pages-study")
 
     # The auditor reads the session's timeline.

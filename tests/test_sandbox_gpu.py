@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from enclave_hub.sandbox.bubblewrap import SandboxView, bwrap_argv
-from enclave_hub.sandbox.gpu import GpuUnavailable, nvidia_devices, visible_devices
+from enclave_hub.sandbox.gpu import (
+    GpuUnavailable,
+    gpu_devices,
+    host_gpus,
+    nvidia_devices,
+    visible_devices,
+)
 
 pytestmark = pytest.mark.gpu
 
@@ -68,6 +74,12 @@ def test_a_gpu_session_sees_its_gpu():
     assert "/dev/nvidia0" in devices and "/dev/nvidiactl" in devices
     result = _sandboxed(devices, {"CUDA_VISIBLE_DEVICES": visible_devices(1)})
     assert result.stdout.split() == ["True", "1", "True"], result.stderr
+
+
+def test_a_job_sees_the_one_gpu_it_was_given():
+    last = host_gpus()[-1]  # on a host of several, not the first
+    result = _sandboxed(gpu_devices([last]), {"CUDA_VISIBLE_DEVICES": visible_devices(1)})
+    assert result.stdout.split()[:2] == ["True", "1"], result.stderr
 
 
 def test_a_session_without_a_gpu_profile_sees_no_gpu():

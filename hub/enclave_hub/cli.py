@@ -17,6 +17,7 @@ from .core.site_config import (
 from .core.site_secrets import SecretError
 from .core.validation import InvalidInput
 from .datasets_cli import add_dataset_verbs
+from .jobs.cli import add_job_verbs
 from .kernels import add_kernel_verbs
 from .local.supervisor import StartupError, Supervisor
 from .packages.cli import add_package_verbs
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataset_verbs(verbs)
     add_airlock_verbs(verbs)
     add_package_verbs(verbs)
+    add_job_verbs(verbs)
     add_kernel_verbs(verbs)
     return parser
 

@@ -28,7 +28,7 @@ from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
 from .core.hub_api import REFLECT_ACCESS_PATH
-from .core.services import AIRLOCK, AUDIT, DASK_GATEWAY, INQUIRY, PACKAGES, REGISTRY
+from .core.services import AIRLOCK, AUDIT, DASK_GATEWAY, INQUIRY, JOBS, PACKAGES, REGISTRY
 
 PROJECT_GROUP_PREFIX = "project-"
 REFLECT_SCOPE = "custom:enclave:reflect-access"
@@ -124,8 +124,8 @@ class HubAccess:
             # never starts that server itself.
             scopes.append(f"servers!server={username}/")
             # Their sessions' tokens carry these too (server_token_scopes): Dask clusters and
-            # the package index.
-            scopes += [DASK_GATEWAY.access_scope, PACKAGES.access_scope]
+            # the package index and the job service.
+            scopes += [DASK_GATEWAY.access_scope, PACKAGES.access_scope, JOBS.access_scope]
             roles.append(
                 {
                     "name": sessions_role_name(username),

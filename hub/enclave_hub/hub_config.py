@@ -24,6 +24,7 @@ from .core.services import (
     DASK_GATEWAY,
     HUB_PREFIX,
     INQUIRY,
+    JOBS,
     PACKAGES,
     REGISTRY,
 )
@@ -136,6 +137,11 @@ def enclave_services(site: SiteConfig, secrets: Secrets) -> list[dict[str, Any]]
             "api_token": secrets.packages_service_token,
         },
         {
+            # Sessions submit their jobs directly, on the hub's address, with their tokens.
+            "name": JOBS.name,
+            "api_token": secrets.jobs_service_token,
+        },
+        {
             # No URL: the gateway is reached by sessions directly, never through the public
             # proxy (its dashboards would be open there to anyone with a link).
             "name": DASK_GATEWAY.name,
@@ -166,6 +172,12 @@ def enclave_roles() -> list[dict[str, Any]]:
             "description": "lets the package index name the session run a download was for",
             "scopes": sessions_reader,
             "services": [PACKAGES.name],
+        },
+        {
+            "name": JOBS.name,
+            "description": "lets the job service name the session run a job was submitted from",
+            "scopes": sessions_reader,
+            "services": [JOBS.name],
         },
         {
             "name": DASK_GATEWAY.name,
@@ -224,17 +236,19 @@ def configure_project_sessions(spawner: Any, site: SiteConfig, registry, audit) 
     spawner.audit = audit
     spawner.audit_url = site.audit_url
     spawner.audit_events_path = AUDIT_EVENTS_PATH
-    # A session's token: its own server, its activity, the Dask gateway, the airlock and the
-    # package index.
+    # A session's token: its own server, its activity, the Dask gateway, the airlock, the
+    # package index and the job service.
     spawner.server_token_scopes = [
         "access:servers!server",
         "users:activity!user",
         DASK_GATEWAY.access_scope,
         AIRLOCK.access_scope,
         PACKAGES.access_scope,
+        JOBS.access_scope,
     ]
     spawner.airlock_url = f"{site.airlock_url}{AIRLOCK.prefix}"
     spawner.packages_url = f"{site.packages_url}{PACKAGES.prefix}"
+    spawner.jobs_url = f"{site.jobs_url}{JOBS.prefix}"
     spawner.view_max_bytes = int(sessions.view_max_bytes)
     spawner.gateway_url = site.gateway_url
     spawner.gateway_scheduler_proxy = site.gateway_scheduler_proxy

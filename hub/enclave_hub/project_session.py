@@ -13,6 +13,8 @@ from jupyterhub.spawner import SpawnException
 from traitlets import Any as AnyTrait
 from traitlets import HasTraits, Integer, List, Unicode, default
 
+from enclave.jobs import URL_VARIABLE as JOBS_URL_VARIABLE
+
 from .core.audit_client import AuditRefused
 from .core.hub_api import SavedSession
 from .core.mounts import DATA_MOUNT, PROJECT_MOUNT, home_inside
@@ -25,6 +27,7 @@ from .singleuser import (
     airlock_page,
     contents,
     dask_dashboard,
+    jobs_page,
     lab_look,
     packages_page,
     recording,
@@ -35,7 +38,14 @@ CSP = "Content-Security-Policy"
 SESSION_PAGES = page_templates(HUB_TEMPLATES)
 # The server extensions every session runs: recording, Dask dashboards, the airlock's page,
 # the package request page, and the project's name in JupyterLab.
-SESSION_EXTENSIONS = (recording, dask_dashboard, airlock_page, packages_page, lab_look)
+SESSION_EXTENSIONS = (
+    recording,
+    dask_dashboard,
+    airlock_page,
+    packages_page,
+    jobs_page,
+    lab_look,
+)
 # The kernels a session offers: Enclave's own, not the Python package's native one.
 ENCLAVE_KERNELS = sorted(kernel_specs())
 
@@ -74,6 +84,7 @@ class ProjectSession(HasTraits):
     audit_events_path = Unicode(help="the audit service's event URL path").tag(config=True)
     airlock_url = Unicode(help="the airlock service, as sessions reach it").tag(config=True)
     packages_url = Unicode(help="the package index, as sessions reach it").tag(config=True)
+    jobs_url = Unicode(help="the job service, as sessions reach it").tag(config=True)
     view_max_bytes = Integer(help="the most of one file a session shows").tag(config=True)
     gateway_url = Unicode(help="the Dask gateway's API, as sessions reach it").tag(config=True)
     gateway_scheduler_proxy = Unicode(
@@ -167,6 +178,7 @@ class ProjectSession(HasTraits):
         env["ENCLAVE_AUDIT_URL"] = self.audit_url
         env["ENCLAVE_AUDIT_EVENTS_PATH"] = self.audit_events_path
         env["ENCLAVE_AIRLOCK_URL"] = self.airlock_url
+        env[JOBS_URL_VARIABLE] = self.jobs_url
         env.update(
             package_index_env(self.packages_url, env["JUPYTERHUB_API_TOKEN"], self.home_inside)
         )

@@ -15,6 +15,8 @@
     enclave.view(s)                           napari, at physical scale
     enclave.request_export(["results/t.csv"], justification="...")   ask for files to leave
     enclave.request_package("lifelines", "why")   ask for a package pip may then install
+    enclave.submit_job("train.ipynb", profile="gpu")  run it apart from the session
+    enclave.jobs()                            the project's jobs and their places in the queue
 
 Readers load their libraries on first use, so `import enclave` stays quick.
 """
@@ -26,6 +28,16 @@ from typing import Any
 from .airlock import ExportError, export_requests, request_export
 from .catalog import CatalogError, Dataset, dataset, datasets
 from .compute import ClusterUnavailable, dask_client
+from .jobs import (
+    JobError,
+    cancel_job,
+    job,
+    job_parameters,
+    job_profiles,
+    jobs,
+    submit_job,
+    wait_for_job,
+)
 from .packages import PackageRequestError, package_requests, request_package
 from .persons import Person, person, persons
 
@@ -35,12 +47,18 @@ __all__ = [
     "ClusterUnavailable",
     "Dataset",
     "ExportError",
+    "JobError",
     "PackageRequestError",
     "Person",
+    "cancel_job",
     "dask_client",
     "dataset",
     "datasets",
     "export_requests",
+    "job",
+    "job_parameters",
+    "job_profiles",
+    "jobs",
     "open_genotypes",
     "open_matrix",
     "open_omop",
@@ -51,7 +69,9 @@ __all__ = [
     "persons",
     "request_export",
     "request_package",
+    "submit_job",
     "view",
+    "wait_for_job",
 ]
 
 

@@ -136,9 +136,12 @@ def request_export(
     justification: str,
     supporting: list[str | os.PathLike] = (),
     revises: int | None = None,
+    job: int | None = None,
 ) -> ExportRequest:
     """Ask for `paths` to be released. `supporting` files go to the checkers only (a table's
-    `<name>.contributors.csv`, say); `revises` is the request a new revision replaces."""
+    `<name>.contributors.csv`, say); `revises` is the request a new revision replaces; `job`
+    the job whose outputs `paths` are (each must be a file it left, unchanged), whose code's
+    hash the release record then carries."""
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     if isinstance(supporting, str | os.PathLike):
@@ -155,6 +158,8 @@ def request_export(
         data = {"justification": justification, "environment": json.dumps(environment())}
         if revises is not None:
             data["revises"] = str(revises)
+        if job is not None:
+            data["job"] = str(int(job))
         reply = _airlock("api/requests", method="POST", files=files, data=data)
     return ExportRequest.from_reply(reply)
 

@@ -69,6 +69,9 @@ class RequestsAPI(AirlockAPIHandler):
         revises = self.get_body_argument("revises", "").strip()
         if revises and not revises.isdigit():
             raise web.HTTPError(400, f"revises {revises!r} is not a request number")
+        job = self.get_body_argument("job", "").strip()
+        if job and not job.isdigit():
+            raise web.HTTPError(400, f"job {job!r} is not a job number")
         submission = Submission(
             requester=caller.name,
             project=caller.project,
@@ -79,6 +82,7 @@ class RequestsAPI(AirlockAPIHandler):
             ),
             environment=environment,
             revises=int(revises) if revises else None,
+            job=int(job) if job else None,
         )
         self.set_status(201)
         self.finish(await self.act(self.airlock.submit, submission))

@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from enclave.catalog import CatalogError, Dataset
 
 from ..core.audit_client import AuditRefused
-from ..core.registry import Registry, open_engine
+from ..core.jobs import ended_job
+from ..core.registry import Registry, RegistryError, open_engine
 from .checks import Rules, worst
 from .checks.files import OUTPUT, SUPPORTING
 from .checks.runner import run_checks
@@ -36,6 +37,7 @@ from .models import (
     ExportRequest,
     Review,
     Revision,
+    RevisionJob,
 )
 from .record import release_record
 from .store import AirlockStore, BadName, TooLarge, check_name
@@ -81,6 +83,7 @@ class Submission:
     session: str | None = None
     environment: dict = field(default_factory=dict)
     revises: int | None = None
+    job: int | None = None  # the job whose outputs these are
 
 
 @dataclass(frozen=True)
@@ -250,6 +253,7 @@ class Airlock:
             )
         environment = self._environment(submission.environment)
         snapshots = self._snapshots(submission.uploads)
+        job = self._job(submission, snapshots)
         reports = run_checks(
             [(name, self.store.blob(sha), role) for name, role, sha, _ in snapshots],
             self.rules,
@@ -294,11 +298,34 @@ class Airlock:
                     datasets=self._dataset_versions(membership.datasets),
                     checks_outcome=outcome,
                     files=files,
+                    job=None if job is None else RevisionJob(facts=job),
                 )
             )
             db.flush()
             self._commit(db, *_submission_events(submission, request.id, action, number, files))
             return self._describe(request)
+
+    def _job(self, submission: Submission, snapshots) -> dict | None:
+        """The job named, as its outputs' provenance: each output must be a file it left, byte
+        for byte. Its code's hash goes into the release record."""
+        if submission.job is None:
+            return None
+        try:
+            job = ended_job(self.registry, submission.job, submission.project)
+        except RegistryError as error:
+            raise InvalidRequest(str(error)) from None
+        left = {output["sha256"] for output in job["outputs"] if output["sha256"]}
+        for name, role, sha, _ in snapshots:
+            if role == OUTPUT and sha not in left:
+                raise InvalidRequest(
+                    f"{name} is not an output of job {job['id']}: no file the job left in "
+                    f"/project/jobs/{job['id']} has its content"
+                )
+        keep = ("id", "name", "kind", "code_sha256", "submitter", "profile", "parameters")
+        return {
+            **{key: job[key] for key in keep},
+            **{key: job[key] for key in ("status", "started_at", "ended_at")},
+        }
 
     def _justification(self, text: str) -> str:
         text = (text or "").strip()
@@ -534,6 +561,7 @@ class Airlock:
                     "submitted_at": r.submitted_at.isoformat(),
                     "checks": r.checks_outcome,
                     "datasets": r.datasets,
+                    "job": r.job_facts,
                     "files": [
                         {
                             "name": f.name,

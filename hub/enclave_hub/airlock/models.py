@@ -1,5 +1,5 @@
 """The airlock's tables (SQLAlchemy), in the registry's database: requests, their revisions
-and files, and the checkers' reviews."""
+and files, the jobs whose outputs a revision holds, and the checkers' reviews."""
 
 from __future__ import annotations
 
@@ -62,6 +62,13 @@ class Revision(Base):
     files: Mapped[list[ExportFile]] = relationship(
         back_populates="revision", cascade="all, delete-orphan", order_by="ExportFile.id"
     )
+    job: Mapped[RevisionJob | None] = relationship(
+        back_populates="revision", cascade="all, delete-orphan"
+    )
+
+    @property
+    def job_facts(self) -> dict | None:
+        return None if self.job is None else self.job.facts
 
 
 class ExportFile(Base):
@@ -78,6 +85,19 @@ class ExportFile(Base):
     findings: Mapped[list] = mapped_column(JSON, default=list)
 
     revision: Mapped[Revision] = relationship(back_populates="files")
+
+
+class RevisionJob(Base):
+    """The job whose outputs a revision holds, as it stood when they were submitted (a table of
+    its own, so that databases made before jobs existed gain it as they are)."""
+
+    __tablename__ = "airlock_revision_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    revision_id: Mapped[int] = mapped_column(ForeignKey("airlock_revisions.id"), unique=True)
+    facts: Mapped[dict] = mapped_column(JSON)
+
+    revision: Mapped[Revision] = relationship(back_populates="job")
 
 
 class Review(Base):

@@ -68,6 +68,7 @@ def release_record(request: ExportRequest, released_at: datetime, rules: dict) -
             }
             for r in request.revisions
         ],
+        "job": revision.job_facts,
         "environment": revision.environment,
         "datasets": revision.datasets,
         "released_by": {"airlock": _airlock_version(), "python": platform.python_version()},

@@ -1,11 +1,20 @@
 """The registry's tables (SQLAlchemy): projects, memberships, dataset grants, identities,
-applications for access, and the packages sessions may install."""
+applications for access, the packages sessions may install, and jobs."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Date, DateTime, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    ForeignKey,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -124,6 +133,33 @@ class PackageRequest(Base):
     decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Job(Base):
+    """A notebook or script a member submitted to run apart from their session: its code as
+    submitted, where it stands in its project's queue, and how it ended."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(63), index=True)
+    submitter: Mapped[str] = mapped_column(String(64))
+    session: Mapped[str | None] = mapped_column(String(32), nullable=True)  # the session's run
+    name: Mapped[str] = mapped_column(String(255))  # the file's name, e.g. analysis.ipynb
+    kind: Mapped[str] = mapped_column(String(20))  # notebook, python or r
+    code: Mapped[bytes] = mapped_column(LargeBinary)
+    code_sha256: Mapped[str] = mapped_column(String(64))
+    profile: Mapped[str] = mapped_column(String(63))
+    parameters: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    reason: Mapped[str] = mapped_column(String(2000), default="")
+    gpus: Mapped[list] = mapped_column(JSON, default=list)  # the GPUs it runs on, by index
+    exit_status: Mapped[int | None] = mapped_column(nullable=True)
+    cancelled_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    outputs: Mapped[list] = mapped_column(JSON, default=list)  # name, sha256, size of each
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Identity(Base):

@@ -3,15 +3,19 @@ for its services. Each service keeps its own `HubOAuth` client in its applicatio
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 
 from . import validation
+from .hub_api import session_server
 from .registry import NotFound, RegistryError
 from .services import Service
 from .site_config import SiteConfig
@@ -70,6 +74,64 @@ class SignedInHandler(ReadableErrors, ServiceAuth, HubOAuthenticated, web.Reques
         super().check_xsrf_cookie()
 
 
+def presented_token(authorization: str) -> str | None:
+    """The token of an Authorization header: `token T`, `Bearer T` or Basic with password T
+    (for clients such as pip, which send no header of their own)."""
+    scheme, _, value = authorization.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() in ("token", "bearer"):
+        return value or None
+    if scheme.lower() == "basic":
+        try:
+            _, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return password or None
+    return None
+
+
+class SessionHandler(ReadableErrors, ServiceAuth, web.RequestHandler):
+    """A call by a notebook session, with its own token; `self.user` and `self.project` say
+    whose session it is, as the hub says (never as the caller says)."""
+
+    user: str
+    project: str
+
+    @property
+    def service(self) -> Service:
+        return self.settings["service"]
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(self.error_message(**kwargs) + "\n")
+
+    def check_xsrf_cookie(self) -> None:
+        """No cookies here: every call carries its token."""
+
+    async def prepare(self) -> None:
+        token = presented_token(self.request.headers.get("Authorization", ""))
+        if token is None:
+            self.set_header("WWW-Authenticate", f'Basic realm="{self.service.name}"')
+            raise web.HTTPError(401, f"{self.service.name} answers sessions, with their token")
+        model = await self.hub_auth.user_for_token(token, sync=False)
+        if not model or self.service.access_scope not in model.get("scopes", []):
+            raise web.HTTPError(403, f"this token may not use {self.service.name}")
+        server = session_server(model)
+        if server is None:
+            raise web.HTTPError(
+                403, f"{self.service.name} answers notebook sessions, with their own token"
+            )
+        self.user, self.project = server
+
+    async def act(self, operation: Callable[..., object], *args) -> object:
+        """Run a registry operation off the event loop, its refusals as HTTP errors."""
+        with registry_refusals():
+            return await asyncio.to_thread(operation, *args)
+
+
 @contextlib.contextmanager
 def registry_refusals() -> Iterator[None]:
     """The registry's refusals as HTTP errors: bad input 400, unknown 404, a conflict 409."""
@@ -105,6 +167,7 @@ def service_app(
     return web.Application(
         [*handlers, (service.prefix + "oauth_callback", OAuthCallback)],
         site=site,
+        service=service,
         prefix=service.prefix,
         hub_auth=hub_auth,
         cookie_secret=os.urandom(32),

@@ -29,6 +29,7 @@ AUDIT = Service("enclave-audit")
 AIRLOCK = Service("enclave-airlock")
 INQUIRY = Service("enclave-inquiry")
 PACKAGES = Service("enclave-packages")
+JOBS = Service("enclave-jobs")
 DASK_GATEWAY = Service("dask-gateway")
 
 # Where the Dask gateway serves a cluster's dashboard: <path>/<cluster name>/<dashboard path>.

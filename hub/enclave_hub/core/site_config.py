@@ -192,6 +192,11 @@ class Profile(_Section):
     tolerations: list[Toleration] = Field(
         default=[], description="on Kubernetes: taints a session's node may have"
     )
+    job_profiles: list[Identifier] = Field(
+        default=[],
+        description="other profiles the jobs of this profile's projects may run with (a GPU "
+        "profile for training, say); the project's own profile is always one",
+    )
 
 
 class SessionSettings(_Section):
@@ -232,6 +237,10 @@ class SessionSettings(_Section):
             raise ValueError(f"hub_address must lie outside {SESSION_NETWORK}, the sessions' pool")
         if "default" not in self.profiles:
             raise ValueError("profiles must include one named 'default'")
+        for name, profile in self.profiles.items():
+            unknown = sorted(set(profile.job_profiles) - set(self.profiles))
+            if unknown:
+                raise ValueError(f"profiles.{name}.job_profiles: no profile {unknown[0]!r}")
         return self
 
 
@@ -381,6 +390,29 @@ class PackagesSettings(_Section):
     )
 
 
+class JobSettings(_Section):
+    """Jobs: notebooks and scripts that run in a sandbox of their project, apart from any
+    session, one after another within these limits."""
+
+    port: Port = Field(default=8090, description="on sessions.hub_address; sessions submit here")
+    per_project: int = Field(default=1, ge=1, description="jobs of one project running at once")
+    gpus: list[int] | None = Field(
+        default=None,
+        description="the GPUs (by index) jobs may use, each by one job at a time; default: "
+        "every GPU of the host",
+    )
+    max_queued: int = Field(default=20, ge=1, description="jobs of one project waiting at once")
+    max_code_size: ByteSize = Field(
+        default=ByteSize(20 * 1024**2), description="the largest notebook or script submitted"
+    )
+    time_limit: int = Field(
+        default=7 * 24 * 3600, ge=1, description="seconds a job may run before it is stopped"
+    )
+    check_interval: float = Field(
+        default=1.0, gt=0, description="seconds between checks of queued and running jobs"
+    )
+
+
 class KubernetesSettings(_Section):
     """Where things are when Enclave runs on Kubernetes; the Helm chart fills this in from its
     release. Its presence is what says that a deployment runs on Kubernetes."""
@@ -406,6 +438,7 @@ class KubernetesSettings(_Section):
     airlock_url: str = "http://enclave-airlock:8087"
     inquiry_url: str = "http://enclave-inquiry:8088"
     packages_url: str = "http://enclave-packages:8089"
+    jobs_url: str = "http://enclave-jobs:8090"
     gateway_url: str = Field(
         default="http://traefik-enclave-dask-gateway", description="the Dask gateway's API"
     )
@@ -443,6 +476,7 @@ class SiteConfig(_Section):
     airlock: AirlockSettings = Field(default_factory=AirlockSettings)
     inquiry: InquirySettings = Field(default_factory=InquirySettings)
     packages: PackagesSettings = Field(default_factory=PackagesSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
     kubernetes: KubernetesSettings | None = Field(
         default=None, description="set (by the Helm chart) when Enclave runs on Kubernetes"
     )
@@ -552,6 +586,7 @@ class SiteConfig(_Section):
             "airlock.port": self.airlock.port,
             "inquiry.port": self.inquiry.port,
             "packages.port": self.packages.port,
+            "jobs.port": self.jobs.port,
             "dask.api_port": self.dask.api_port,
             "dask.proxy_port": self.dask.proxy_port,
             "dask.scheduler_proxy_port": self.dask.scheduler_proxy_port,
@@ -602,6 +637,13 @@ class SiteConfig(_Section):
         if self.kubernetes:
             return self.kubernetes.packages_url
         return f"http://{self.sessions.hub_address}:{self.packages.port}"
+
+    @property
+    def jobs_url(self) -> str:
+        """Where the job service listens: on the hub's address, which sessions reach."""
+        if self.kubernetes:
+            return self.kubernetes.jobs_url
+        return f"http://{self.sessions.hub_address}:{self.jobs.port}"
 
     @property
     def packages_cache_dir(self) -> Path:

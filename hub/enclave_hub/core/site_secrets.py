@@ -33,6 +33,7 @@ class Secrets:
     airlock_service_token: str  # the airlock service's token at the hub (sign-in, sessions)
     inquiry_service_token: str  # the inquiry service's token at the hub (sign-in)
     packages_service_token: str  # the package index's token at the hub (sessions' tokens)
+    jobs_service_token: str  # the job service's token at the hub (sessions' tokens)
 
     def values(self) -> list[str]:
         return [getattr(self, name) for name in SECRET_NAMES]

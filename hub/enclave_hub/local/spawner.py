@@ -41,7 +41,7 @@ from ..project_session import (
 from ..sandbox.bubblewrap import SandboxView, bwrap_argv, runtime_paths
 from ..sandbox.gpu import GpuUnavailable, nvidia_devices, visible_devices
 from ..singleuser import CONFIG_DIR as SESSION_CONFIG_DIR
-from ..singleuser import airlock_page, dask_dashboard, lab_look, packages_page
+from ..singleuser import airlock_page, dask_dashboard, jobs_page, lab_look, packages_page
 
 LOG_TAIL_LINES = 15
 # bubblewrap's parent: the sandbox dies with it (--die-with-parent), and it outlives the hub, so
@@ -122,6 +122,7 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
                 self.audit_url,
                 self.airlock_url,
                 self.packages_url,
+                self.jobs_url,
                 self.gateway_url,
                 self.gateway_scheduler_proxy,
             )
@@ -279,15 +280,16 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
         return self.ip, self.port
 
     def _write_session_config(self, box: sandbox.SessionSandbox, project_title: str) -> Path:
-        """This session's own Jupyter configuration: JupyterLab's "Request an export" and
-        "Request a package" entries, which need the session's address, and the project's name.
-        Read-only in the session, beside the shared one."""
+        """This session's own Jupyter configuration: JupyterLab's "Request an export",
+        "Request a package" and "Run as a job" entries, which need the session's address, and
+        the project's name. Read-only in the session, beside the shared one."""
         labconfig = Path(box.spec.files_dir, "jupyter", "labconfig")
         labconfig.mkdir(mode=0o755, parents=True, exist_ok=True)
         overrides = labconfig / "default_setting_overrides.json"
         menus = [
             airlock_page.lab_menu(self.server.base_url),
             packages_page.lab_menu(self.server.base_url),
+            jobs_page.lab_menu(self.server.base_url),
         ]
         settings = lab_look.lab_setting_overrides(project_title, menus)
         overrides.write_text(json.dumps(settings))

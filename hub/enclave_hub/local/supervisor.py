@@ -118,6 +118,7 @@ def port_bindings(site: SiteConfig) -> dict[str, tuple[str, str]]:
         "airlock.port": ("the airlock service", hub_address),
         "inquiry.port": ("the inquiry service", "127.0.0.1"),
         "packages.port": ("the package index", hub_address),
+        "jobs.port": ("the job service", hub_address),
         "dask.api_port": ("the Dask gateway", hub_address),
         "dask.proxy_port": ("the Dask gateway", hub_address),
         "dask.scheduler_proxy_port": ("the Dask gateway", hub_address),
@@ -266,6 +267,12 @@ def component_plan(
             "enclave_hub.packages.service",
             "packages.log",
             lambda: _tcp_open(site.packages.port, hub_address),
+        ),
+        enclave_module(
+            "job service",
+            "enclave_hub.jobs.service",
+            "jobs.log",
+            lambda: _tcp_open(site.jobs.port, hub_address),
         ),
         enclave_module(
             "Dask gateway",

@@ -41,6 +41,7 @@ class SandboxView:
     hostname: str
     devices: list[str] = field(default_factory=list)
     session_config: Path | None = None  # Jupyter configuration of this session alone
+    workdir: str | None = None  # where the command starts, inside; default: the home
 
 
 def _system_mounts() -> list[str]:
@@ -109,7 +110,7 @@ def bwrap_argv(view: SandboxView, command: list[str]) -> list[str]:
         str(view.project_folder),
         PROJECT_MOUNT,
         "--chdir",
-        view.home_inside,
+        view.workdir or view.home_inside,
         "--",
         *command,
     ]

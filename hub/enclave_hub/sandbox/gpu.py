@@ -1,7 +1,9 @@
-"""The NVIDIA device nodes a session with GPUs gets."""
+"""The NVIDIA device nodes a session or a job with GPUs gets."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 DEV = Path("/dev")
@@ -12,16 +14,27 @@ class GpuUnavailable(Exception):
     """The host has fewer GPUs than a profile asks for."""
 
 
+def host_gpus(dev: Path = DEV) -> list[int]:
+    """The indices of the host's GPUs, by their device nodes."""
+    found = (re.fullmatch(r"nvidia(\d+)", path.name) for path in dev.glob("nvidia[0-9]*"))
+    return sorted(int(match.group(1)) for match in found if match)
+
+
 def nvidia_devices(count: int, dev: Path = DEV) -> list[str]:
     """Device nodes for the first `count` GPUs and the driver's control devices."""
-    if count == 0:
+    return gpu_devices(range(count), dev)
+
+
+def gpu_devices(indices: Sequence[int], dev: Path = DEV) -> list[str]:
+    """Device nodes for the GPUs `indices` and the driver's control devices."""
+    if not indices:
         return []
-    cards = [dev / f"nvidia{i}" for i in range(count)]
+    cards = [dev / f"nvidia{i}" for i in indices]
     missing = [str(d) for d in (*cards, dev / CONTROL_DEVICES[0]) if not d.exists()]
     if missing:
-        have = sum(1 for _ in dev.glob("nvidia[0-9]*"))
+        have = len(host_gpus(dev))
         raise GpuUnavailable(
-            f"{count} GPU(s) asked for, and this host has {have or 'none'} "
+            f"{len(indices)} GPU(s) asked for, and this host has {have or 'none'} "
             f"({', '.join(missing)} missing)"
         )
     controls = [dev / name for name in CONTROL_DEVICES if (dev / name).exists()]

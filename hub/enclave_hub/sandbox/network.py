@@ -140,6 +140,8 @@ class SessionNetwork:
     def ruleset(self, allowed: list[Endpoint], inbound_ports: tuple[int, ...]) -> str:
         allow = "\n        ".join(endpoint.rule() for endpoint in allowed)
         ports = ", ".join(str(port) for port in inbound_ports)
+        # A job's sandbox lets nothing in: no rule at all, since nft refuses an empty set.
+        inbound = f"ip saddr {self.host_ipv4} tcp dport {{ {ports} }} accept" if ports else ""
         return f"""
 table inet {TABLE} {{
     counter blocked_out {{ }}
@@ -162,7 +164,7 @@ table inet {TABLE} {{
         iif "lo" accept
         ct state established,related accept
         icmpv6 type {{ {LINK_CONTROL_IN} }} ip6 hoplimit 255 accept
-        ip saddr {self.host_ipv4} tcp dport {{ {ports} }} accept
+        {inbound}
         counter name "blocked_in" drop
     }}
     chain forward {{

@@ -31,6 +31,7 @@ from enclave.airlock import (
 )
 
 from ..core.pages import frame_for, page_templates
+from .lab_look import page_menu
 
 PAGE = "enclave/airlock/"
 STYLESHEET = PAGE + "style.css"
@@ -41,7 +42,7 @@ LISTED_FILES = 2000  # at most, per folder, on the export page
 FOLDER_LABELS = {"": "Your home folder", "project/": "The project folder (project/)"}
 # In the name of a table's contributor counts for the checkers: `<table>.contributors.csv`.
 CONTRIBUTORS_MARK = ".contributors."
-EMPTY_FORM = {"output": [], "supporting": [], "justification": "", "revises": None}
+EMPTY_FORM = {"output": [], "supporting": [], "justification": "", "revises": None, "job": None}
 REFUSAL = (
     "Downloads are disabled in Enclave sessions: files leave only through the airlock "
     "(File > Request an export, or enclave.request_export)."
@@ -61,16 +62,19 @@ class DownloadRefused(JupyterHandler):
 
 def lab_menu(server_url: str) -> dict:
     """JupyterLab's File menu with "Request an export" for the session at `server_url`."""
-    entry = {
-        "command": "help:open",
-        "rank": 98,
-        "args": {
-            "url": url_path_join(server_url, PAGE),
-            "text": "Request an export…",
-            "newBrowserTab": True,
-        },
-    }
-    return {"id": "jp-mainmenu-file", "items": [{"type": "separator", "rank": 98}, entry]}
+    return page_menu("jp-mainmenu-file", 98, server_url, PAGE, "Request an export…")
+
+
+def session_frame(handler: JupyterHandler, title: str) -> dict:
+    """The frame of a session's own page, in the hub's look (its stylesheet from the
+    session's origin: `HubStylesheet`)."""
+    return frame_for(
+        title,
+        os.environ.get("JUPYTERHUB_USER"),
+        None,
+        origin=os.environ.get("JUPYTERHUB_HOST", ""),
+        stylesheet=url_path_join(handler.base_url, STYLESHEET),
+    )
 
 
 @dataclass(frozen=True)
@@ -126,15 +130,8 @@ class ExportPage(JupyterHandler):
             requests = export_requests()
         except ExportError as error:
             requests, message = [], message or str(error)
-        hub = os.environ.get("JUPYTERHUB_HOST", "")
         return PAGES.get_template("export.html").render(
-            frame=frame_for(
-                "Airlock",
-                os.environ.get("JUPYTERHUB_USER"),
-                None,
-                origin=hub,
-                stylesheet=url_path_join(self.base_url, STYLESHEET),
-            ),
+            frame=session_frame(self, "Airlock"),
             prefix=pages_url(),
             tree=tree,
             form=form,
@@ -170,6 +167,7 @@ class ExportPage(JupyterHandler):
             "supporting": [f["name"] for f in current["files"] if f["role"] == "supporting"],
             "justification": current["justification"],
             "revises": found["id"],
+            "job": (current.get("job") or {}).get("id"),
         }
         await self._render(form, "", found)
 
@@ -182,12 +180,17 @@ class ExportPage(JupyterHandler):
             return folders[prefix] / name.removeprefix(prefix)
 
         revises = self.get_body_argument("revises", "")
+        job = self.get_body_argument("job", "").strip()
         form = {
             "output": self.get_body_arguments("output"),
             "supporting": self.get_body_arguments("supporting"),
             "justification": self.get_body_argument("justification", ""),
             "revises": int(revises) if revises.isdigit() else None,
+            "job": int(job) if job.isdigit() else None,
         }
+        if job and form["job"] is None:
+            await self._render(form, f"From job: {job!r} is not a job number", None, 400)
+            return
         try:
             made = await asyncio.to_thread(
                 request_export,
@@ -195,6 +198,7 @@ class ExportPage(JupyterHandler):
                 form["justification"],
                 [path_of(n) for n in form["supporting"]],
                 form["revises"],
+                form["job"],
             )
             found = await asyncio.to_thread(export_request, made.id)
         except ExportError as error:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 
+from jupyter_server.utils import url_path_join
+
 # The project's title, in the session's environment (the spawners set it).
 PROJECT_TITLE_VARIABLE = "ENCLAVE_PROJECT_TITLE"
 TOP_BAR_PLUGIN = "@jupyterlab/application-extension:top-bar"
@@ -15,6 +17,18 @@ MAIN_MENU_PLUGIN = "@jupyterlab/mainmenu-extension:plugin"
 
 def app_name(project_title: str) -> str:
     return f"{project_title} · Enclave"
+
+
+def page_menu(menu_id: str, rank: int, server_url: str, page: str, text: str) -> dict:
+    """A JupyterLab menu (by id) with an entry that opens the session's `page` in a new tab,
+    after a separator (rank 1 entries, first in their menu, need none)."""
+    entry = {
+        "command": "help:open",
+        "rank": rank,
+        "args": {"url": url_path_join(server_url, page), "text": text, "newBrowserTab": True},
+    }
+    items = [entry] if rank <= 1 else [{"type": "separator", "rank": rank}, entry]
+    return {"id": menu_id, "items": items}
 
 
 def lab_setting_overrides(project_title: str, menus: list[dict]) -> dict:

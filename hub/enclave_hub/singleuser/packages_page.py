@@ -20,9 +20,9 @@ from tornado import web
 
 from enclave.packages import PackageRequestError, package_requests, request_package
 
-from ..core.pages import frame_for
 from ..core.session_packages import user_site_packages
-from .airlock_page import PAGES, STYLESHEET
+from .airlock_page import PAGES, session_frame
+from .lab_look import page_menu
 
 PAGE = "enclave/packages/"
 EMPTY_FORM = {"name": "", "reason": ""}
@@ -30,16 +30,7 @@ EMPTY_FORM = {"name": "", "reason": ""}
 
 def lab_menu(server_url: str) -> dict:
     """JupyterLab's Help menu with "Request a package" for the session at `server_url`."""
-    entry = {
-        "command": "help:open",
-        "rank": 1,
-        "args": {
-            "url": url_path_join(server_url, PAGE),
-            "text": "Request a package…",
-            "newBrowserTab": True,
-        },
-    }
-    return {"id": "jp-mainmenu-help", "items": [entry]}
+    return page_menu("jp-mainmenu-help", 1, server_url, PAGE, "Request a package…")
 
 
 class PackagesPage(JupyterHandler):
@@ -51,13 +42,7 @@ class PackagesPage(JupyterHandler):
         except PackageRequestError as error:
             requests, message = [], message or str(error)
         return PAGES.get_template("packages.html").render(
-            frame=frame_for(
-                "Request a package",
-                os.environ.get("JUPYTERHUB_USER"),
-                None,
-                origin=os.environ.get("JUPYTERHUB_HOST", ""),
-                stylesheet=url_path_join(self.base_url, STYLESHEET),
-            ),
+            frame=session_frame(self, "Request a package"),
             form=form,
             message=message,
             made=made,

@@ -36,6 +36,10 @@ STORE_SUFFIX = ".vcz"
 # Chunks square enough for per-variant work (allele frequencies, association) and
 # per-sample work (call rates, PCA loadings) alike: 10,000 variants by 1,000 samples.
 VARIANTS_PER_CHUNK = 10_000
+# Sources smaller than this bio2zarr converts in this process: starting worker processes would
+# cost more than they save, and bio2zarr shuts its pools down without waiting, so that a worker
+# still starting when a small conversion ends fails on the pool's freed progress counter.
+IN_PROCESS_BYTES = 64 * 1024**2
 SAMPLES_PER_CHUNK = 1_000
 TOOLS = ("enclave", "bio2zarr", "cyvcf2", "zarr")
 DIRECT = "enclave (one pass over the text; sites by bio2zarr)"
@@ -137,6 +141,7 @@ def _convert_with_bio2zarr(
 ) -> Counter:
     from bio2zarr import vcf
 
+    settings = _for_bio2zarr(settings, files)
     icf = work / "icf"
     vcf.explode(
         icf,
@@ -148,6 +153,13 @@ def _convert_with_bio2zarr(
     dropped = _deidentify_icf(icf, pseudonyms)
     vcf.encode(icf, store, max_memory=memory, **settings)
     return dropped
+
+
+def _for_bio2zarr(settings: dict, files: list[Path]) -> dict:
+    """The settings of a bio2zarr conversion of `files`: in this process when they are small."""
+    if sum(path.stat().st_size for path in files) < IN_PROCESS_BYTES:
+        return {**settings, "worker_processes": 0}
+    return settings
 
 
 def _deidentify_icf(icf: Path, pseudonyms: dict[str, str]) -> Counter:
@@ -176,7 +188,7 @@ def _convert_plink(
     os.symlink(bim.resolve(), prefix.with_suffix(".bim"))
     rows = (f"0\t{pseudonyms[sample]}\t0\t0\t0\t-9\n" for sample in sources.samples)
     prefix.with_suffix(".fam").write_text("".join(rows))
-    plink.convert(str(prefix), store, **settings)
+    plink.convert(str(prefix), store, **_for_bio2zarr(settings, [bed]))
     return Counter(), "bio2zarr"
 
 
