@@ -7,9 +7,10 @@ The ten and every dependency are resolved once, on the host, for this Python
 three ways install the same files; the site allows exactly those names. Each install goes
 into a fresh folder (`--target`) with pip's own cache off, so that only the index serves the
 files. The upstream index is the one this host's pip uses by default, asked alone
-(`--isolated`: no local wheel folders or other indexes). Cold is one round (the index's cache is
-emptied before it); warm and upstream are the best of `--rounds`, run in turns. Peak memory is
-pip's own (its process's high-water mark), and the package index service's over the run.
+(`--isolated`: no local wheel folders or other indexes). Cold is one round (the index's cache
+is emptied before it); warm and upstream are `--rounds` each, run in turns (best and median).
+Peak memory is pip's own (its process's high-water mark), and the package index service's over
+the run.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -129,11 +131,15 @@ def main() -> None:
 
         def in_session() -> dict:
             code = (
-                "import subprocess, sys\n"
-                "print(subprocess.run([sys.executable, 'pip_run.py', 'target', "
-                "'requirements.txt'], capture_output=True, text=True, check=True).stdout)\n"
+                "import json, subprocess, sys\n"
+                "done = subprocess.run([sys.executable, 'pip_run.py', 'target', "
+                "'requirements.txt'], capture_output=True, text=True)\n"
+                "print(done.stdout if done.returncode == 0 else json.dumps(done.stderr))\n"
             )
-            return json.loads(kernel.execute(code).strip().splitlines()[-1])
+            result = json.loads(kernel.execute(code).strip().splitlines()[-1])
+            if isinstance(result, str):
+                raise RuntimeError(f"pip in the session failed: {result}")
+            return result
 
         def from_upstream() -> dict:
             done = subprocess.run(
@@ -168,21 +174,26 @@ def main() -> None:
 
 
 def report(pins, cold, warm, direct, cached: int, service_peak: int) -> None:
-    best_warm = min(warm, key=lambda r: r["seconds"])
-    best_direct = min(direct, key=lambda r: r["seconds"])
     print(
         f"\n{len(TEN)} packages, {len(pins)} files with their dependencies, "
         f"{cached / 2**20:.0f} MiB; index service peak memory {service_peak / 2**20:.0f} MiB"
     )
-    print(f"{'':34}{'seconds':>9}{'pip peak MiB':>14}{'ratio':>8}")
+    print(f"{'':30}{'best s':>8}{'median s':>10}{'pip peak MiB':>14}{'best':>7}{'median':>8}")
     rows = {
-        "upstream, straight (best)": best_direct,
-        "Enclave's index, cold": cold,
-        "Enclave's index, warm (best)": best_warm,
+        "upstream, straight": direct,
+        "Enclave's index, cold": [cold],
+        "Enclave's index, warm": warm,
     }
-    for name, row in rows.items():
-        ratio = row["seconds"] / best_direct["seconds"]
-        print(f"{name:34}{row['seconds']:9.1f}{row['peak'] / 2**20:14.0f}{ratio:7.2f}x")
+    best_direct = min(r["seconds"] for r in direct)
+    median_direct = statistics.median(r["seconds"] for r in direct)
+    for name, runs in rows.items():
+        best = min(r["seconds"] for r in runs)
+        median = statistics.median(r["seconds"] for r in runs)
+        peak = max(r["peak"] for r in runs)
+        print(
+            f"{name:30}{best:8.1f}{median:10.1f}{peak / 2**20:14.0f}"
+            f"{best / best_direct:6.2f}x{median / median_direct:7.2f}x"
+        )
 
 
 if __name__ == "__main__":

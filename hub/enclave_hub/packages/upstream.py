@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -140,7 +141,10 @@ class Upstream:
         self.listing_ttl = listing_ttl
         self.max_file_size = max_file_size
         self._lists: dict[str, tuple[float, list[IndexFile]]] = {}
-        self._http = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=True)
+        # The host's own trust store (as pip's on Debian), not httpx's bundled one: a site
+        # whose upstream or proxy is signed by its own authority is trusted as the host is.
+        trust = ssl.create_default_context()
+        self._http = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=True, verify=trust)
 
     async def files(self, name: str) -> list[IndexFile]:
         """The files of the package `name` (normalized, and allowed: the caller checks)."""
