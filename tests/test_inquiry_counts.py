@@ -5,6 +5,8 @@ each count equals the one computed here from the persons' own facts."""
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from datetime import date
 
 import pandas as pd
@@ -27,7 +29,7 @@ from person_data import write_manifest
 from enclave.persons import SourceManifest
 from enclave.slides.ingest import ingest_slides
 from enclave_hub.inquiry.catalogue import Catalogue
-from enclave_hub.inquiry.counts import CommonsCounts, Criteria, CriteriaError
+from enclave_hub.inquiry.counts import CommonsCounts, Criteria, CriteriaError, Turns
 from enclave_hub.inquiry.disclosure import Disclosure, RateLimit
 from slide_data import slide_path
 
@@ -176,3 +178,40 @@ def test_the_catalogue_describes_each_kind_and_shows_counts_as_disclosure_allows
     (genome,) = catalogue.dataset("ds-dna")["dictionary"]["genotypes"]["genotypes"]
     assert genome["samples"] == 3 and genome["variants"] == 9
     assert set(genome["contigs"]) == {"19", "20", "X"}
+
+
+def take_turns(turns: Turns, people: int) -> tuple[list[int], int]:
+    """`people` threads queue while the slots are held, then count; the order in which they
+    got in, and how many were in at once at most."""
+    entered, inside, most, lock = [], [0], [0], threading.Lock()
+    held = [turns.turn() for _ in range(turns._free)]
+    for holder in held:
+        holder.__enter__()
+
+    def count(number: int) -> None:
+        with turns.turn():
+            with lock:
+                entered.append(number)
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(0.01)
+            with lock:
+                inside[0] -= 1
+
+    threads = []
+    for number in range(people):
+        threads.append(threading.Thread(target=count, args=(number,)))
+        threads[-1].start()
+        while len(turns._waiting) < number + 1:  # in line before the next one comes
+            time.sleep(0.001)
+    for holder in held:
+        holder.__exit__(None, None, None)
+    for thread in threads:
+        thread.join(10)
+    return entered, most[0]
+
+
+def test_counts_take_turns_in_the_order_they_came():
+    assert take_turns(Turns(1), 8) == (list(range(8)), 1)
+    entered, most = take_turns(Turns(2), 8)
+    assert sorted(entered) == list(range(8)) and most == 2

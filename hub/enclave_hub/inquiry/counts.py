@@ -11,7 +11,10 @@ A count then works on integers only.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from datetime import date
@@ -40,6 +43,8 @@ DOMAINS = {
 }
 MAX_CONCEPTS = 200  # concepts of one domain in one query
 MAX_AGE = 150
+# Each count uses every core; at most this many run at once, the others wait their turn.
+CORES = len(os.sched_getaffinity(0))
 
 
 class CriteriaError(ValueError):
@@ -133,20 +138,54 @@ class _Snapshot:
     records: list[str] = field(default_factory=list)  # the OMOP objects' view prefixes
 
 
+class Turns:
+    """At most `slots` holders at once, the others served in the order they came (Python's
+    own semaphores wake waiters in no order, and under load one could wait for ever)."""
+
+    def __init__(self, slots: int):
+        self._free = slots
+        self._lock = threading.Lock()
+        self._waiting: collections.deque[threading.Event] = collections.deque()
+
+    @contextlib.contextmanager
+    def turn(self):
+        with self._lock:
+            mine = None
+            if self._free > 0 and not self._waiting:
+                self._free -= 1
+            else:
+                mine = threading.Event()
+                self._waiting.append(mine)
+        if mine is not None:
+            mine.wait()
+        try:
+            yield
+        finally:
+            with self._lock:
+                if self._waiting:
+                    self._waiting.popleft().set()  # the slot passes to the next in line
+                else:
+                    self._free += 1
+
+
 class CommonsCounts:
-    """Counts over the data root `root`, safe to call from several threads at once."""
+    """Counts over the data root `root`, safe to call from several threads at once: they run
+    `CORES` at a time, first come first served, which keeps the slowest answers under load
+    near the typical ones (ten at once share the cores and all finish late)."""
 
     def __init__(self, root: Path):
         self.root = root
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
+        self._turns = Turns(CORES)
 
     def count(self, criteria: Criteria) -> int:
         """How many persons meet `criteria`."""
-        snapshot = self._current()
-        query, parameters = _count_sql(snapshot, criteria)
-        with snapshot.connection.cursor() as cursor:
-            return int(cursor.execute(query, parameters).fetchone()[0])
+        with self._turns.turn():
+            snapshot = self._current()
+            query, parameters = _count_sql(snapshot, criteria)
+            with snapshot.connection.cursor() as cursor:
+                return int(cursor.execute(query, parameters).fetchone()[0])
 
     def kind_combinations(self) -> dict[tuple[str, ...], int]:
         """How many persons have exactly each combination of kinds of data."""
@@ -206,13 +245,7 @@ def _build(root: Path, versions: dict[str, object]) -> _Snapshot:
     `person_kinds` (pid, kind) from every dataset's persons file, and for each OMOP object
     `r<n>_people` (person_id, pid, year_of_birth, gender_concept_id) beside views of its
     `concept_ancestor` and event tables by concept, which stay in their Parquet."""
-    connection = duckdb.connect(
-        config={
-            "threads": 2,
-            "enable_object_cache": __import__("os").environ.get("O", "0") == "1",
-            "preserve_insertion_order": False,
-        }
-    )
+    connection = duckdb.connect(config={"threads": CORES, "preserve_insertion_order": False})
     snapshot = _Snapshot(versions, connection)
     files = []
     for dataset_id in versions:
