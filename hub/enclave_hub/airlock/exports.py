@@ -322,10 +322,7 @@ class Airlock:
                     f"/project/jobs/{job['id']} has its content"
                 )
         keep = ("id", "name", "kind", "code_sha256", "submitter", "profile", "parameters")
-        return {
-            **{key: job[key] for key in keep},
-            **{key: job[key] for key in ("status", "started_at", "ended_at")},
-        }
+        return {key: job[key] for key in (*keep, "status", "started_at", "ended_at")}
 
     def _justification(self, text: str) -> str:
         text = (text or "").strip()

@@ -269,16 +269,14 @@ class JobBook:
     def show(self, job_id: int | str, project_id: str | None = None) -> dict:
         """One job; NotFound if there is none (in `project_id`, when given)."""
         with self.registry.reading() as db:
-            job = self._job(db, job_id, project_id)
+            job = find_job(db, job_id, project_id)
             return describe(job, *self._places(db).get(job.id, (None, "")))
 
     def code_of(self, job_id: int) -> tuple[str, str, bytes]:
         """A job's file name, kind and code, as submitted."""
         with self.registry.reading() as db:
-            job = self._job(db, job_id)
+            job = find_job(db, job_id)
             return job.name, job.kind, job.code
-
-    _job = staticmethod(find_job)
 
     # -- the queue ----------------------------------------------------------------------------
 
@@ -329,10 +327,10 @@ class JobBook:
         """Mark a queued job running; RegistryError (and it stays queued) unless recorded."""
         detail = {"target": job_target(job_id), "gpus": list(gpus), "sandbox": sandbox}
         with self.registry.reading() as db:
-            job = self._job(db, job_id)
+            job = find_job(db, job_id)
             actor, project = job.submitter, job.project_id
         with self.registry.change(actor, "job.start", project, detail) as db:
-            job = self._job(db, job_id)
+            job = find_job(db, job_id)
             if job.status != QUEUED:
                 raise RegistryError(f"job {job_id} is {job.status}, not queued")
             job.status, job.gpus, job.started_at = RUNNING, list(gpus), now_utc()
@@ -350,14 +348,14 @@ class JobBook:
             raise ValueError(f"{status!r} is not an end")
         reason = reason[:MAX_REASON]
         with self.registry.reading() as db:
-            job = self._job(db, job_id)
+            job = find_job(db, job_id)
             actor, project = job.submitter, job.project_id
         detail = {"target": job_target(job_id), "status": status, "reason": reason}
         if exit_status is not None:
             detail["exit_status"] = exit_status
         detail["outputs"] = len(outputs)
         with self.registry.change(actor, "job.end", project, detail) as db:
-            job = self._job(db, job_id)
+            job = find_job(db, job_id)
             job.status, job.reason, job.exit_status = status, reason, exit_status
             job.outputs, job.ended_at = list(outputs), now_utc()
         return self.show(job_id)
@@ -366,10 +364,10 @@ class JobBook:
         """Cancel a job: a queued one ends now; a running one is stopped by the job service,
         which records its end."""
         with self.registry.reading() as db:
-            project = self._job(db, job_id, project_id).project_id
+            project = find_job(db, job_id, project_id).project_id
         detail = {"target": job_target(int(job_id))}
         with self.registry.change(actor, "job.cancel", project, detail) as db:
-            job = self._job(db, job_id, project_id)
+            job = find_job(db, job_id, project_id)
             if job.status in ENDED:
                 raise RegistryError(f"job {job.id} has ended already ({job.status})")
             if job.cancelled_by:

@@ -58,7 +58,7 @@ class JobsAPI(JobsHandler):
             name=str(body.get("name", "")),
             code=code,
             profile=body.get("profile") or None,
-            parameters=body.get("parameters") or {},
+            parameters={} if body.get("parameters") is None else body["parameters"],
             session=session,
         )
         made = await self.act(self.book.submit, submission)

@@ -12,9 +12,8 @@ import argparse
 import getpass
 import json
 import sys
-from pathlib import Path
 
-from ..core.site_config import site_config
+from ..core.command_line import service_verbs
 from .service import site_job_book
 
 
@@ -48,22 +47,10 @@ def cmd_cancel(book, args) -> None:
         print(f"Job {job['id']} is being stopped; its end is recorded once it has stopped.")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Refusals (RegistryError, InvalidInput) reach `enclave`'s own one-line errors."""
-    args.job_handler(site_job_book(site_config(args.config)), args)
-    return 0
-
-
 def add_job_verbs(verbs: argparse._SubParsersAction) -> None:
-    jobs = verbs.add_parser("job", help="jobs: notebooks and scripts run apart from sessions")
-    actions = jobs.add_subparsers(dest="action", required=True)
-
-    def action(name: str, handler, help_text: str) -> argparse.ArgumentParser:
-        parser = actions.add_parser(name, help=help_text)
-        parser.add_argument("--config", type=Path, help="site configuration file (YAML)")
-        parser.set_defaults(handler=run, job_handler=handler)
-        return parser
-
+    action = service_verbs(
+        verbs, "job", "jobs: notebooks and scripts run apart from sessions", site_job_book
+    )
     listing = action("list", cmd_list, "jobs, newest first, waiting ones with their place")
     listing.add_argument("--project", help="of this project only")
     listing.add_argument(

@@ -121,7 +121,7 @@ class Dispatcher:
         if project is None:
             return  # ended above, on the next round at the latest
         try:
-            running = await self.launcher.launch(start, project, job["submitter"])
+            running = await self.launcher.launch(start, project, job)
         except (LaunchError, OSError) as error:
             log.warning("Job %d could not start: %s", start.job_id, error)
             await asyncio.to_thread(self.book.ended, start.job_id, FAILED, f"not started: {error}")

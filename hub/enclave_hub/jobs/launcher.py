@@ -22,7 +22,7 @@ import shutil
 import stat
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from enclave.jobs import PARAMETERS_VARIABLE
@@ -171,19 +171,32 @@ class JobLauncher:
 
     # -- starting -----------------------------------------------------------------------------
 
-    async def launch(self, start: Start, project: ActiveProject, submitter: str) -> RunningJob:
-        """Build the job's sandbox and start it; LaunchError if it cannot run."""
-        job = await asyncio.to_thread(self.book.show, start.job_id)
+    async def launch(self, start: Start, project: ActiveProject, job: dict) -> RunningJob:
+        """Build the sandbox of `job` (as the book describes it) and start it; LaunchError if
+        it cannot run."""
+        submitter = job["submitter"]
         uid = self.member_uid(project.id, submitter)
         gid = self.project_groups.gid(project.id)
         try:
-            project.dataset_folders(Path(self.site.data_root))
-            gpu_devices(start.gpus)
+            datasets = project.dataset_folders(Path(self.site.data_root))
+            devices = gpu_devices(start.gpus)
         except (validation.InvalidInput, GpuUnavailable) as error:
             raise LaunchError(str(error)) from None
         folder = self.job_folder(project.id, start.job_id, uid, gid)
+        view = SandboxView(
+            home=self.workspace_root / home_subpath(project.id, submitter),
+            home_inside=home_inside(submitter),
+            project_folder=self.workspace_root / shared_subpath(project.id),
+            datasets=datasets,
+            runtime=runtime_paths(),
+            hosts_file=Path(),  # the sandbox's own, once it is built
+            resolv_conf=Path(),
+            hostname=f"enclave-job-{start.job_id}",
+            devices=devices,
+            workdir=f"{PROJECT_MOUNT}/{JOBS_FOLDER}/{start.job_id}",
+        )
         try:
-            box, process = await self._start(start, project, submitter, job, folder, uid, gid)
+            box, process = await self._start(start, project, job, view, folder, uid, gid)
         except BaseException:
             # Nothing ran: a job tried again later (its start unrecorded) starts afresh.
             shutil.rmtree(folder, ignore_errors=True)
@@ -191,7 +204,7 @@ class JobLauncher:
         loop_time = asyncio.get_running_loop().time()
         return RunningJob(start.job_id, project.id, submitter, process, box, folder, loop_time)
 
-    async def _start(self, start, project, submitter, job, folder, uid, gid):
+    async def _start(self, start, project, job, view, folder, uid, gid):
         """Write the job's files, build its sandbox, record its start and start it."""
         name, kind, code = await asyncio.to_thread(self.book.code_of, start.job_id)
         profile = self.site.sessions.profiles[job["profile"]]
@@ -205,24 +218,13 @@ class JobLauncher:
             os.close(folder_fd)
         try:
             box = await self._sandbox(project, uid, gid, profile)
-            view = SandboxView(
-                home=self.workspace_root / home_subpath(project.id, submitter),
-                home_inside=home_inside(submitter),
-                project_folder=self.workspace_root / shared_subpath(project.id),
-                datasets=project.dataset_folders(Path(self.site.data_root)),
-                runtime=runtime_paths(),
-                hosts_file=box.hosts_file,
-                resolv_conf=box.resolv_conf,
-                hostname=f"enclave-job-{start.job_id}",
-                devices=gpu_devices(start.gpus),
-                workdir=f"{PROJECT_MOUNT}/{JOBS_FOLDER}/{start.job_id}",
-            )
+            view = replace(view, hosts_file=box.hosts_file, resolv_conf=box.resolv_conf)
             try:
                 number = box.spec.number
                 await asyncio.to_thread(self.book.started, start.job_id, start.gpus, number)
                 process = await asyncio.create_subprocess_exec(
                     *bwrap_argv(view, job_command(kind, name, code)),
-                    env=self._env(project.id, submitter, job, start, profile),
+                    env=self._env(project.id, job, start, profile),
                     preexec_fn=box.launch_hook(view.home),
                     start_new_session=True,
                     stdin=asyncio.subprocess.DEVNULL,
@@ -271,7 +273,8 @@ class JobLauncher:
         return box
 
     @staticmethod
-    def _env(project: str, submitter: str, job: dict, start: Start, profile) -> dict[str, str]:
+    def _env(project: str, job: dict, start: Start, profile) -> dict[str, str]:
+        submitter = job["submitter"]
         inside = home_inside(submitter)
         env = {
             "PATH": os.pathsep.join(

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 import getpass
-from pathlib import Path
 
-from ..core.site_config import site_config
+from ..core.command_line import service_verbs
 from .service import site_allowances
 
 
@@ -53,21 +52,10 @@ def cmd_reject(allowances, args) -> None:
     print(f"Request {found['id']} rejected.")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Refusals (RegistryError, InvalidInput) reach `enclave`'s own one-line errors."""
-    args.packages_handler(site_allowances(site_config(args.config)), args)
-    return 0
-
-
 def add_package_verbs(verbs: argparse._SubParsersAction) -> None:
-    packages = verbs.add_parser("packages", help="the Python packages sessions may install")
-    actions = packages.add_subparsers(dest="action", required=True)
-
-    def action(name: str, handler, help_text: str) -> argparse.ArgumentParser:
-        parser = actions.add_parser(name, help=help_text)
-        parser.add_argument("--config", type=Path, help="site configuration file (YAML)")
-        parser.set_defaults(handler=run, packages_handler=handler)
-        return parser
+    action = service_verbs(
+        verbs, "packages", "the Python packages sessions may install", site_allowances
+    )
 
     for name, handler, help_text in (
         ("allow", cmd_allow, "let sessions install a package (its dependencies need allowing too)"),
