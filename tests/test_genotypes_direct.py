@@ -148,7 +148,7 @@ def test_the_store_equals_bio2zarrs(converted, monkeypatch):
     assert sorted(ours.array_keys()) == sorted(theirs.array_keys())
     for name in theirs.array_keys():
         mine, reference = ours[name][...], theirs[name][...]
-        assert mine.shape == reference.shape, name
+        assert (mine.shape, mine.dtype) == (reference.shape, reference.dtype), name
         if reference.dtype.kind == "f":
             np.testing.assert_array_equal(
                 mine.view(np.int32), reference.astype(np.float32).view(np.int32), name
@@ -156,6 +156,31 @@ def test_the_store_equals_bio2zarrs(converted, monkeypatch):
         else:
             np.testing.assert_array_equal(mine, reference, name)
     assert dict(ours.attrs) == dict(theirs.attrs)
+
+
+def test_an_integer_field_is_widened_when_later_chunks_need_it(tmp_path):
+    """Depths that fit int8 in the first chunk and need int16 in the third: the array is int16
+    as bio2zarr makes it, and every depth is kept."""
+    import pysam
+
+    rows, depths = [], []
+    for variant in range(25_000):
+        depth = [variant % 100, 7] if variant < 20_000 else [300 + variant % 7, -5]
+        depths.append(depth)
+        calls = "\t".join(f"0/1:{value}" for value in depth)
+        rows.append(f"1\t{variant + 1}\t.\tA\tG\t.\t.\t.\tGT:DP\t{calls}")
+    header = HEADER + "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ta\tb\n"
+    text = tmp_path / "deep.vcf"
+    text.write_text(header + "\n".join(rows) + "\n")
+    pysam.tabix_compress(str(text), str(text) + ".gz")
+    source = Path(str(text) + ".gz")
+    (outcome,) = ingest_genotypes([source], "ds", tmp_path / "data", KEY, show_progress=False)
+    assert outcome.error is None, outcome.error
+    assert _manifest(tmp_path / "data", "deep")["converted_by"] == DIRECT
+    stored = zarr.open_group(tmp_path / "data" / "ds" / "deep.vcz", mode="r")["call_DP"]
+    assert stored.dtype == np.int16
+    np.testing.assert_array_equal(stored[...], np.array(depths))
+    assert not list(tmp_path.glob("data/**/wide.vcz")), "the int32 twins are staging only"
 
 
 @pytest.mark.parametrize(

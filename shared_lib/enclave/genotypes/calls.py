@@ -34,6 +34,31 @@ MAX_DIGITS = 15  # significant digits a double holds exactly: decimal to double 
 POWERS_OF_TEN = np.array([10.0**e for e in range(23)])  # exact doubles (Clinger's fast path)
 
 
+ONES = np.uint64(0x0101010101010101)
+HIGH_BITS = np.uint64(0x8080808080808080)
+NEWLINES = np.uint64(0x0A0A0A0A0A0A0A0A)
+
+
+@numba.njit(cache=True, nogil=True)
+def line_starts(text):
+    """The offset just past each newline of `text`, found eight bytes at a time: a word holds
+    a newline where `word ^ NEWLINES` has a zero byte (the lines are long, so most words
+    have none)."""
+    found = []
+    words = len(text) // 8
+    view = text[: words * 8].view(np.uint64)
+    for w in range(words):
+        x = view[w] ^ NEWLINES
+        if (x - ONES) & ~x & HIGH_BITS:
+            for pos in range(w * 8, w * 8 + 8):
+                if text[pos] == NEWLINE:
+                    found.append(pos + 1)
+    for pos in range(words * 8, len(text)):
+        if text[pos] == NEWLINE:
+            found.append(pos + 1)
+    return np.array(found, dtype=np.int64)
+
+
 @numba.njit(cache=True, nogil=True)
 def site_ends(text, starts, at_end):
     """For each line start, the offset just past its eighth column (its newline or tab), or -1
@@ -257,42 +282,54 @@ def _one_char_allele(c):
     return digit if 0 <= digit <= 9 else -3
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _usual_call(text, pos, keys_in_line, line_slots, gt, phased, ints, row, sample):
-    """Parse the usual call of a line of GT then integers (`0/1:23:45`: one-character alleles,
-    every field present, plain unsigned numbers) at `pos`; the position after it, or -1 if the
-    call is anything else (then nothing it wrote matters: the general parser reads it again)."""
-    first = _one_char_allele(text[pos])
-    if first == -3:
-        return -1
-    separator = text[pos + 1]
-    if separator not in (SLASH, PIPE):
-        return -1
-    second = _one_char_allele(text[pos + 2])
-    if second == -3:
-        return -1
-    gt[row, sample, 0] = first
-    gt[row, sample, 1] = second
-    phased[row, sample] = separator == PIPE
-    pos += 3
-    for key in range(1, keys_in_line):
-        if text[pos] != COLON:
-            return -1
-        pos += 1
-        value = 0
-        digits = 0
-        while True:
-            digit = text[pos] - ZERO
+@numba.njit(cache=True, nogil=True)
+def _usual_calls(text, pos, first_sample, keys_in_line, line_slots, gt_row, phased_row, ints, row):
+    """Parse the usual calls of a line of GT then integers (`\t0/1:23:45`: one-character
+    alleles, every field present, each a plain unsigned number or the missing dot) from
+    `first_sample` on, `pos` at the tab before it. Returns (position, sample) of the first call that
+    is anything else (its integers written so far are what the general parser writes again)
+    or of the line's end."""
+    for sample in range(first_sample, phased_row.shape[0]):
+        if text[pos] != TAB:
+            return pos, sample
+        at = pos + 1
+        first = _one_char_allele(text[at])
+        separator = text[at + 1]
+        second = _one_char_allele(text[at + 2])
+        if first == -3 or second == -3 or (separator != SLASH and separator != PIPE):
+            return pos, sample
+        at += 3
+        for key in range(1, keys_in_line):
+            if text[at] != COLON:
+                return pos, sample
+            at += 1
+            digit = np.int64(text[at]) - ZERO
             if digit < 0 or digit > 9:
-                break
-            value = value * 10 + digit
-            digits += 1
-            pos += 1
-        if digits == 0 or digits > 9:
-            return -1
-        ints[line_slots[key], row, sample] = value
-    c = text[pos]
-    return pos if c in (TAB, NEWLINE) else -1
+                if text[at] != DOT:
+                    return pos, sample
+                ints[line_slots[key], row, sample] = INT_MISSING
+                at += 1
+                continue
+            value = digit
+            digits = 1
+            at += 1
+            while True:
+                digit = np.int64(text[at]) - ZERO
+                if digit < 0 or digit > 9:
+                    break
+                value = value * 10 + digit
+                digits += 1
+                at += 1
+            if digits > 9:
+                return pos, sample
+            ints[line_slots[key], row, sample] = value
+        if text[at] != TAB and text[at] != NEWLINE:
+            return pos, sample
+        gt_row[sample, 0] = first
+        gt_row[sample, 1] = second
+        phased_row[sample] = separator == PIPE
+        pos = at
+    return pos, phased_row.shape[0]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -304,11 +341,8 @@ def parse_calls(text, pos, end, row, keys, key_lengths, kinds, slots, gt, phased
     float_bits = floats.view(np.int32)
     order = np.empty(len(kinds), dtype=np.int64)
     line_slots = np.empty(len(kinds), dtype=np.int64)
+    in_line = np.empty(len(kinds), dtype=np.bool_)
     while pos < end and row < rows:
-        gt[row] = INT_MISSING
-        phased[row] = False
-        ints[:, row] = INT_MISSING
-        float_bits[:, row] = FLOAT_MISSING_BITS
         tabs = 0
         while tabs < SITE_COLUMNS:
             c = text[pos]
@@ -333,20 +367,35 @@ def parse_calls(text, pos, end, row, keys, key_lengths, kinds, slots, gt, phased
             pos += 1
         # GT then integers (GT alone parses as fast the general way)
         usual = gt.shape[2] == 2 and keys_in_line > 1 and kinds[order[0]] == GT
+        in_line[:] = False
         for key in range(keys_in_line):
             line_slots[key] = slots[order[key]]
+            in_line[order[key]] = True
             usual = usual and (key == 0 or kinds[order[key]] == INTEGER)
-        for sample in range(samples):
+        # A field the line lacks is missing in all its calls; the general parser below sets
+        # each call it reads to missing first, the usual one writes every field of the line.
+        for field in range(len(kinds)):
+            if in_line[field] or kinds[field] == GT:
+                continue
+            if kinds[field] == INTEGER:
+                ints[slots[field], row] = INT_MISSING
+            else:
+                float_bits[slots[field], row] = FLOAT_MISSING_BITS
+        sample = 0
+        while True:
+            if usual:
+                pos, sample = _usual_calls(
+                    text, pos, sample, keys_in_line, line_slots, gt[row], phased[row], ints, row
+                )
+            if sample == samples:
+                break
             if text[pos] != TAB:
                 return pos, row, COLUMNS
             pos += 1
-            if usual:
-                after = _usual_call(
-                    text, pos, keys_in_line, line_slots, gt, phased, ints, row, sample
-                )
-                if after >= 0:
-                    pos = after
-                    continue
+            gt[row, sample] = INT_MISSING
+            phased[row, sample] = False
+            ints[:, row, sample] = INT_MISSING
+            float_bits[:, row, sample] = FLOAT_MISSING_BITS
             key = 0
             while True:
                 if key == keys_in_line:
@@ -370,6 +419,7 @@ def parse_calls(text, pos, end, row, keys, key_lengths, kinds, slots, gt, phased
                     break
                 pos += 1
                 key += 1
+            sample += 1
         if text[pos] != NEWLINE:
             return pos, row, COLUMNS
         pos += 1

@@ -11,8 +11,10 @@ every record through htslib and write an intermediate copy first.
    by bio2zarr (alleles, ids, INFO, FILTER, contigs, region index), and the call arrays and
    the pseudonymous sample ids join that store.
 
-The store is the one bio2zarr would write, with call arrays of the same names, chunks and
-compressors; integer FORMAT fields are int32 (bio2zarr narrows them after a first read).
+The store is the one bio2zarr would write, with call arrays of the same names, types, chunks
+and compressors. An Integer FORMAT field takes, as in bio2zarr, the narrowest integer type that
+holds its values: guessed from the first lines; a chunk whose values do not fit is written as
+int32 beside the store, and the field's array is widened once the whole file is read.
 Anything the parser cannot read as htslib does raises `Declined` and the caller converts with
 bio2zarr instead.
 """
@@ -26,7 +28,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numcodecs
@@ -47,6 +49,7 @@ CALL_COMPRESSION_LEVEL = 1
 INTERMEDIATE_CODEC = {"id": "blosc", "cname": "lz4", "clevel": 1, "shuffle": 0}
 PLOIDY_BLOCKS = 64  # blocks read for the first GT, whose ploidy the arrays take
 CALL_ARRAYS = ("call_genotype", "call_genotype_phased", "call_genotype_mask")
+WIDE = "wide.vcz"  # beside the call arrays: int32 twins of the Integer fields' arrays
 FORMAT_TYPES = {"Integer": calls.INTEGER, "Float": calls.FLOAT}
 SEPARATORS = re.compile(rb"[/|]")
 
@@ -58,13 +61,15 @@ class Declined(Exception):
 @dataclass(frozen=True)
 class Fields:
     """The FORMAT fields: their keys, kind (calls.GT, INTEGER, FLOAT) and slot in the integer
-    or float buffers; descriptions from the header; the ploidy of the first call."""
+    or float buffers; descriptions from the header; the ploidy of the first call and the
+    integer types guessed from the first lines (`first_calls`)."""
 
     keys: tuple[str, ...]
     kinds: tuple[int, ...]
     slots: tuple[int, ...]
     descriptions: tuple[str, ...]
     ploidy: int
+    integer_types: tuple[str, ...] = ()  # per Integer field, the type its array starts with
 
     def of_kind(self, kind: int) -> list[str]:
         return [k for k, kk in zip(self.keys, self.kinds, strict=True) if kk == kind]
@@ -147,9 +152,25 @@ def _meta_lines(header: str) -> list[str]:
     return [line for line in header.splitlines() if not line.startswith("#CHROM")]
 
 
-def first_ploidy(blocks: bgzf.Blocks) -> int:
-    """The number of alleles of the first GT in the first blocks' data lines."""
-    text = bgzf.inflate(blocks, 0, min(len(blocks), PLOIDY_BLOCKS)).tobytes()
+def first_calls(blocks: bgzf.Blocks, fields: Fields, samples: int) -> Fields:
+    """`fields` with the ploidy of the first GT and the integer types that the first blocks'
+    whole data lines need (a guess, which `_widen` corrects)."""
+    text = bgzf.inflate(blocks, 0, min(len(blocks), PLOIDY_BLOCKS))
+    fields = replace(fields, ploidy=_first_ploidy(text.tobytes()))
+    starts = calls.line_starts(text)
+    data = [int(at) for at in np.concatenate([[0], starts]) if at < len(text) and text[at] != 35]
+    end = calls.whole_lines_end(text)
+    if not data or data[0] >= end:
+        return replace(fields, integer_types=tuple("i1" for _ in fields.of_kind(calls.INTEGER)))
+    lines = int(np.count_nonzero(text[data[0] : end] == calls.NEWLINE))
+    buffers = _buffers(fields, samples, lines)
+    _, rows, _ = calls.parse_calls(text, data[0], end, 0, *fields.parser_tables(), *buffers)
+    integers = buffers[2][:, :rows]
+    return replace(fields, integer_types=tuple(Range.of(values).dtype for values in integers))
+
+
+def _first_ploidy(text: bytes) -> int:
+    """The number of alleles of the first GT in the text's data lines."""
     for line in text.split(b"\n")[:-1]:
         columns = line.split(b"\t", 10)
         if line.startswith(b"#") or len(columns) < 10:
@@ -158,6 +179,35 @@ def first_ploidy(blocks: bgzf.Blocks) -> int:
         if b"GT" in keys[: len(values)]:
             return len(SEPARATORS.split(values[keys.index(b"GT")]))
     raise Declined("no GT in the first lines")
+
+
+@dataclass
+class Range:
+    """The least and greatest values of an Integer field seen so far (missing is -1 and a
+    short vector's fill -2, so every type holds those), and the variant chunks written wide."""
+
+    low: int = calls.INT_FILL
+    high: int = calls.INT_FILL
+    wide_chunks: list[int] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> Range:
+        if not values.size:
+            return cls()
+        return cls(min(int(values.min()), calls.INT_FILL), int(values.max()))
+
+    def dtype_fits(self, dtype) -> bool:
+        limits = np.iinfo(dtype)
+        return limits.min <= self.low and self.high <= limits.max
+
+    @property
+    def dtype(self) -> str:
+        """The narrowest integer type holding the range, as bio2zarr chooses."""
+        return next(dtype for dtype in ("i1", "i2", "i4") if self.dtype_fits(dtype))
+
+    def add(self, other: Range) -> None:
+        self.low, self.high = min(self.low, other.low), max(self.high, other.high)
+        self.wide_chunks += other.wide_chunks
 
 
 # --- 1. lines -------------------------------------------------------------------------------
@@ -177,7 +227,7 @@ def find_lines(blocks: bgzf.Blocks, first: int, stop: int, sites: Path) -> np.nd
     blocks `first` to `stop`; their site columns written to `sites`."""
     text = bgzf.inflate(blocks, first, stop)
     base = int(blocks.starts[first])
-    starts = np.flatnonzero(text == calls.NEWLINE) + 1
+    starts = calls.line_starts(text)
     if first == 0:
         starts = np.concatenate([[0], starts])
     starts = starts[starts + base < blocks.text_bytes]
@@ -247,17 +297,24 @@ class LineReader:
         return True
 
 
-def encode_calls(job: CallJob, first_chunk: int, stop_chunk: int, start: tuple[int, int]) -> None:
+def encode_calls(
+    job: CallJob, first_chunk: int, stop_chunk: int, start: tuple[int, int]
+) -> dict[str, Range]:
     """Parse and write variant chunks `first_chunk` to `stop_chunk` of the call arrays, the
-    first line of the first at `start` (file number, text offset)."""
+    first line of the first at `start` (file number, text offset); the range of each Integer
+    field in them."""
     numcodecs.blosc.use_threads = False  # the workers are the parallelism
     arrays = {name: ChunkWriter(job.store / name) for name in _array_names(job)}
+    wide = {
+        key: ChunkWriter(job.store.with_name(WIDE) / f"call_{key}") for key in _integer_keys(job)
+    }
+    ranges = {key: Range() for key in _integer_keys(job)}
     size = job.variants_per_chunk
     reader = LineReader(job, *start)
     tables = job.fields.parser_tables()
     for chunk in range(first_chunk, stop_chunk):
         rows = min(size, job.variants - chunk * size)
-        buffers = _buffers(job, rows)
+        buffers = _buffers(job.fields, job.samples, rows)
         row = 0
         while row < rows:
             end = calls.whole_lines_end(reader.text)
@@ -267,20 +324,39 @@ def encode_calls(job: CallJob, first_chunk: int, stop_chunk: int, start: tuple[i
             reader.text = reader.text[pos:]
             if row < rows and not reader.more():
                 raise Declined("fewer data lines than first found")
-        _write(job, arrays, chunk, buffers)
+        targets = _integer_targets(job, arrays, wide, chunk, buffers[2], ranges)
+        _write(job, arrays, targets, chunk, buffers)
+    return ranges
+
+
+def _integer_keys(job: CallJob) -> list[str]:
+    return job.fields.of_kind(calls.INTEGER)
+
+
+def _integer_targets(job, arrays, wide, chunk, integers, ranges) -> dict[str, ChunkWriter]:
+    """Where each Integer field's values of this chunk go: its array, or, where they do not
+    fit its type, the int32 twin beside the store (the chunk noted in the field's range)."""
+    targets = {}
+    for slot, key in enumerate(_integer_keys(job)):
+        seen = Range.of(integers[slot])
+        fits = seen.dtype_fits(arrays[f"call_{key}"].dtype)
+        if not fits:
+            seen.wide_chunks.append(chunk)
+        ranges[key].add(seen)
+        targets[key] = arrays[f"call_{key}"] if fits else wide[key]
+    return targets
 
 
 def _array_names(job: CallJob) -> list[str]:
     return list(CALL_ARRAYS) + [f"call_{key}" for key in job.fields.keys if key != "GT"]
 
 
-def _buffers(job: CallJob, rows: int) -> tuple[np.ndarray, ...]:
-    fields = job.fields
+def _buffers(fields: Fields, samples: int, rows: int) -> tuple[np.ndarray, ...]:
     return (
-        np.empty((rows, job.samples, fields.ploidy), np.int8),
-        np.empty((rows, job.samples), np.bool_),
-        np.empty((len(fields.of_kind(calls.INTEGER)), rows, job.samples), np.int32),
-        np.empty((len(fields.of_kind(calls.FLOAT)), rows, job.samples), np.float32),
+        np.empty((rows, samples, fields.ploidy), np.int8),
+        np.empty((rows, samples), np.bool_),
+        np.empty((len(fields.of_kind(calls.INTEGER)), rows, samples), np.int32),
+        np.empty((len(fields.of_kind(calls.FLOAT)), rows, samples), np.float32),
     )
 
 
@@ -292,7 +368,7 @@ def worker_bytes(fields: Fields, samples: int, rows: int) -> int:
 
 
 class ChunkWriter:
-    """Whole chunks written straight into a Zarr v2 array made by `_create_call_arrays`: each
+    """Whole chunks written straight into a Zarr v2 array made by `_create_arrays`: each
     compressed by the array's codec into its file (`variant.sample[.0]`), an edge chunk padded
     to the full chunk shape as Zarr v2 stores it."""
 
@@ -300,18 +376,20 @@ class ChunkWriter:
         meta = json.loads((path / ".zarray").read_text())
         self.path = path
         self.chunks = tuple(meta["chunks"])
+        self.dtype = np.dtype(meta["dtype"])
         self.codec = numcodecs.get_codec(meta["compressor"])
 
     def write(self, variant_chunk: int, sample_chunk: int, values: np.ndarray) -> None:
         if values.shape != self.chunks:
-            padded = np.zeros(self.chunks, values.dtype)
+            padded = np.zeros(self.chunks, self.dtype)
             padded[tuple(slice(0, n) for n in values.shape)] = values
             values = padded
         key = ".".join(map(str, (variant_chunk, sample_chunk, 0)[: len(self.chunks)]))
-        (self.path / key).write_bytes(self.codec.encode(np.ascontiguousarray(values)))
+        data = np.ascontiguousarray(values, dtype=self.dtype)
+        (self.path / key).write_bytes(self.codec.encode(data))
 
 
-def _write(job: CallJob, arrays: dict, chunk: int, buffers: tuple) -> None:
+def _write(job: CallJob, arrays: dict, integer_targets: dict, chunk: int, buffers: tuple) -> None:
     gt, phased, ints, floats = buffers
     for number, start in enumerate(range(0, job.samples, job.samples_per_chunk)):
         samples = slice(start, start + job.samples_per_chunk)
@@ -319,9 +397,10 @@ def _write(job: CallJob, arrays: dict, chunk: int, buffers: tuple) -> None:
         arrays["call_genotype"].write(chunk, number, genotypes)
         arrays["call_genotype_mask"].write(chunk, number, genotypes < 0)
         arrays["call_genotype_phased"].write(chunk, number, phased[:, samples])
-        for kind, values in ((calls.INTEGER, ints), (calls.FLOAT, floats)):
-            for slot, key in enumerate(job.fields.of_kind(kind)):
-                arrays[f"call_{key}"].write(chunk, number, values[slot, :, samples])
+        for slot, key in enumerate(_integer_keys(job)):
+            integer_targets[key].write(chunk, number, ints[slot, :, samples])
+        for slot, key in enumerate(job.fields.of_kind(calls.FLOAT)):
+            arrays[f"call_{key}"].write(chunk, number, floats[slot, :, samples])
 
 
 # --- the whole --------------------------------------------------------------------------------
@@ -345,14 +424,19 @@ def convert(
         blocks = tuple(bgzf.block_table(path) for path in files)
     except bgzf.NotBgzf as error:
         raise Declined(str(error)) from None
-    fields = Fields(**{**fields.__dict__, "ploidy": first_ploidy(blocks[0])})
+    fields = first_calls(blocks[0], fields, len(samples))
     variants_per_chunk = settings["variants_chunk_size"]
     workers = _workers_within(memory, settings, fields, len(samples))
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         layout, sites = _find_all_lines(pool, blocks, work, workers * 4)
         calls_store = work / "calls.vcz"
-        _create_call_arrays(calls_store, fields, len(samples), layout.variants, settings)
+        shape = CallShape(len(samples), layout.variants, fields.ploidy, settings)
+        specs = _call_array_specs(fields)
+        _create_arrays(calls_store, specs, shape)
+        _create_arrays(
+            work / WIDE, [s.widened("i4") for s in specs if s.name in _wide_names(fields)], shape
+        )
         job = CallJob(
             layout.blocks,
             tuple(int(starts[0]) for starts in layout.line_starts),
@@ -383,6 +467,14 @@ def convert(
         except BaseException:
             pool.shutdown(cancel_futures=True)  # what has not begun is not worth doing
             raise
+    ranges = {key: Range() for key in fields.of_kind(calls.INTEGER)}
+    for future in done[1:]:
+        for key, seen in future.result().items():
+            ranges[key].add(seen)
+    for key, seen in ranges.items():
+        if seen.wide_chunks:
+            spec = next(s for s in specs if s.name == f"call_{key}")
+            _widen(calls_store, work / WIDE, spec.widened(seen.dtype), shape, seen.wide_chunks)
     _join(store, calls_store, samples, settings)
 
 
@@ -425,39 +517,98 @@ def _progress(futures: list, show: bool) -> Iterator:
     yield from tqdm(as_completed(futures), total=len(futures), desc="convert", unit="part")
 
 
-def _create_call_arrays(
-    store: Path, fields: Fields, samples: int, variants: int, settings: dict
-) -> None:
+@dataclass(frozen=True)
+class CallShape:
+    """The call arrays' dimensions and chunks."""
+
+    samples: int
+    variants: int
+    ploidy: int
+    settings: dict
+
+    def of(self, rank: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(shape, chunks) of an array of `rank` dimensions (variants, samples, ploidy)."""
+        chunks = (self.settings["variants_chunk_size"], self.settings["samples_chunk_size"])
+        shape = (self.variants, self.samples, self.ploidy)[:rank]
+        return shape, (*chunks, self.ploidy)[:rank]
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """A call array as bio2zarr makes it: name, type, rank, compressor and description."""
+
+    name: str
+    dtype: str
+    rank: int
+    compressor: dict
+    description: str = ""
+
+    def widened(self, dtype: str) -> ArraySpec:
+        return replace(self, dtype=dtype)
+
+
+def _call_array_specs(fields: Fields) -> list[ArraySpec]:
+    from bio2zarr import zarr_utils
+
+    specs = [
+        ArraySpec("call_genotype", "i1", 3, zarr_utils.DEFAULT_COMPRESSOR_GENOTYPES_CONFIG),
+        ArraySpec("call_genotype_mask", "bool", 3, zarr_utils.DEFAULT_COMPRESSOR_BOOL_CONFIG),
+        ArraySpec("call_genotype_phased", "bool", 2, zarr_utils.DEFAULT_COMPRESSOR_BOOL_CONFIG),
+    ]
+    integer_types = iter(fields.integer_types)
+    for key, kind, description in zip(fields.keys, fields.kinds, fields.descriptions, strict=True):
+        if kind != calls.GT:
+            dtype = next(integer_types) if kind == calls.INTEGER else "f4"
+            compressor = zarr_utils.DEFAULT_COMPRESSOR_CONFIG
+            specs.append(ArraySpec(f"call_{key}", dtype, 2, compressor, description))
+    return specs
+
+
+def _wide_names(fields: Fields) -> set[str]:
+    return {f"call_{key}" for key in fields.of_kind(calls.INTEGER)}
+
+
+def _create_arrays(store: Path, specs: list[ArraySpec], shape: CallShape) -> dict:
+    """Empty Zarr v2 arrays, as bio2zarr creates them but with CALL_COMPRESSION_LEVEL."""
     import zarr
     from bio2zarr import zarr_utils
 
-    root = zarr.open_group(store, mode="w", zarr_format=2)
-    chunks = (settings["variants_chunk_size"], settings["samples_chunk_size"])
-    specs = [
-        ("call_genotype", "i1", 3, zarr_utils.DEFAULT_COMPRESSOR_GENOTYPES_CONFIG, ""),
-        ("call_genotype_mask", "bool", 3, zarr_utils.DEFAULT_COMPRESSOR_BOOL_CONFIG, ""),
-        ("call_genotype_phased", "bool", 2, zarr_utils.DEFAULT_COMPRESSOR_BOOL_CONFIG, ""),
-    ]
-    for key, kind, description in zip(fields.keys, fields.kinds, fields.descriptions, strict=True):
-        if kind != calls.GT:
-            dtype = "i4" if kind == calls.INTEGER else "f4"
-            specs.append(
-                (f"call_{key}", dtype, 2, zarr_utils.DEFAULT_COMPRESSOR_CONFIG, description)
-            )
+    root = zarr.open_group(store, mode="a", zarr_format=2)
     dimensions = ["variants", "samples", "ploidy"]
-    for name, dtype, rank, compressor, description in specs:
-        array = zarr_utils.create_empty_group_array(
+    arrays = {}
+    for spec in specs:
+        array_shape, chunks = shape.of(spec.rank)
+        arrays[spec.name] = array = zarr_utils.create_empty_group_array(
             root,
-            name=name,
-            shape=(variants, samples, fields.ploidy)[:rank],
-            chunks=(*chunks, fields.ploidy)[:rank],
-            dtype=dtype,
-            compressor={**compressor, "clevel": CALL_COMPRESSION_LEVEL},
+            name=spec.name,
+            shape=array_shape,
+            chunks=chunks,
+            dtype=spec.dtype,
+            compressor={**spec.compressor, "clevel": CALL_COMPRESSION_LEVEL},
             filters=None,
-            dimension_names=dimensions[:rank],
+            dimension_names=dimensions[: spec.rank],
             fill_value=None,
         )
-        array.attrs.update({"description": description})
+        array.attrs.update({"description": spec.description})
+    return arrays
+
+
+def _widen(store: Path, wide: Path, spec: ArraySpec, shape: CallShape, wide_chunks: list) -> None:
+    """The Integer field's array made again in the type its whole range needs, a chunk of
+    variants at a time: from its own chunks where they fitted the first type, else from their
+    int32 twins in `wide`."""
+    import zarr
+
+    narrow = zarr.open_array(store / spec.name, mode="r")
+    twin = zarr.open_array(wide / spec.name, mode="r")
+    widened_store = wide.with_name("widened.vcz")
+    widened = _create_arrays(widened_store, [spec], shape)[spec.name]
+    size = shape.settings["variants_chunk_size"]
+    for chunk, start in enumerate(range(0, shape.variants, size)):
+        rows = slice(start, start + size)
+        widened[rows] = (twin if chunk in wide_chunks else narrow)[rows].astype(spec.dtype)
+    shutil.rmtree(store / spec.name)
+    (widened_store / spec.name).rename(store / spec.name)
 
 
 def _sites_vcf(header: str, sites: list[Path], work: Path) -> Path:
