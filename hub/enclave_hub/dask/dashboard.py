@@ -23,10 +23,10 @@ ROUTE = DASK_DASHBOARD_PATH + "/{cluster_name}/{path:.*}"
 async def dashboard(request: web.Request) -> web.StreamResponse:
     backend = request.app["backend"]
     name = request.match_info["cluster_name"]
-    cluster = backend.db.get_cluster(name)
-    if cluster is None or not request["user"].has_permissions(cluster) or not cluster.state:
+    found = backend.dashboard_of(name)
+    if found is None or not request["user"].has_permissions(found[0]):
         raise web.HTTPNotFound(reason=f"no dashboard of cluster {name} for this session")
-    target = f"{backend.dashboard_url(cluster)}/{request.match_info['path']}"
+    target = f"{found[1]}/{request.match_info['path']}"
     if request.query_string:
         target += f"?{request.query_string}"
     if request.headers.get("Upgrade", "").lower() == "websocket":

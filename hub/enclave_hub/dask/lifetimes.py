@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from dask_gateway_server.backends.db_base import JobStatus
 from dask_gateway_server.utils import timestamp
 
 from .identity import Principal
@@ -52,18 +51,15 @@ class SessionWatch:
     async def check(self) -> None:
         asked = await self.refresh()
         in_force = await asyncio.to_thread(self.backend.registry.in_force)
-        for cluster in self.backend.db.active_clusters():
-            holds = cluster.status != JobStatus.RUNNING or await asyncio.to_thread(
-                self.backend.cluster_holds, cluster.state
-            )
+        for cluster, holds in await self.backend.watched_clusters():
             reason, failed = self.why_stop(cluster, asked, in_force, holds)
-            if reason is not None and cluster.target <= JobStatus.RUNNING:
+            if reason is not None:
                 await self.backend.stop_for(cluster.name, reason, failed)
 
     def why_stop(
         self, cluster, asked: int | None, in_force: dict, holds: bool
     ) -> tuple[str | None, bool]:
-        principal = Principal.parse(cluster.username)
+        principal = cluster.principal
         if (principal.user, principal.project) not in in_force:
             return "the membership or the project is no longer in force", False
         # Only a list asked for after the cluster began can show that its session is gone.

@@ -42,6 +42,8 @@ def gateway_config(site: SiteConfig) -> Config:
     c.ClusterConfig.scheduler_cmd = [dask_command, "scheduler"]
     c.ClusterConfig.worker_cmd = [dask_command, "worker"]
     c.SandboxBackend.site = site
+    c.SandboxBackend.hub_api_token = secrets.gateway_service_token
+    c.SandboxBackend.audit_token = secrets.audit_ingest_token
     # Schedulers report to the private API directly, the one gateway port their firewall opens.
     c.SandboxBackend.api_url = f"http://{c.DaskGateway.address}/api"
     return c

@@ -3,5 +3,6 @@ session's pod. The Helm chart in `helm/enclave` deploys it with Zero to JupyterH
 """
 
 # Labels on each session's pod, beside those of Zero to JupyterHub (component: singleuser-server).
-PROJECT_LABEL = "enclave/project"
-USER_LABEL = "enclave/user"
+from ..core.kube_pods import PROJECT_LABEL, USER_LABEL
+
+__all__ = ["PROJECT_LABEL", "USER_LABEL"]

@@ -2,7 +2,8 @@
 
 `confine_session_pod` is applied to the pod KubeSpawner built, as its `modify_pod_hook`, which
 runs after profiles and every other setting: whatever they said, the pod leaves with the
-project's folders, the project's datasets read-only, and no way to gain privileges.
+project's folders, the project's datasets read-only, the site's DNS resolver, and no way to
+gain privileges.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from dataclasses import dataclass
 
 from kubernetes_asyncio.client import models as k8s
 
+from ..core.kube_pods import project_labels
 from ..core.mounts import DATA_MOUNT, PROJECT_MOUNT, home_inside, home_subpath, shared_subpath
-from . import PROJECT_LABEL, USER_LABEL
 
 WORKSPACE_VOLUME = "enclave-workspace"
 DATA_VOLUME = "enclave-data"
@@ -107,8 +108,19 @@ def _keep_mount(mount: k8s.V1VolumeMount, kept_volumes: set[str]) -> bool:
     return mount.name in kept_volumes and not _reserved(mount.mount_path)
 
 
-def confine_session_pod(pod: k8s.V1Pod, mounts: SessionMounts) -> k8s.V1Pod:
-    """Make `pod` a session of `mounts.project` for `mounts.user`, whatever it held before."""
+def pod_dns_config(dns: dict) -> k8s.V1PodDNSConfig:
+    """`kube_pods.pod_dns`'s `dnsConfig` as KubeSpawner's model."""
+    config = dns["dnsConfig"]
+    return k8s.V1PodDNSConfig(
+        nameservers=config["nameservers"],
+        searches=config["searches"],
+        options=[k8s.V1PodDNSConfigOption(**option) for option in config["options"]],
+    )
+
+
+def confine_session_pod(pod: k8s.V1Pod, mounts: SessionMounts, dns: dict) -> k8s.V1Pod:
+    """Make `pod` a session of `mounts.project` for `mounts.user`, whatever it held before;
+    `dns` is `kube_pods.pod_dns` (empty: the cluster's DNS)."""
     spec = pod.spec
     # No node paths, and none of the volumes that are Enclave's to define.
     volumes = [
@@ -131,6 +143,8 @@ def confine_session_pod(pod: k8s.V1Pod, mounts: SessionMounts) -> k8s.V1Pod:
     spec.automount_service_account_token = False
     spec.enable_service_links = False
     spec.host_network = spec.host_pid = spec.host_ipc = None
+    spec.dns_policy = dns.get("dnsPolicy")
+    spec.dns_config = pod_dns_config(dns) if dns else None
     spec.security_context = k8s.V1PodSecurityContext(
         run_as_non_root=True,
         run_as_user=mounts.uid,
@@ -138,8 +152,8 @@ def confine_session_pod(pod: k8s.V1Pod, mounts: SessionMounts) -> k8s.V1Pod:
         fs_group=mounts.gid,
         seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
     )
-    labels = dict(pod.metadata.labels or {})
-    labels[PROJECT_LABEL] = mounts.project
-    labels[USER_LABEL] = mounts.user
-    pod.metadata.labels = labels
+    pod.metadata.labels = {
+        **(pod.metadata.labels or {}),
+        **project_labels(mounts.project, mounts.user),
+    }
     return pod

@@ -3,7 +3,8 @@
 The session is the same as on one machine (`project_session`): one named server per project,
 refused to non-members, recorded in the audit log before it starts. Its pod gets the project's
 profile (`profiles`), and `modify_pod_hook` confines it (`pods`): the project's folders and
-datasets, read-only where they are data, and nothing that runs as root. Where a pod may connect
+datasets, read-only where they are data, the site's DNS resolver, and nothing that runs as
+root. Where a pod may connect
 is the NetworkPolicies' business (the Helm chart).
 """
 
@@ -16,6 +17,7 @@ from kubespawner import KubeSpawner
 from traitlets import Any as AnyTrait
 from traitlets import Unicode, default
 
+from ..core.kube_pods import pod_dns
 from ..core.mounts import home_subpath, shared_subpath
 from ..project_session import (
     ProjectSession,
@@ -32,7 +34,7 @@ SESSION_JUPYTER_CONFIG = "/etc/enclave/jupyter"
 
 def session_pod_hook(spawner: EnclaveKubeSpawner, pod):
     """KubeSpawner's `modify_pod_hook`: the last word on the pod."""
-    return confine_session_pod(pod, spawner.session_mounts())
+    return confine_session_pod(pod, spawner.session_mounts(), pod_dns(spawner.kube))
 
 
 class EnclaveKubeSpawner(ProjectSession, KubeSpawner):
