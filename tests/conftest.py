@@ -20,6 +20,7 @@ from enclave_harness import (
 )
 from enclave_hub.core.site_config import SEED_PROJECTS
 from enclave_hub.sandbox.cgroup import sandbox_cgroups
+from helm_chart import institution_values, render_whole, whole_chart
 
 # The `browser` fixture: Debian's Chromium driven by Playwright.
 pytest_plugins = ["browser_harness"]
@@ -226,3 +227,15 @@ def enclave(test_host, package_upstream) -> RunningEnclave:
     )
     yield running
     assert running.stop() == 0, running.output()
+
+
+@pytest.fixture(scope="module")
+def chart(tmp_path_factory):
+    """helm/enclave with the upstream charts of ../shared/charts under its charts/."""
+    return whole_chart(tmp_path_factory.mktemp("chart"))
+
+
+@pytest.fixture(scope="module")
+def manifests(chart):
+    """Every object the whole chart makes with the example institution's values."""
+    return render_whole(chart, institution_values())

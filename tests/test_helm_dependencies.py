@@ -33,7 +33,6 @@ from helm_chart import (
     named,
     of_kind,
     render_whole,
-    whole_chart,
 )
 from kube_sessions import kube_spawner_config, no_cluster, seeded_registry, session_pod
 
@@ -41,16 +40,6 @@ ROOT = Path(__file__).parents[1]
 CHECKOV = Path(os.environ.get("ENCLAVE_CHECKOV", ROOT / ".venv" / "checkov" / "bin" / "checkov"))
 SKIPS = Path(__file__).with_name("checkov_skips.yaml")
 TRAEFIK_CRDS = UPSTREAM / DEPENDENCY_CHARTS["dask-gateway"] / "crds" / "traefik.yaml"
-
-
-@pytest.fixture(scope="module")
-def chart(tmp_path_factory):
-    return whole_chart(tmp_path_factory.mktemp("chart"))
-
-
-@pytest.fixture(scope="module")
-def manifests(chart):
-    return render_whole(chart, institution_values())
 
 
 def own(manifest: dict) -> bool:

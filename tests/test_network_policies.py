@@ -36,8 +36,6 @@ from helm_chart import (
     named,
     of_kind,
     render,
-    render_whole,
-    whole_chart,
 )
 from kube_sessions import kube_spawner_config, no_cluster, seeded_registry, session_pod
 from network_simulation import Pod, allowed, matches, pod_of
@@ -48,16 +46,6 @@ INTERNET = ("203.0.113.9", "8.8.8.8", "1.1.1.1")
 CLUSTER_DNS = Pod("kube-dns", "kube-system", {"k8s-app": "kube-dns"})
 RESOLVER = Pod("allow-list resolver", "tre-dns", {"app": "allowlist-resolver"})
 DASK_PORTS = (8786, 8787, 8788, 40000)  # scheduler, dashboard, gateway API, a worker's
-
-
-@pytest.fixture(scope="module")
-def chart(tmp_path_factory):
-    return whole_chart(tmp_path_factory.mktemp("chart"))
-
-
-@pytest.fixture(scope="module")
-def manifests(chart):
-    return render_whole(chart, institution_values())
 
 
 @pytest.fixture(scope="module")
