@@ -5,14 +5,16 @@ with the size each block's trailer states."""
 from __future__ import annotations
 
 import mmap
-import struct
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import deflate
+import numba
 import numpy as np
 
 MAGIC = b"\x1f\x8b\x08\x04"  # gzip, deflate, with an extra field
+MAGIC_BYTES = np.frombuffer(MAGIC, dtype=np.uint8)
 HEADER_BYTES = 18  # gzip header with BGZF's 6-byte BC subfield
 TRAILER_BYTES = 8  # CRC32, then the inflated size
 
@@ -45,22 +47,58 @@ class Blocks:
 
 def block_table(path: Path) -> Blocks:
     """The blocks of `path`, from their headers and trailers (nothing inflated)."""
-    offsets, sizes, text_sizes = [], [], []
-    with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        offset = 0
-        while offset < len(data):
-            header = data[offset : offset + HEADER_BYTES]
-            if len(header) < HEADER_BYTES or header[:4] != MAGIC or header[12:14] != b"BC":
-                raise NotBgzf(f"{path}: no BGZF block at byte {offset}")
-            size = struct.unpack_from("<H", header, 16)[0] + 1
-            (text_size,) = struct.unpack_from("<I", data, offset + size - 4)
-            offsets.append(offset)
-            sizes.append(size)
-            text_sizes.append(text_size)
-            offset += size
+    with path.open("rb") as file:
+        if os.fstat(file.fileno()).st_size == 0:
+            raise NotBgzf(f"{path}: no BGZF block at byte 0")
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            view = np.frombuffer(data, dtype=np.uint8)
+            try:
+                offsets, sizes, text_sizes, bad = _walk_blocks(view, MAGIC_BYTES)
+            finally:
+                del view  # the map closes only once no array points into it
+    if bad >= 0:
+        raise NotBgzf(f"{path}: no BGZF block at byte {bad}")
     starts = np.zeros(len(offsets) + 1, dtype=np.int64)
     np.cumsum(text_sizes, out=starts[1:])
-    return Blocks(path, np.array(offsets, np.int64), np.array(sizes, np.int64), starts)
+    return Blocks(path, offsets, sizes, starts)
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk_blocks(data, magic):
+    """Each block's offset, size and inflated size, read from header to header; and the
+    offset where no block header is found (-1 if every one is)."""
+    offsets, sizes, text_sizes = [], [], []
+    offset = 0
+    while offset < len(data):
+        if offset + HEADER_BYTES > len(data):
+            return _arrays(offsets, sizes, text_sizes, offset)
+        for k in range(4):
+            if data[offset + k] != magic[k]:
+                return _arrays(offsets, sizes, text_sizes, offset)
+        if data[offset + 12] != 66 or data[offset + 13] != 67:  # "BC"
+            return _arrays(offsets, sizes, text_sizes, offset)
+        size = np.int64(data[offset + 16]) + 256 * np.int64(data[offset + 17]) + 1
+        end = offset + size
+        if end > len(data) or size < HEADER_BYTES + TRAILER_BYTES:
+            return _arrays(offsets, sizes, text_sizes, offset)
+        text_size = np.int64(0)
+        for k in range(4):
+            text_size += np.int64(data[end - 4 + k]) << (8 * k)
+        offsets.append(offset)
+        sizes.append(size)
+        text_sizes.append(text_size)
+        offset = end
+    return _arrays(offsets, sizes, text_sizes, -1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _arrays(offsets, sizes, text_sizes, bad):
+    return (
+        np.array(offsets, dtype=np.int64),
+        np.array(sizes, dtype=np.int64),
+        np.array(text_sizes, dtype=np.int64),
+        bad,
+    )
 
 
 def inflate(blocks: Blocks, first: int, stop: int) -> np.ndarray:
