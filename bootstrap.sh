@@ -33,13 +33,14 @@ fi
 
 # Debian packages: Python, the sandbox tools, Node.js for the proxy, what sessions need (a
 # virtual display and Mesa for napari: images/session-packages.txt, shared with the notebook
-# image), and Chromium and PostgreSQL (the registry's other database) for the tests.
+# image), and for the tests Chromium, PostgreSQL (the registry's other database), and podman,
+# runc and debootstrap (to build the notebook image here).
 packages=(python3 python3-venv python3-dev ca-certificates bubblewrap nftables iproute2)
 mapfile -t session_packages < <(grep -v '^#' images/session-packages.txt)
 packages+=("${session_packages[@]}")
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
-[ "$mode" = test ] && packages+=(chromium postgresql)
+[ "$mode" = test ] && packages+=(chromium postgresql podman runc debootstrap)
 
 missing=()
 for package in "${packages[@]}"; do
@@ -59,6 +60,10 @@ extras=hub,data,viz
 [ "$mode" = test ] && extras=hub,data,viz,kubernetes,dev
 "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[$extras]"
 "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -r images/no-deps-packages.txt
+
+# The notebook image's base, made with debootstrap, and its wheels: tests/test_image_build.py
+# builds the image from them with no network (images/build-here.sh).
+[ "$mode" = test ] && images/build-here.sh fetch
 
 # checkov, for the chart's tests, in a virtual environment of its own: its pins are not the project's.
 if [ "$mode" = test ]; then

@@ -1,7 +1,6 @@
 """The container images: their Dockerfiles pass hadolint and install exactly the pinned
 requirements of the local mode (pyproject.toml's extras), the kernels and the sessions'
-Jupyter configuration. (Building them needs a container engine and the registries of base
-images, which these machines do not have.)"""
+Jupyter configuration. test_image_build.py builds the notebook image here and runs it."""
 
 from __future__ import annotations
 
@@ -23,6 +22,7 @@ PROJECT = "/opt/enclave/src"
 NO_DEPS = ROOT / "images" / "no-deps-packages.txt"
 NO_DEPS_IN_IMAGE = "/tmp/no-deps-packages.txt"
 HADOLINT = Path(sys.executable).with_name("hadolint")
+BUILD_HERE = ROOT / "images" / "build-here.sh"
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str, str]]:
@@ -160,6 +160,41 @@ def test_the_notebook_image_installs_the_kernels_and_the_sessions_jupyter_config
     users = [arguments for stage, instruction, arguments in steps if instruction == "USER"]
     assert users[-1] == "1000"  # each image ends as the sessions' uid, never root
     froms = [arguments for stage, instruction, arguments in steps if instruction == "FROM"]
-    assert froms == ["python:3.11-slim-bookworm AS notebook", "notebook AS notebook-gpu"]
+    assert froms == ["${BASE} AS notebook", "notebook AS notebook-gpu"]
+    # The upstream base by default; images/build-here.sh gives one made with debootstrap.
+    args = [arguments for stage, instruction, arguments in steps if instruction == "ARG"]
+    assert args == ["BASE=python:3.11-slim-bookworm"]
     assert "session-packages.txt" in runs
     assert "images/session-packages.txt" in (ROOT / "bootstrap.sh").read_text()
+
+
+def test_the_build_here_fetches_the_wheels_of_what_the_notebook_target_installs():
+    (line,) = re.findall(r"^EXTRAS=(\S+)$", BUILD_HERE.read_text(), re.MULTILINE)
+    assert set(line.split(",")) == image_extras()["notebook:notebook"]
+
+
+def package_folder(package: str, package_dirs: dict[str, str]) -> Path:
+    top = max((p for p in package_dirs if package == p or package.startswith(p + ".")), key=len)
+    return ROOT / package_dirs[top] / Path(*package[len(top) :].split(".")[1:])
+
+
+def test_the_project_lists_every_package_and_template_that_the_images_install():
+    """The images install the project from its source, not editable as .venv does: a package
+    or a template that pyproject.toml leaves out is missing from them."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    package_dirs, listed = setuptools["package-dir"], set(setuptools["packages"])
+    found = set()
+    for top, folder in package_dirs.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            found.add(".".join([top, *init.parent.relative_to(ROOT / folder).parts]))
+    assert sorted(found - listed) == []
+    unlisted = []
+    for package in sorted(listed):
+        folder = package_folder(package, package_dirs)
+        packaged = {
+            path
+            for pattern in setuptools["package-data"].get(package, [])
+            for path in folder.glob(pattern)
+        }
+        unlisted += [p for p in sorted(folder.glob("templates/*.html")) if p not in packaged]
+    assert [str(path.relative_to(ROOT)) for path in unlisted] == []

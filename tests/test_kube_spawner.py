@@ -121,6 +121,8 @@ def test_a_researchers_gpu_session_pod_has_the_projects_mounts_limits_and_labels
     assert env["ENCLAVE_AIRLOCK_URL"] == "http://enclave-airlock:8087/services/enclave-airlock/"
     assert env["DASK_GATEWAY__ADDRESS"].startswith("http://traefik-enclave-dask-gateway")
     assert env["JUPYTER_CONFIG_DIR"] == "/etc/enclave/jupyter"
+    # Jupyter serves the folder it starts in: the person's home, not the image's WORKDIR.
+    assert notebook(pod)["workingDir"] == env["HOME"] == "/home/alice"
 
     security = notebook(pod)["securityContext"]
     assert security["runAsNonRoot"] is True

@@ -139,6 +139,7 @@ def confine_session_pod(pod: k8s.V1Pod, mounts: SessionMounts, dns: dict) -> k8s
     if notebook is None:
         raise ValueError(f"the session pod has no container named '{NOTEBOOK_CONTAINER}'")
     notebook.volume_mounts += mounts.volume_mounts()
+    notebook.working_dir = mounts.home  # Jupyter serves the folder it starts in
 
     spec.automount_service_account_token = False
     spec.enable_service_links = False

@@ -18,7 +18,7 @@ from traitlets import Any as AnyTrait
 from traitlets import Unicode, default
 
 from ..core.kube_pods import pod_dns
-from ..core.mounts import home_subpath, shared_subpath
+from ..core.mounts import home_inside, home_subpath, shared_subpath
 from ..project_session import (
     ProjectSession,
     SessionRefused,
@@ -79,6 +79,7 @@ class EnclaveKubeSpawner(ProjectSession, KubeSpawner):
         # No Jupyter configuration from the home folder: it could switch the recording off.
         env["JUPYTER_CONFIG_DIR"] = SESSION_JUPYTER_CONFIG
         env["JUPYTER_CONFIG_PATH"] = SESSION_JUPYTER_CONFIG
+        env["HOME"] = home_inside(self.user.name)
         return env
 
     def _prepare_folders(self, project_id: str) -> None:
