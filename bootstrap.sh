@@ -34,13 +34,14 @@ fi
 # Debian packages: Python, the sandbox tools, Node.js for the proxy, what sessions need (a
 # virtual display and Mesa for napari: images/session-packages.txt, shared with the notebook
 # image), and for the tests Chromium, PostgreSQL (the registry's other database), and podman,
-# runc and debootstrap (to build the notebook image here).
+# runc and debootstrap (to build the notebook image here), and fiu-utils (faults injected into
+# the audit store).
 packages=(python3 python3-venv python3-dev ca-certificates bubblewrap nftables iproute2)
 mapfile -t session_packages < <(grep -v '^#' images/session-packages.txt)
 packages+=("${session_packages[@]}")
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
-[ "$mode" = test ] && packages+=(chromium postgresql podman runc debootstrap)
+[ "$mode" = test ] && packages+=(chromium postgresql podman runc debootstrap fiu-utils)
 
 missing=()
 for package in "${packages[@]}"; do

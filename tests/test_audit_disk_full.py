@@ -25,6 +25,7 @@ from enclave_hub.audit.checkpoints import PUBLIC_KEY_FILE, load_public_key
 from enclave_hub.audit.query import records
 from enclave_hub.audit.verify import verify_log
 from enclave_hub.core.audit_client import AuditClient, AuditRefused
+from enclave_hub.core.audit_key import key_fingerprint, load_or_create_signing_key
 from enclave_hub.core.services import AUDIT_EVENTS_PATH
 from enclave_hub.core.site_secrets import load_secrets
 
@@ -109,6 +110,8 @@ def test_a_full_audit_disk_refuses_session_starts_and_logins(small_disk):
             "verify",
             "--log",
             str(small_disk / "log"),
+            "--fingerprint",
+            key_fingerprint(load_or_create_signing_key(enclave.site.audit_key_path).public_key()),
         ],
         capture_output=True,
         text=True,

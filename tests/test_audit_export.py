@@ -9,8 +9,9 @@ import sys
 import pytest
 
 from enclave_hub.audit import AuditLog
-from enclave_hub.audit.checkpoints import PUBLIC_KEY_FILE
+from enclave_hub.audit.checkpoints import PUBLIC_KEY_FILE, public_key_pem
 from enclave_hub.audit.evidence import CHECKPOINT, PROOFS, RECORDS
+from enclave_hub.core.audit_key import load_or_create_signing_key
 
 
 @pytest.fixture
@@ -29,8 +30,15 @@ def _enclave(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True)
 
 
-def _export(log, out, *filters: str) -> None:
-    result = _enclave("export", "--log", str(log), "--out", str(out), *filters)
+def _export_options(log, out, key: str = "signing.key") -> tuple[str, ...]:
+    """Export from `log`, trusting the auditor's own copy of its signing key `key`."""
+    trusted = log.parent / f"{key}.pub"
+    trusted.write_bytes(public_key_pem(load_or_create_signing_key(log.parent / key)))
+    return ("--log", str(log), "--public-key", str(trusted), "--out", str(out))
+
+
+def _export(log, out, *filters: str, key: str = "signing.key") -> None:
+    result = _enclave("export", *_export_options(log, out, key), *filters)
     assert result.returncode == 0, result.stderr
 
 
@@ -63,7 +71,7 @@ def test_a_users_records_are_exported_with_proofs_that_verify_offline(log, tmp_p
 
 def test_an_existing_folder_is_not_overwritten(log, tmp_path):
     (tmp_path / "taken").mkdir()
-    result = _enclave("export", "--log", str(log), "--out", str(tmp_path / "taken"))
+    result = _enclave("export", *_export_options(log, tmp_path / "taken"))
     assert result.returncode != 0 and "already exists" in result.stderr
 
 
@@ -109,7 +117,7 @@ def test_a_pack_signed_by_another_key_fails_against_the_trusted_key(log, tmp_pat
     audit.append({"actor": "alice", "action": "cell.execute", "code": "forged"})
     audit.close()
     pack = tmp_path / "pack"
-    _export(other, pack)
+    _export(other, pack, key="other.key")
     assert _verify(pack)["ok"], "consistent with the key it carries"
     verdict = _verify(pack, "--public-key", str(log / PUBLIC_KEY_FILE))
     assert not verdict["ok"] and "signature fails" in verdict["reason"]

@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from enclave_hub.audit import AuditLog
-from enclave_hub.audit.checkpoints import CHECKPOINTS_FILE, PUBLIC_KEY_FILE, load_public_key
+from enclave_hub.audit.checkpoints import (
+    CHECKPOINTS_FILE,
+    PUBLIC_KEY_FILE,
+    load_public_key,
+    public_key_pem,
+)
 from enclave_hub.audit.merkle import (
     EMPTY_ROOT,
     TreeBuilder,
@@ -22,6 +27,7 @@ from enclave_hub.audit.merkle import (
 )
 from enclave_hub.audit.store import canonical, frame, read_frames, segments
 from enclave_hub.audit.verify import verify_log
+from enclave_hub.core.audit_key import load_or_create_signing_key
 
 ENCLAVE = Path(sys.prefix, "bin", "enclave")
 RECORDS = 50
@@ -143,16 +149,15 @@ def test_a_log_rebuilt_without_the_key_is_found(log):
     assert "do not match the checkpoint at size 30" in verdict.reason
 
 
-def test_the_cli_exits_non_zero_and_names_the_first_bad_index(log):
-    good = subprocess.run(
-        [str(ENCLAVE), "audit", "verify", "--log", str(log)], capture_output=True, text=True
-    )
+def test_the_cli_exits_non_zero_and_names_the_first_bad_index(log, tmp_path):
+    trusted = tmp_path / "trusted.pub"  # the auditor's own copy of the key
+    trusted.write_bytes(public_key_pem(load_or_create_signing_key(tmp_path / "signing.key")))
+    command = [str(ENCLAVE), "audit", "verify", "--log", str(log), "--public-key", str(trusted)]
+    good = subprocess.run(command, capture_output=True, text=True)
     assert good.returncode == 0 and json.loads(good.stdout)["ok"] is True
     payloads = _frames(log)
     _rewrite(log, payloads[:30] + payloads[31:])
-    bad = subprocess.run(
-        [str(ENCLAVE), "audit", "verify", "--log", str(log)], capture_output=True, text=True
-    )
+    bad = subprocess.run(command, capture_output=True, text=True)
     assert bad.returncode == 1
     assert json.loads(bad.stdout)["first_bad_index"] == 30
 

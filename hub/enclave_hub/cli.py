@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .airlock.cli import add_airlock_verbs
 from .audit.cli import add_audit_verbs
+from .core.audit_key import pin_audit_key
 from .core.registry import RegistryError
 from .core.site_config import (
     SiteConfigError,
@@ -25,7 +26,7 @@ from .registry.cli import add_project_verbs
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    site = site_config(args.config)
+    site = pin_audit_key(site_config(args.config), args.config)
     if args.port is not None:
         data = site.model_dump(mode="json", exclude_none=True)
         data["hub"]["port"] = args.port

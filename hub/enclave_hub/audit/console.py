@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from tornado import web
 
 from ..core.client_address import client_address
@@ -21,9 +22,9 @@ from ..core.pages import FramedPages, page_templates
 from ..core.service_auth import SignedInHandler
 from ..core.site_config import SiteConfig
 from . import LogUnwritable
-from .checkpoints import PUBLIC_KEY_FILE, load_public_key
 from .query import Filters, parse_time
 from .verify import Verdict, verify_log
+from .witness import read_witnessed
 
 SHOWN = 500  # records an API call returns at most
 PAGE_SIZE = 100  # records a page of the console shows
@@ -91,19 +92,29 @@ PAGES.filters["details"] = details
 
 
 class IntegrityCheck:
-    """The verdict of `verify` on the live log, recomputed when older than a few seconds."""
+    """The verdict of `verify` on the live log against the site's pinned key (or, where none
+    is pinned yet, the service's own, never the one beside the log) and its witness,
+    recomputed when older than a few seconds."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
+    def __init__(self, site: SiteConfig, own_key: Ed25519PublicKey):
+        self.site = site
+        self.anchor = site.audit.key_fingerprint or own_key
         self._verdict: Verdict | None = None
         self._checked_at = 0.0
         self._lock = asyncio.Lock()
 
+    def _verify(self) -> Verdict:
+        witness = self.site.audit.witness_dir
+        try:
+            witnessed = read_witnessed(witness) if witness else []
+        except (OSError, ValueError) as error:
+            return Verdict(0, 0, 0, f"the witness cannot be read: {error}")
+        return verify_log(self.site.audit_dir, self.anchor, witnessed=witnessed)
+
     async def verdict(self) -> tuple[Verdict, float]:
         async with self._lock:
             if self._verdict is None or time.time() - self._checked_at > INTEGRITY_FRESH_FOR:
-                key = load_public_key(self.folder / PUBLIC_KEY_FILE)
-                self._verdict = await asyncio.to_thread(verify_log, self.folder, key)
+                self._verdict = await asyncio.to_thread(self._verify)
                 self._checked_at = time.time()
             return self._verdict, self._checked_at
 

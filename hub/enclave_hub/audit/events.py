@@ -33,6 +33,8 @@ STAMPED_FIELDS = ("time", "seq", "prev")
 # What a notebook server reports: the cells it passes to the kernel (and the debugger), the
 # Contents API's file events, the kernels' lifecycle and what is typed into its terminals.
 SESSION_ACTIONS = ("cell.execute", "file.", "kernel.", "terminal.")
+# The audit service's own records (its key, its rotations, its storage faults): no sender's.
+SERVICE_ACTIONS = ("audit.key", "audit.fault", "audit.recovered")
 # Who and where: for a session these come from its token and its address, never the body.
 SESSION_ATTRIBUTED = ("actor", "project", "session", "source")
 
@@ -58,6 +60,8 @@ def _check_fields(body: dict[str, Any]) -> dict[str, Any]:
         if key == "action":
             if not isinstance(value, str) or not ACTION.fullmatch(value):
                 raise BadEvent(f"'action' must be lower-case words joined by dots, not {value!r}")
+            if any(value == a or value.startswith(f"{a}.") for a in SERVICE_ACTIONS):
+                raise BadEvent(f"'{value}' is recorded by the audit service alone")
         elif key == "code":
             if not isinstance(value, str) or len(value) > CODE_LIMIT:
                 raise BadEvent(f"'code' must be text of at most {CODE_LIMIT} characters")

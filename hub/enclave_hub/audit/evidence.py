@@ -50,16 +50,19 @@ class PackVerdict:
         return self.first_bad is None
 
 
-def export_pack(folder: Path, filters: Filters, out: Path) -> int:
-    """Write the pack for `filters` into the new folder `out`; return how many records."""
+def export_pack(folder: Path, anchor: str | Ed25519PublicKey, filters: Filters, out: Path) -> int:
+    """Write the pack for `filters` into the new folder `out`, once the log verifies against
+    the trusted `anchor`; return how many records."""
     key_path = folder / PUBLIC_KEY_FILE
-    verdict = verify_log(folder, load_public_key(key_path))
+    verdict = verify_log(folder, anchor)
     if not verdict.ok:
         raise PackError(f"the log does not verify, so nothing is exported: {verdict.reason}")
     checkpoints = read_checkpoints(folder / CHECKPOINTS_FILE)
     if not checkpoints:
         raise PackError("the log has no signed checkpoint yet; try again in a few seconds")
     checkpoint = max(checkpoints, key=lambda c: c.size)
+    if not signature_holds(load_public_key(key_path), checkpoint):
+        raise PackError(f"{key_path} is not the key that signed the log's latest checkpoint")
     leaves, chosen = [], []
     for segment in segments(folder):
         for item in read_frames(segment):

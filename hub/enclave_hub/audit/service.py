@@ -27,7 +27,7 @@ from ..core.service_process import run_service, stop_signal
 from ..core.services import AUDIT, AUDIT_EVENTS_PATH
 from ..core.site_config import SiteConfig
 from ..core.site_secrets import load_secrets
-from . import AuditLog, LogUnwritable
+from . import AuditLog, KeyNotTrusted, LogUnwritable, NotConsistent
 from .attribution import ActiveSessions, HubUnavailable, TokenResolver, session_identity
 from .console import IntegrityCheck, console_handlers
 from .events import BadEvent, platform_event, session_event
@@ -138,14 +138,26 @@ def make_app(service: AuditService, site: SiteConfig, service_token: str) -> web
         service_token,
         [(AUDIT_EVENTS_PATH, IngestHandler), *console_handlers(AUDIT.prefix)],
         audit=service,
-        integrity=IntegrityCheck(site.audit_dir),
+        integrity=IntegrityCheck(site, service.log.public_key),
     )
 
 
 async def serve(site: SiteConfig) -> None:
     secrets = load_secrets(site.state_dir)
     site.audit_key_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    log = AuditLog(site.audit_dir, site.audit_key_path)
+    pinned = site.audit.key_fingerprint
+    try:
+        log = AuditLog(
+            site.audit_dir, site.audit_key_path, pinned=pinned, witness=site.audit.witness_dir
+        )
+    except (KeyNotTrusted, NotConsistent) as error:
+        raise SystemExit(f"The audit service cannot start: {error}") from None
+    if pinned is None:
+        print(
+            f"Warning: audit.key_fingerprint is not set; pin {log.fingerprint} in the site "
+            "configuration, or the log cannot be verified",
+            flush=True,
+        )
     resolver = TokenResolver(site.hub_api_url)
     failed_logins = FailureLimiter(site.audit.failed_login_limit, site.audit.failed_login_total)
     service = AuditService(log, secrets.audit_ingest_token, resolver, failed_logins)

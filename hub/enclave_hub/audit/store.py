@@ -4,7 +4,11 @@ Each record is framed as [length: u32][crc32: u32][payload] and carries its sequ
 and the leaf hash of the record before it, so a verifier can name the first record that is
 missing, moved or altered. Appends are acknowledged only after fsync; concurrent appends share
 one write and one fsync (group commit). On opening, a torn tail left by a crash is truncated,
-and the truncation is itself recorded.
+and the truncation is itself recorded. After a failed write or fsync nothing more is written on
+that descriptor: before the next batch, the last segment is reopened, cut back to what was
+last made durable (a failed fsync may have dropped the pages after it), checked frame by frame
+against the records acknowledged, and the fault is recorded; until that succeeds every
+append is refused.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import os
 import struct
 import threading
+import time
 import zlib
 from array import array
 from collections.abc import Iterator
@@ -21,15 +26,26 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .checkpoints import Checkpoint
 from .merkle import TreeBuilder, leaf_hash
+from .witness import check_log
 
 FRAME = struct.Struct(">II")
 SEGMENT_BYTES = 64 * 1024 * 1024
 SEGMENT_SUFFIX = ".seg"
+SERVICE_ACTOR = "enclave-audit"  # the actor of the records the audit service makes itself
 
 
 class LogUnwritable(Exception):
     """The log cannot be written (disk full, I/O error): audited actions must be refused."""
+
+
+class FileOps:
+    """The calls that make records durable; a fault injector stands in for them in tests."""
+
+    write = staticmethod(os.write)
+    fsync = staticmethod(os.fsync)
+    ftruncate = staticmethod(os.ftruncate)
 
 
 def canonical(record: dict) -> bytes:
@@ -82,14 +98,19 @@ class _Pending:
 class AuditStore:
     """Appends records durably; one writer thread does the writing and fsync for everyone."""
 
-    def __init__(self, folder: Path, segment_bytes: int = SEGMENT_BYTES):
+    def __init__(
+        self, folder: Path, segment_bytes: int = SEGMENT_BYTES, ops: FileOps | None = None
+    ):
         self.folder = folder
         self.segment_bytes = segment_bytes
+        self.ops = ops or FileOps()
+        self._fault = ""  # the last write or fsync error, until the segment is checked again
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.tree = TreeBuilder()
         self.last_leaf = b""
         # Where each record is: its segment (an index into self.segment_paths) and offset.
         self.segment_paths: list[Path] = []
+        self._first_of: list[int] = []  # the first record of each of self.segment_paths
         self._segment_of = array("l")
         self._offset_of = array("q")
         self._length_of = array("l")
@@ -104,7 +125,12 @@ class AuditStore:
         self._writer.start()
         if truncated:
             self.append(
-                {"action": "audit.recovered", "outcome": "torn-tail-truncated", "target": truncated}
+                {
+                    "actor": SERVICE_ACTOR,
+                    "action": "audit.recovered",
+                    "outcome": "torn-tail-truncated",
+                    "target": truncated,
+                }
             )
 
     # -- opening ---------------------------------------------------------------------------
@@ -131,6 +157,7 @@ class AuditStore:
     def _locate(self, segment: Path, offset: int, length: int) -> None:
         if not self.segment_paths or self.segment_paths[-1] != segment:
             self.segment_paths.append(segment)
+            self._first_of.append(len(self._segment_of))
         self._segment_of.append(len(self.segment_paths) - 1)
         self._offset_of.append(offset + FRAME.size)
         self._length_of.append(length)
@@ -149,10 +176,42 @@ class AuditStore:
             path = found[-1]
         else:
             path = self.folder / f"{self.tree.size:012d}{SEGMENT_SUFFIX}"
-        self._segment_path = path
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        self._segment_path, self._durable_end = path, os.fstat(fd).st_size
         self._fsync_folder()
         return fd
+
+    def _reopen_segment(self) -> int:
+        """A new descriptor on the last segment, cut back to its durable end and checked to
+        hold exactly the records acknowledged in it; OSError or LogUnwritable if not."""
+        self._close_segment()
+        path = self._segment_path
+        fd = os.open(path, os.O_RDWR | os.O_APPEND)
+        try:
+            self.ops.ftruncate(fd, self._durable_end)
+            self.ops.fsync(fd)
+            in_segment = 0
+            if self.segment_paths and self.segment_paths[-1] == path:
+                in_segment = self.tree.size - self._first_of[-1]
+            found = list(read_frames(path))
+            if (
+                len(found) != in_segment
+                or any(item.payload is None for item in found)
+                or (found and leaf_hash(found[-1].payload) != self.last_leaf)
+            ):
+                raise LogUnwritable(
+                    f"{path.name} does not hold the {in_segment} records acknowledged in it"
+                )
+        except (OSError, LogUnwritable):
+            os.close(fd)
+            raise
+        return fd
+
+    def _close_segment(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
 
     def _fsync_folder(self) -> None:
         folder_fd = os.open(self.folder, os.O_RDONLY)
@@ -193,6 +252,48 @@ class AuditStore:
             self._write_batch(batch)
 
     def _write_batch(self, batch: list[_Pending]) -> None:
+        if self._fault:
+            self._restore()
+        try:
+            if self._fault:
+                raise LogUnwritable(f"the audit log cannot be written: {self._fault}")
+            self._write(batch)
+        except OSError as error:
+            self._fault = error.strerror or str(error)
+            failure = LogUnwritable(f"the audit log cannot be written: {self._fault}")
+        except LogUnwritable as error:
+            failure = error
+        else:
+            return
+        for item in batch:
+            item.result.set_exception(failure)
+
+    def _restore(self) -> None:
+        """After a fault: reopen and check the last segment, then record the fault."""
+        try:
+            self._fd = self._reopen_segment()
+            fault = {
+                "time": time.time(),
+                "actor": SERVICE_ACTOR,
+                "action": "audit.fault",
+                "outcome": "recovered",
+                "target": self._segment_path.name,
+                "reason": self._fault,
+                "detail": {"kept_bytes": self._durable_end},
+            }
+            self._write([_Pending(fault)])
+        except OSError as error:
+            self._fault = error.strerror or str(error)
+        except LogUnwritable as error:
+            self._fault = str(error)
+        else:
+            self._fault = ""
+
+    def _write(self, batch: list[_Pending]) -> None:
+        """Write and fsync one batch, then acknowledge it; OSError leaves it unacknowledged."""
+        if self._durable_end >= self.segment_bytes:
+            self._close_segment()
+            self._fd = self._open_segment()
         size, last = self.tree.size, self.last_leaf
         leaves, chunks = [], []
         for item in batch:
@@ -200,20 +301,12 @@ class AuditStore:
             last = leaf_hash(payload)
             leaves.append(last)
             chunks.append(frame(payload))
-        start = os.lseek(self._fd, 0, os.SEEK_END)
-        try:
-            unwritten = memoryview(b"".join(chunks))
-            while unwritten:  # a short write (a nearly full disk) is followed by an error
-                unwritten = unwritten[os.write(self._fd, unwritten) :]
-            os.fsync(self._fd)
-        except OSError as error:
-            # Take back what may have been written in part, so the chain can continue later.
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, start)
-            failure = LogUnwritable(f"the audit log cannot be written: {error.strerror}")
-            for item in batch:
-                item.result.set_exception(failure)
-            return
+        start = self._durable_end
+        unwritten = memoryview(b"".join(chunks))
+        while unwritten:  # a short write (a nearly full disk) is followed by an error
+            unwritten = unwritten[self.ops.write(self._fd, unwritten) :]
+        self.ops.fsync(self._fd)
+        self._durable_end = start + sum(map(len, chunks))
         with self._lock:
             offset = start
             for leaf, chunk in zip(leaves, chunks, strict=True):
@@ -223,15 +316,22 @@ class AuditStore:
             self.last_leaf = last
         for offset, item in enumerate(batch):
             item.result.set_result(size + offset)
-        if start + sum(map(len, chunks)) >= self.segment_bytes:
-            os.close(self._fd)
-            self._fd = self._open_segment()
+
+    def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        """The RFC 9162 proof that the durable log at size `old` is a prefix of it at `new`."""
+        with self._lock:
+            return self.tree.consistency_proof(old, new)
+
+    def check_extends(self, checkpoint: Checkpoint) -> None:
+        """Raise NotConsistent unless the durable log extends `checkpoint` (a witnessed one)."""
+        with self._lock:
+            check_log(checkpoint, self.tree)
 
     def close(self) -> None:
         with self._wake:
             self._closing = True
             self._wake.notify()
         self._writer.join()
-        os.close(self._fd)
+        self._close_segment()
         for fd in self._readers.values():
             os.close(fd)

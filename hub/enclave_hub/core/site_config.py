@@ -244,6 +244,9 @@ class SessionSettings(_Section):
         return self
 
 
+KEY_FINGERPRINT = "sha256:[0-9a-f]{64}"  # an audit key's fingerprint, as the site pins it
+
+
 class AuditSettings(_Section):
     """The audit service: its port on the hub's address, where its log lives, who may read it."""
 
@@ -261,6 +264,18 @@ class AuditSettings(_Section):
     )
     failed_login_total: int = Field(
         default=50, ge=1, description="failed logins recorded one by one per minute, in all"
+    )
+    key_fingerprint: str | None = Field(
+        default=None,
+        pattern=f"^{KEY_FINGERPRINT}$",
+        description="the audit signing key's fingerprint (sha256:HEX of the raw public key), "
+        "the only key `enclave audit verify` and the console trust; `enclave up` pins it on "
+        "first start",
+    )
+    witness_dir: Path | None = Field(
+        default=None,
+        description="a folder on another volume, append-only to the audit service (chattr +a), "
+        "where every signed checkpoint is published with its consistency proof",
     )
 
 
