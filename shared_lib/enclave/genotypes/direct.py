@@ -158,7 +158,9 @@ def first_calls(blocks: bgzf.Blocks, fields: Fields, samples: int) -> Fields:
     text = bgzf.inflate(blocks, 0, min(len(blocks), PLOIDY_BLOCKS))
     fields = replace(fields, ploidy=_first_ploidy(text.tobytes()))
     starts = calls.line_starts(text)
-    data = [int(at) for at in np.concatenate([[0], starts]) if at < len(text) and text[at] != 35]
+    data = [
+        int(at) for at in np.concatenate([[0], starts]) if at < len(text) and text[at] != ord("#")
+    ]
     end = calls.whole_lines_end(text)
     if not data or data[0] >= end:
         return replace(fields, integer_types=tuple("i1" for _ in fields.of_kind(calls.INTEGER)))
