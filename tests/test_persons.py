@@ -5,6 +5,8 @@ source or sample they do not name is refused by name. Real sample data from ../s
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import anndata as ad
@@ -169,3 +171,19 @@ def test_a_bad_manifest_is_refused_in_one_line_naming_it(tmp_path, text, says):
     message = str(refused.value)
     assert message.startswith(f"manifest {path}") and says in message
     assert "\n" not in message
+
+
+def test_ingests_started_together_make_and_agree_on_one_key(tmp_path):
+    """Sixteen processes asking for a key that does not exist yet all get the same one."""
+    path = tmp_path / "keys" / "commons.key"
+    script = "import sys; from pathlib import Path; from enclave.pseudonyms import load_key; "
+    script += "print(load_key(Path(sys.argv[1])).hex())"
+    runs = [
+        subprocess.Popen([sys.executable, "-c", script, path], stdout=subprocess.PIPE, text=True)
+        for _ in range(16)
+    ]
+    keys = {run.communicate()[0].strip() for run in runs}
+    assert all(run.returncode == 0 for run in runs)
+    assert keys == {path.read_bytes().hex()}
+    assert len(path.read_bytes()) == 32
+    assert [child.name for child in path.parent.iterdir()] == ["commons.key"]

@@ -7,6 +7,7 @@ state directory, which sessions never see. Pseudonyms are HMAC-SHA-256 digests o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -24,19 +25,35 @@ MAX_SHIFT_DAYS = 365
 
 
 def load_key(path: Path) -> bytes:
-    """The de-identification key at `path`, made (32 random bytes, mode 0600) if missing."""
+    """The de-identification key at `path`, made (32 random bytes, mode 0600) if missing.
+
+    A new key is written whole to a private file and linked into place, so ingests started
+    together agree on one key and none reads a half-written one."""
     try:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "wb") as stream:
-                stream.write(secrets.token_bytes(32))
+            _link_new_key(path)
         key = path.read_bytes()
     except OSError as error:
         raise CatalogError(f"the de-identification key {path}: {error.strerror}") from None
     if len(key) < 16:
         raise CatalogError(f"the de-identification key {path} is too short (16 bytes at least)")
     return key
+
+
+def _link_new_key(path: Path) -> None:
+    """Link a fresh key at `path` unless another process linked one first."""
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(secrets.token_bytes(32))
+            stream.flush()
+            os.fsync(stream.fileno())
+        with contextlib.suppress(FileExistsError):  # another process's key stands
+            os.link(draft, path)
+    finally:
+        draft.unlink()
 
 
 class Pseudonymizer:
