@@ -190,3 +190,31 @@ def test_the_services_keep_their_state_on_their_own_volumes():
         volume = next(v for v in pod["volumes"] if v["name"] == "state")
         assert volume["persistentVolumeClaim"]["claimName"] == f"enclave-{service}"
         assert container["command"][-2:] == ["--config", "/etc/enclave/site.yaml"]
+
+
+def test_a_named_witness_claim_is_the_audit_services_witness_and_the_pin_passes_through():
+    fingerprint = "sha256:" + "ab" * 32
+    values = merged(
+        institution_values(),
+        {
+            "storage": {"auditWitness": {"existingClaim": "tre-audit-witness"}},
+            "site": {"audit": {"key_fingerprint": fingerprint}},
+        },
+    )
+    manifests = render(values)
+    config_map = named(manifests, "ConfigMap", "enclave-site")
+    site = parse_site_config(yaml.safe_load(config_map["data"]["site.yaml"]), "enclave-site")
+    assert site.audit.key_fingerprint == fingerprint
+    assert str(site.audit.witness_dir) == "/var/lib/enclave-witness"
+    pod = named(manifests, "Deployment", "enclave-audit")["spec"]["template"]["spec"]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "witness"]
+    assert mount["mountPath"] == str(site.audit.witness_dir) and not mount.get("readOnly")
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "witness"]
+    assert volume["persistentVolumeClaim"]["claimName"] == "tre-audit-witness"
+    for other in ("registry", "airlock", "inquiry", "packages"):
+        spec = named(manifests, "Deployment", f"enclave-{other}")["spec"]["template"]["spec"]
+        assert "witness" not in {v["name"] for v in spec["volumes"]}
+    unwitnessed = yaml.safe_load(
+        named(render(institution_values()), "ConfigMap", "enclave-site")["data"]["site.yaml"]
+    )
+    assert "witness_dir" not in unwitnessed.get("audit", {})

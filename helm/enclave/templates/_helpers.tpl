@@ -68,6 +68,11 @@ holds "dask-gateway" is that name alone.
 {{- end -}}
 {{- end }}
 
+{{/* Where the audit service sees the witness's claim (storage.auditWitness). */}}
+{{- define "enclave.witnessDir" -}}
+/var/lib/enclave-witness
+{{- end }}
+
 {{/* The database URL of the registry (the password comes from PGPASSWORD). */}}
 {{- define "enclave.databaseURL" -}}
 {{- $db := .Values.database -}}
