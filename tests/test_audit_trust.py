@@ -22,6 +22,7 @@ from enclave_hub.audit.events import BadEvent, platform_event
 from enclave_hub.audit.keys import rotation_event
 from enclave_hub.audit.merkle import TreeBuilder, consistent, leaf_hash, tree_root
 from enclave_hub.audit.query import records
+from enclave_hub.audit.store import LogInUse
 from enclave_hub.audit.witness import WITNESS_FILE
 from enclave_hub.core.audit_key import key_fingerprint, load_or_create_signing_key, pin_audit_key
 from enclave_hub.core.site_config import (
@@ -207,6 +208,26 @@ def test_a_rotation_is_recorded_signed_by_the_old_key_and_verifies(site):
     ]
     verdict = _verify("--config", site)
     assert verdict["ok"], verdict["reason"]
+
+
+def test_a_rotation_while_the_audit_service_writes_the_log_is_refused(site):
+    """One process writes a log: the running service's lock keeps rotate-key out, and a
+    second writer, until the service stops."""
+    config = load_site_config(site)
+    service = _open(site)  # the audit service of a running Enclave
+    command = [sys.executable, "-m", "enclave_hub.cli", "audit", "rotate-key", "--config", site]
+    refused = subprocess.run(list(map(str, command)), capture_output=True, text=True)
+    assert refused.returncode != 0
+    assert refused.stderr.strip() == (
+        f"enclave: the audit key was not rotated: the audit log {config.audit_dir} is being "
+        "written by another process (the audit service of a running Enclave): stop Enclave first"
+    )
+    with pytest.raises(LogInUse):
+        _open(site)
+    service.close()
+    assert not config.audit_key_path.with_name("signing.key.next").exists()
+    rotated = subprocess.run(list(map(str, command)), capture_output=True, text=True)
+    assert rotated.returncode == 0, rotated.stderr
 
 
 def test_a_rotation_cut_short_by_a_crash_is_finished_or_forgotten(site):

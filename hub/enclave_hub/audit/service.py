@@ -150,7 +150,7 @@ async def serve(site: SiteConfig) -> None:
         log = AuditLog(
             site.audit_dir, site.audit_key_path, pinned=pinned, witness=site.audit.witness_dir
         )
-    except (KeyNotTrusted, NotConsistent) as error:
+    except (KeyNotTrusted, NotConsistent, LogUnwritable) as error:
         raise SystemExit(f"The audit service cannot start: {error}") from None
     if pinned is None:
         print(

@@ -1,5 +1,6 @@
 """The audit log on disk: canonical JSON records in append-only, framed segment files.
 
+One process writes a log at a time: it holds the folder's writer lock while the store is open.
 Each record is framed as [length: u32][crc32: u32][payload] and carries its sequence number
 and the leaf hash of the record before it, so a verifier can name the first record that is
 missing, moved or altered. Appends are acknowledged only after fsync; concurrent appends share
@@ -14,6 +15,7 @@ append is refused.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import struct
@@ -34,10 +36,29 @@ FRAME = struct.Struct(">II")
 SEGMENT_BYTES = 64 * 1024 * 1024
 SEGMENT_SUFFIX = ".seg"
 SERVICE_ACTOR = "enclave-audit"  # the actor of the records the audit service makes itself
+WRITER_LOCK = ".writer.lock"  # held (flock) by the one process that writes the log
 
 
 class LogUnwritable(Exception):
     """The log cannot be written (disk full, I/O error): audited actions must be refused."""
+
+
+class LogInUse(LogUnwritable):
+    """Another process writes the log: the audit service of a running Enclave."""
+
+
+def _take_writer_lock(folder: Path) -> int:
+    """The log's writer lock, or LogInUse; the kernel lets go of it when the process ends."""
+    fd = os.open(folder / WRITER_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise LogInUse(
+            f"the audit log {folder} is being written by another process (the audit service "
+            "of a running Enclave): stop Enclave first"
+        ) from None
+    return fd
 
 
 class FileOps:
@@ -106,6 +127,7 @@ class AuditStore:
         self.ops = ops or FileOps()
         self._fault = ""  # the last write or fsync error, until the segment is checked again
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._writer_lock = _take_writer_lock(folder)
         self.tree = TreeBuilder()
         self.last_leaf = b""
         # Where each record is: its segment (an index into self.segment_paths) and offset.
@@ -335,3 +357,4 @@ class AuditStore:
         self._close_segment()
         for fd in self._readers.values():
             os.close(fd)
+        os.close(self._writer_lock)
