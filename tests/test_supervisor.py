@@ -29,7 +29,7 @@ def test_a_folder_sessions_cannot_pass_through_is_named():
 
 
 @pytest.mark.parametrize("issuer", [None, "https://login.example.org"])
-def test_the_plan_runs_modules_that_exist_the_hub_last_and_restarts_only_hub_and_gateway(
+def test_the_plan_runs_modules_that_exist_the_hub_last_and_restarts_what_may_restart(
     tmp_path, issuer
 ):
     identity = {"issuer": issuer, "client_id": "enclave"} if issuer else {}
@@ -43,7 +43,8 @@ def test_the_plan_runs_modules_that_exist_the_hub_last_and_restarts_only_hub_and
     assert plan[-1].name == "hub" and plan[-1].env == {
         "ENCLAVE_CONFIG": str(tmp_path / "site.yaml")
     }
-    assert {step.name for step in plan if step.restartable} == {"hub", "Dask gateway"}
+    restarted = {step.name for step in plan if step.restartable}
+    assert restarted == {"hub", "Dask gateway", "proxy", "audit service"}
     proxy = next(step for step in plan if step.name == "proxy")
     assert proxy.argv[0] == "/usr/bin/chp"
     assert proxy.env == {"CONFIGPROXY_AUTH_TOKEN": secrets.proxy_token}

@@ -13,6 +13,7 @@ from ..hub_config import configure_enclave, configure_project_sessions, seeded_r
 from .spawner import EnclaveSpawner
 
 SUPERVISOR_SERVICE = "enclave-supervisor"
+ROUTE_CHECK_INTERVAL = 10  # seconds
 
 
 def hub_paths(site: SiteConfig) -> dict[str, Path]:
@@ -41,6 +42,9 @@ def configure(c: Any, site: SiteConfig) -> None:
     hub.cleanup_proxy = False
     hub.spawner_class = EnclaveSpawner
     c.ConfigurableHTTPProxy.should_start = False
+    # The hub checks the proxy's routes at each activity update and puts back what a restarted
+    # proxy lost, so users reach their running sessions again within this many seconds.
+    hub.last_activity_interval = ROUTE_CHECK_INTERVAL
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{site.hub.proxy_api_port}"
     c.ConfigurableHTTPProxy.auth_token = secrets.proxy_token
     c.CryptKeeper.keys = [secrets.crypt_key]

@@ -1,5 +1,7 @@
-"""What a run of `enclave up` that ended without stopping (killed, or its machine lost power)
-left behind, found and removed by the next run of the same deployment.
+"""Processes and sandboxes that nothing owns any more, found and removed: what a run of
+`enclave up` that ended without stopping (killed, or its machine lost power) left, sandboxes
+whose hub record is gone (its database lost) found before each start of the hub, and any
+sandbox still there once `enclave up` has stopped its components.
 
 A running deployment keeps a record of its processes in `<state>/run/processes.json`, and its
 sandboxes are marked by their folders in the workspace root, so only this deployment's
@@ -90,10 +92,39 @@ def remove_leftovers(record: RunRecord, workspace_root: Path, say: Callable[[str
         else:
             say(f"An earlier run's {process.name} (pid {process.pid}) had already exited.")
     record.clear()
+    remove_sandboxes(set(), workspace_root, say, "an earlier run left")
+
+
+def hub_owned_sandboxes(database: Path) -> set[int]:
+    """The numbers of the sandboxes the hub's database records as its sessions'."""
+    if not database.exists():
+        return set()
+    from jupyterhub import orm
+    from sqlalchemy import create_engine, exc
+    from sqlalchemy.orm import Session
+
+    engine = create_engine(f"sqlite:///{database}")
+    try:
+        with Session(engine) as db:
+            states = [state for (state,) in db.query(orm.Spawner.state)]
+    except exc.OperationalError:  # a database the hub has not yet filled
+        return set()
+    finally:
+        engine.dispose()
+    return {state["sandbox_number"] for state in states if state and "sandbox_number" in state}
+
+
+def remove_sandboxes(
+    owned: set[int], workspace_root: Path, say: Callable[[str], None], how: str
+) -> None:
+    """Remove every sandbox of this deployment but the `owned` ones, each with a line saying
+    `how` it was left and what of it was there."""
     for number in sandbox.built_numbers(workspace_root):
+        if number in owned:
+            continue
         box = sandbox.SessionSandbox.existing(number, workspace_root)
         parts = box.leftovers()
         processes = len(box.cgroup.pids())
         box.destroy()
         what = ", ".join(parts) + (f", {processes} processes" if processes else "")
-        say(f"An earlier run left sandbox {number} ({what}): removed it.")
+        say(f"{how.capitalize()} sandbox {number} ({what}): removed it.")

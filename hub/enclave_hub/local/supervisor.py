@@ -2,10 +2,12 @@
 service, the airlock service, the Dask gateway and the hub.
 
 Each component runs in its own process session with its output in `<state>/logs/`. The hub is
-restarted if it exits (sessions and the proxy survive a hub restart and are re-adopted), and so
-is the Dask gateway (its clusters end with it, and users start new ones); if any other
-component exits, everything stops. SIGINT or SIGTERM stops the sessions through the
-hub's API, then the hub, the proxy and the provider.
+restarted if it exits (sessions and the proxy survive a hub restart and are re-adopted; before
+each start of the hub, sandboxes its database does not record are removed), and so are the
+proxy (the hub puts its routes back), the audit service (sessions refuse what they cannot
+record meanwhile) and the Dask gateway (its clusters end with it, and users start new ones); if
+any other component exits, everything stops. SIGINT or SIGTERM stops the sessions through the
+hub's API, then the hub, the proxy and the provider, then removes any sandbox still there.
 """
 
 from __future__ import annotations
@@ -31,7 +33,14 @@ from ..core.site_secrets import Secrets, ensure_secrets
 from ..kernels import has_gpu, has_r, install_kernels
 from ..sandbox.network import add_hub_address, has_address, remove_hub_address
 from .demo import DemoDataset, grant_demo_datasets, ingest_demo_datasets
-from .leftovers import SUPERVISOR, RunRecord, remove_leftovers
+from .hub_config import hub_paths
+from .leftovers import (
+    SUPERVISOR,
+    RunRecord,
+    hub_owned_sandboxes,
+    remove_leftovers,
+    remove_sandboxes,
+)
 from .ports import bound_sockets, port_problem
 
 HUB_CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
@@ -39,6 +48,7 @@ STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 SESSION_STOP_TIMEOUT = 60.0
 RESTART_LIMIT = 5
+PROXY = "proxy"
 RESTART_WINDOW = 300.0
 
 
@@ -203,8 +213,8 @@ def component_plan(
     site: SiteConfig, config_path: Path, proxy_command: str, secrets: Secrets
 ) -> list[PlannedComponent]:
     """The deployment's processes in the order they start, the hub last: how each is run, where
-    it logs, how it is seen ready, and whether it is restarted when it exits (the hub and the
-    Dask gateway are; any other exit stops everything)."""
+    it logs, how it is seen ready, and whether it is restarted when it exits (the audit
+    service, the proxy, the Dask gateway and the hub are; any other exit stops everything)."""
 
     def enclave_module(name: str, module: str, log_name: str, is_ready, **more):
         argv = (sys.executable, "-m", module, "--config", str(config_path))
@@ -236,13 +246,15 @@ def component_plan(
             "enclave_hub.audit.service",
             "audit.log",
             lambda: _tcp_open(site.audit.port, hub_address),
+            restartable=True,
         ),
         PlannedComponent(
-            "proxy",
+            PROXY,
             proxy_argv,
             "proxy.log",
             lambda: _tcp_open(site.hub.proxy_api_port),
             env={"CONFIGPROXY_AUTH_TOKEN": secrets.proxy_token},
+            restartable=True,
         ),
         enclave_module(
             "registry service",
@@ -412,6 +424,9 @@ class Supervisor:
             self.shutdown(secrets)
 
     def _start(self, component: Component) -> None:
+        if component is self.hub:
+            owned = hub_owned_sandboxes(hub_paths(self.site)["database"])
+            remove_sandboxes(owned, self.site.sessions.workspace_root, _say, "no hub record owns")
         component.start()
         assert component.process is not None
         self.record.add(component.name, component.process.pid)
@@ -426,7 +441,11 @@ class Supervisor:
                 if component.restartable and self._may_restart(component):
                     print(f"The {component.name} exited (status {status}); restarting it.")
                     self._start(component)
-                    component.wait_ready()
+                    try:
+                        component.wait_ready()
+                    except StartupError as error:  # seen again on the next pass, and counted
+                        print(f"The {component.name} did not come back: {error}", flush=True)
+                        continue
                     print(f"The {component.name} is back.", flush=True)
                     continue
                 print(
@@ -470,10 +489,15 @@ class Supervisor:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if secrets is not None and self.hub is not None and self.hub.process is not None:
-            print("Stopping sessions...", flush=True)
-            self._stop_sessions(self.hub, secrets.supervisor_token)
+            proxy = next(c for c in self.components if c.name == PROXY)
+            if proxy.exit_status() is None:
+                print("Stopping sessions...", flush=True)
+                self._stop_sessions(self.hub, secrets.supervisor_token)
+            else:  # the hub takes a session's route off the proxy before it stops it
+                print("The proxy is down, so the hub cannot stop sessions.", flush=True)
         for component in reversed(self.components):
             component.stop()
+        remove_sandboxes(set(), self.site.sessions.workspace_root, _say, "the stopped hub left")
         self.record.clear()
         self._release_hub_address()
         if self.components:
