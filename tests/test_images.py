@@ -21,6 +21,8 @@ DOCKERFILES = sorted((ROOT / "images").glob("*/Dockerfile"))
 PROJECT = "/opt/enclave/src"
 NO_DEPS = ROOT / "images" / "no-deps-packages.txt"
 NO_DEPS_IN_IMAGE = "/tmp/no-deps-packages.txt"
+DEPENDENCIES = ROOT / "images" / "dependencies.py"
+DEPENDENCIES_IN_IMAGE = "/tmp/dependencies/requirements.txt"
 HADOLINT = Path(sys.executable).with_name("hadolint")
 BUILD_HERE = ROOT / "images" / "build-here.sh"
 
@@ -80,7 +82,8 @@ def image_extras() -> dict[str, set[str]]:
     for dockerfile in DOCKERFILES:
         for stage, installs in pip_installs(dockerfile).items():
             for arguments in installs:
-                for argument in (a for a in arguments if a != NO_DEPS_IN_IMAGE):
+                skipped = (NO_DEPS_IN_IMAGE, DEPENDENCIES_IN_IMAGE)
+                for argument in (a for a in arguments if a not in skipped):
                     match = re.fullmatch(re.escape(PROJECT) + r"\[([a-z,]+)\]", argument)
                     assert match, f"{dockerfile}: installs {argument!r}, not the pinned project"
                     found[f"{dockerfile.parent.name}:{stage}"] = set(match[1].split(","))
@@ -146,6 +149,25 @@ def test_packages_without_their_dependencies_are_pinned_and_installed_alike():
     assert f"images/no-deps-packages.txt {NO_DEPS_IN_IMAGE}" in runs
     assert runs.index("pip check") < runs.index(f"--no-deps -r {NO_DEPS_IN_IMAGE}")
     assert "--no-deps -r images/no-deps-packages.txt" in (ROOT / "bootstrap.sh").read_text()
+
+
+def test_the_notebook_images_dependencies_come_before_its_code_and_are_the_projects():
+    """Their layer is made from pyproject.toml alone, for the extras the project is installed
+    with, so a change of the code does not install them again."""
+    steps = instructions(ROOT / "images" / "notebook" / "Dockerfile")
+    (layer,) = [n for n, (_, what, arguments) in enumerate(steps)
+                if what == "RUN" and DEPENDENCIES_IN_IMAGE in arguments]  # fmt: skip
+    extras = re.search(r"dependencies\.py \S+ ([a-z,]+)", steps[layer][2])[1].split(",")
+    assert set(extras) == image_extras()["notebook:notebook"]
+    copied = {word for _, what, arguments in steps[:layer] if what == "COPY"
+              for word in arguments.split()}  # fmt: skip
+    assert not copied & {"hub", "shared_lib", "kernels", "README.md"}
+    listed = subprocess.run(
+        [sys.executable, DEPENDENCIES, ROOT / "pyproject.toml", ",".join(extras)],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    wanted = {str(r) for extra in ["", *extras] for r in pyproject_extras()[extra]}
+    assert sorted(listed) == sorted(wanted)
 
 
 def test_the_notebook_image_installs_the_kernels_and_the_sessions_jupyter_configuration():
