@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -26,28 +27,59 @@ def _server_programs() -> Path:
     return Path(found[-1]).parent
 
 
+class PostgresServer:
+    """A throw-away cluster on a free loopback port, which a test may stop and start again."""
+
+    def __init__(self):
+        self.programs = _server_programs()
+        owner = pwd.getpwnam(SERVER_USER)
+        self.base = Path(tempfile.mkdtemp(prefix="enclave-pg-"))
+        os.chown(self.base, owner.pw_uid, owner.pw_gid)
+        self.port = free_port()
+        self.data = self.base / "data"
+        self.url = f"postgresql+psycopg://enclave@127.0.0.1:{self.port}"  # no database
+        self._as_server_user(
+            self.programs / "initdb", "-D", self.data, "--auth=trust", "-U", "enclave"
+        )
+
+    def _as_server_user(self, *argv) -> None:
+        subprocess.run(
+            list(map(str, argv)), user=SERVER_USER, check=True, capture_output=True, cwd=self.base
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1"
+        self._control("-o", options, "-l", self.base / "log", "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server: `fast` ends its sessions cleanly, `immediate` as a crash would."""
+        self._control("-m", mode, "-w", "stop")
+
+    def _control(self, *argv) -> None:
+        self._as_server_user(self.programs / "pg_ctl", "-D", self.data, *argv)
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+@contextmanager
+def stoppable_postgresql_server() -> Iterator[PostgresServer]:
+    """A server of its own for a test that stops it; removed afterwards."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
 @contextmanager
 def postgresql_server() -> Iterator[str]:
     """Start a throw-away cluster on a free loopback port; yield its URL (no database)."""
-    programs = _server_programs()
-    owner = pwd.getpwnam(SERVER_USER)
-    base = Path(tempfile.mkdtemp(prefix="enclave-pg-"))
-    os.chown(base, owner.pw_uid, owner.pw_gid)
-    port = free_port()
-    data = base / "data"
-
-    def as_server_user(*argv: str) -> None:
-        subprocess.run(argv, user=SERVER_USER, check=True, capture_output=True, cwd=base)
-
-    as_server_user(str(programs / "initdb"), "-D", str(data), "--auth=trust", "-U", "enclave")
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1"
-    control = str(programs / "pg_ctl")
-    as_server_user(control, "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start")
-    try:
-        yield f"postgresql+psycopg://enclave@127.0.0.1:{port}"
-    finally:
-        as_server_user(control, "-D", str(data), "-m", "fast", "-w", "stop")
-        shutil.rmtree(base, ignore_errors=True)
+    with stoppable_postgresql_server() as server:
+        yield server.url
 
 
 def new_database(server_url: str) -> str:

@@ -9,6 +9,7 @@ import io
 import json
 
 import pytest
+from study_world import dataset_root, seed_study
 
 from enclave_hub.airlock.checks import Rules
 from enclave_hub.airlock.exports import (
@@ -37,20 +38,10 @@ LIMITS = Limits(
 @pytest.fixture
 def world(tmp_path, database_url):
     """A project with two researchers and two output checkers, one versioned dataset."""
-    data = tmp_path / "data"
-    (data / "ds1").mkdir(parents=True)
-    (data / "ds1" / "dataset.json").write_text(json.dumps({"title": "Cohort", "version": 3}))
+    data = dataset_root(tmp_path)
     log = AuditLog(tmp_path / "audit", tmp_path / "signing.key", interval=3600)
     registry = Registry(database_url, data, ["default"], log.append)
-    registry.create_project("carol", "study", "A study")
-    for user, role in [
-        ("alice", "researcher"),
-        ("bob", "researcher"),
-        ("erin", "output-checker"),
-        ("rose", "output-checker"),
-    ]:
-        registry.add_member("carol", "study", user, role)
-    registry.grant("carol", "study", "ds1")
+    seed_study(registry)
     store = AirlockStore(tmp_path / "airlock")
     airlock = Airlock(database_url, store, registry, Rules(), LIMITS, log.append)
     yield airlock, tmp_path / "audit"

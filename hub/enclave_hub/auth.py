@@ -20,6 +20,7 @@ from traitlets import Any, Unicode, default
 from .core.audit_client import AuditRefused
 from .core.client_address import client_address
 from .core.identities import Identities, IdentityRefused
+from .core.registry import DatabaseUnavailable
 from .hub_access import REFLECT_ROUTE, ReflectAccessHandler
 
 CLAIMED_NAME = "enclave_claimed_name"
@@ -167,8 +168,12 @@ class EnclaveAuthenticator(GenericOAuthenticator):
         ]
 
     def with_project_access(self, auth_model: dict) -> dict:
-        """The auth model with the user's groups and roles from the registry added."""
-        reflected = self.access.model(auth_model["name"], auth_model.get("groups") or ())
+        """The auth model with the user's groups and roles from the registry added; 503 while
+        the registry's database is unavailable (nothing is granted on stale access)."""
+        try:
+            reflected = self.access.model(auth_model["name"], auth_model.get("groups") or ())
+        except DatabaseUnavailable as error:
+            raise web.HTTPError(503, str(error)) from None
         return {**auth_model, **reflected}
 
     def user_info_to_username(self, user_info):
@@ -205,6 +210,8 @@ class EnclaveAuthenticator(GenericOAuthenticator):
             )
         except IdentityRefused as error:
             raise web.HTTPError(403, f"Sign-in refused: {error}") from None
+        except DatabaseUnavailable as error:
+            raise web.HTTPError(503, f"Sign-in refused for now: {error}") from None
         except AuditRefused as error:
             raise web.HTTPError(
                 503, f"Login is refused because it cannot be audited: {error}"

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from .airlock.cli import add_airlock_verbs
 from .audit.cli import add_audit_verbs
+from .backup import BackupError
+from .backup.cli import add_backup_verbs
 from .core.audit_key import pin_audit_key
 from .core.registry import RegistryError
 from .core.site_config import (
@@ -50,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_package_verbs(verbs)
     add_job_verbs(verbs)
     add_kernel_verbs(verbs)
+    add_backup_verbs(verbs)
     return parser
 
 
@@ -57,7 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (SiteConfigError, SecretError, StartupError, RegistryError, InvalidInput) as error:
+    except (
+        SiteConfigError,
+        SecretError,
+        StartupError,
+        RegistryError,
+        InvalidInput,
+        BackupError,
+    ) as error:
         print(f"enclave: {error}", file=sys.stderr)
         return 2
 

@@ -19,6 +19,8 @@ from .core.site_config import site_config
 # The key of the commons release every kind pseudonymises with, so that one person has one
 # pseudonym in all of them.
 COMMONS_KEY = "commons"
+# The folder of the state directory that holds the de-identification keys.
+DEID_KEYS_FOLDER = "deid-keys"
 
 
 def _data_root(args: argparse.Namespace) -> Path:
@@ -156,7 +158,7 @@ def _key(args: argparse.Namespace) -> bytes:
 
 def _keys_dir(args: argparse.Namespace) -> Path:
     """Where de-identification keys live: the state directory, which sessions never see."""
-    return site_config(args.config).state_dir / "deid-keys"
+    return site_config(args.config).state_dir / DEID_KEYS_FOLDER
 
 
 def cmd_list(args: argparse.Namespace) -> int:

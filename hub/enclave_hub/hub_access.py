@@ -28,6 +28,7 @@ from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
 from .core.hub_api import REFLECT_ACCESS_PATH
+from .core.registry import DatabaseUnavailable
 from .core.services import AIRLOCK, AUDIT, DASK_GATEWAY, INQUIRY, JOBS, PACKAGES, REGISTRY
 
 PROJECT_GROUP_PREFIX = "project-"
@@ -157,7 +158,7 @@ class ReflectAccessHandler(APIHandler):
     """`POST /hub/api/enclave/access`: re-apply every user's groups and roles now.
 
     Only the registry service holds the scope. Answers the names of the users whose access
-    changed.
+    changed; 503 while the registry's database is unavailable.
     """
 
     async def post(self):
@@ -168,6 +169,11 @@ class ReflectAccessHandler(APIHandler):
         for orm_user in self.db.query(orm.User).all():
             user = self.users[orm_user]
             groups = [g.name for g in orm_user.groups]
-            if apply(user, access.model(user.name, groups)):
+            try:
+                model = access.model(user.name, groups)
+            except DatabaseUnavailable as error:
+                # Those done so far keep what they were given; the next pass does them all.
+                raise web.HTTPError(503, str(error)) from None
+            if apply(user, model):
                 changed.append(user.name)
         self.write(json.dumps({"changed": changed}))

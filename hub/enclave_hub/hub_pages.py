@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .core.pages import Frame, error_heading, frame_for, role_tools, shown_time
-from .core.registry import ActiveProject, Registry
+from .core.registry import ActiveProject, DatabaseUnavailable, Registry
 from .core.services import AIRLOCK
 from .core.site_config import SiteConfig
 
@@ -30,6 +30,7 @@ class Home:
     desk: dict | None = None  # the airlock's answer, None when it could not be asked
     tools: list[tuple[str, str, str]] = field(default_factory=list)  # (name, href, what for)
     airlock: str = AIRLOCK.prefix
+    unavailable: str = ""  # why projects cannot be shown now (the database is unavailable)
 
 
 class HubPages:
@@ -59,9 +60,15 @@ class HubPages:
     def home(self, user) -> Home | None:
         if user is None:
             return None
+        try:
+            projects = self.registry.projects_of(user.name)
+            checks = self.registry.checked_by(user.name)
+        except DatabaseUnavailable as error:
+            # Every hub page asks for this, error pages too: it says so instead of failing.
+            return Home([], [], tools=role_tools(self.role(user)), unavailable=str(error))
         return Home(
-            projects=self.registry.projects_of(user.name),
-            checks=self.registry.checked_by(user.name),
+            projects=projects,
+            checks=checks,
             desk=self.desk(user.name),
             tools=role_tools(self.role(user)),
         )

@@ -19,6 +19,7 @@ from .core.audit_client import AuditRefused
 from .core.hub_api import SavedSession
 from .core.mounts import DATA_MOUNT, PROJECT_MOUNT, home_inside
 from .core.pages import page_templates
+from .core.registry import DatabaseUnavailable
 from .core.session_packages import package_index_env
 from .hub_pages import HUB_TEMPLATES
 from .kernels import DEFAULT_KERNEL, kernel_specs
@@ -91,6 +92,7 @@ class ProjectSession(HasTraits):
         help="gateway://host:port where Dask clients reach their schedulers"
     ).tag(config=True)
 
+    _checked_project = None  # as `_check_project` last found it
     session_id = Unicode("", help="this run of the session, as the audit log names it")
     stop_reason = Unicode("", help="why this run was stopped, when not by its owner")
     mounted_datasets = List(help="the datasets this run mounted (the reconciler checks them)")
@@ -130,18 +132,29 @@ class ProjectSession(HasTraits):
     # -- the project -----------------------------------------------------------------------
 
     def _project(self):
+        return self._ask_registry(self.registry.membership, self.user.name, self.name)
+
+    def _ask_registry(self, question, *args):
+        """The registry's answer; refused (503, nothing started) while its database is
+        unavailable."""
         if self.registry is None:
             raise SessionRefused("Enclave is misconfigured: no project registry", reason="config")
-        return self.registry.membership(self.user.name, self.name)
+        try:
+            return question(*args)
+        except DatabaseUnavailable as error:
+            raise SessionRefused(
+                f"The session was not started: {error}.", reason="database", status_code=503
+            ) from None
 
     def _project_form(self, spawner: ProjectSession) -> str:
         """The session page: the project being started, with its datasets, the profile's
         limits and the membership's end; or the user's projects to pick from."""
         project = self._project()
+        projects = [] if project else self._ask_registry(self.registry.projects_of, self.user.name)
         return SESSION_PAGES.get_template("session_options.html").render(
             project=project,
             profile=self.profiles.get(project.profile) if project else None,
-            projects=[] if project else self.registry.projects_of(self.user.name),
+            projects=projects,
             spawn_url=f"{self.hub.base_url}spawn/{self.user.escaped_name}/",
         )
 
@@ -161,6 +174,7 @@ class ProjectSession(HasTraits):
                 else "Sessions are started for a project: choose one on the home page."
             )
             raise SessionRefused(message, reason="membership", status_code=403)
+        self._checked_project = project
         return project
 
     # -- the session's environment ---------------------------------------------------------
@@ -171,7 +185,9 @@ class ProjectSession(HasTraits):
         env["HOME"] = self.home_inside
         env["SHELL"] = "/bin/bash"
         env["ENCLAVE_PROJECT"] = self.name
-        project = self._project()
+        # As checked when this start began: asked again, an outage could fail a start whose
+        # sandbox is already built, outside its clean-up.
+        project = self._checked_project or self._project()
         env[lab_look.PROJECT_TITLE_VARIABLE] = project.title if project else self.name
         env["ENCLAVE_DATA"] = DATA_MOUNT
         env["ENCLAVE_PROJECT_FOLDER"] = PROJECT_MOUNT

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from tornado import web
 
 from ..core.hub_api import session_server
+from ..core.registry import DatabaseUnavailable
 from ..core.service_auth import SignedInHandler
 from .exports import Airlock, AirlockError, InvalidRequest, NotAllowed, NotFound
 
@@ -75,3 +76,5 @@ class AirlockHandler(SignedInHandler):
             raise web.HTTPError(404, str(error)) from None
         except AirlockError as error:
             raise web.HTTPError(409, str(error)) from None
+        except DatabaseUnavailable as error:
+            raise web.HTTPError(503, str(error)) from None

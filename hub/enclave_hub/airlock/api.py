@@ -12,7 +12,8 @@
   requests await the person's review and their own requests.
 
 Errors are `{"error": "..."}` with 400 (bad input), 403 (not allowed), 404 (no such request, or
-none the caller may see) or 409 (not in a state for that step).
+none the caller may see), 409 (not in a state for that step) or 503 (the database is
+unavailable: nothing was done, and the call may be made again once it is back).
 """
 
 from __future__ import annotations

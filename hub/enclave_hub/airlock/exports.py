@@ -4,6 +4,11 @@ Every step is recorded in the audit log before the change it describes is commit
 event cannot be recorded, the change is rolled back and the step refused. The record and the
 commit are two steps, so a crash between them leaves a record of a change that did not happen,
 never a change without its record.
+
+A release's files reach the requester's outbox before its commit and leave it again when the
+commit fails (the database lost, say), so that no outbox holds a release the database does
+not; a commit that did reach the database although its answer was lost has its outbox put
+back from the snapshots when the requester next downloads.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from enclave.catalog import CatalogError, Dataset
 
 from ..core.audit_client import AuditRefused
 from ..core.jobs import ended_job
-from ..core.registry import Registry, RegistryError, open_engine
+from ..core.registry import DatabaseUnavailable, Registry, RegistryError, open_engine
 from .checks import Rules, worst
 from .checks.files import OUTPUT, SUPPORTING
 from .checks.runner import run_checks
@@ -312,6 +317,8 @@ class Airlock:
             return None
         try:
             job = ended_job(self.registry, submission.job, submission.project)
+        except DatabaseUnavailable:
+            raise
         except RegistryError as error:
             raise InvalidRequest(str(error)) from None
         left = {output["sha256"] for output in job["outputs"] if output["sha256"]}
@@ -437,14 +444,17 @@ class Airlock:
 
     def _release(self, db: Session, request: ExportRequest, events: list[dict]) -> None:
         """Put the released files in the requester's outbox, then record and commit; the
-        outbox is emptied again when the release cannot be recorded."""
-        outputs = [(f.name, f.sha256) for f in request.current.files if f.role == OUTPUT]
-        self.store.release(request.requester, request.id, outputs, request.release_record)
+        outbox is emptied again when the release cannot be recorded or committed."""
+        self._fill_outbox(request)
         try:
             self._commit(db, *events)
-        except AirlockError:
+        except BaseException:
             self.store.withdraw(request.requester, request.id)
             raise
+
+    def _fill_outbox(self, request: ExportRequest) -> None:
+        outputs = [(f.name, f.sha256) for f in request.current.files if f.role == OUTPUT]
+        self.store.release(request.requester, request.id, outputs, request.release_record)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -482,6 +492,8 @@ class Airlock:
             names = {f["name"] for f in request.release_record["files"]}
             if name not in names and name != "release.json":
                 raise NotFound(f"'{name}' is not part of release {request.id}")
+            if not self.store.outbox(request.requester, request.id).is_dir():
+                self._fill_outbox(request)  # its commit's answer was lost, not the commit
             self._audit(
                 {
                     "actor": username,

@@ -21,6 +21,7 @@ ERROR_HEADINGS = {
     403: "You may not open this page",
     404: "There is no such page",
     409: "That cannot be done now",
+    503: "That cannot be done for the moment",
 }
 SERVER_ERROR_HEADING = "Something went wrong on Enclave's side"
 NOTICE_COOKIE = "enclave-notice"

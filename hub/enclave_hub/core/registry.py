@@ -17,7 +17,8 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy import URL, Engine, create_engine, event, select, update
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -40,6 +41,24 @@ class RegistryError(Exception):
 
 class NotFound(RegistryError):
     """No such project, member or grant."""
+
+
+class DatabaseUnavailable(RegistryError):
+    """The database server cannot be reached, or was lost in the middle of an operation:
+    whatever asked for it is refused (HTTP 503), and works again once the server is back."""
+
+    def __init__(self, database: str, reason: str):
+        super().__init__(f"Enclave's database {database} is unavailable: try again when it is back")
+        self.database = database
+        self.reason = reason  # the driver's first line, for the logs
+
+    def __reduce__(self):
+        return type(self), (self.database, self.reason)
+
+    @property
+    def jupyterhub_message(self) -> str:
+        """What the hub's pages show of it (JupyterHub reads this attribute of any error)."""
+        return str(self)
 
 
 @dataclass(frozen=True)
@@ -131,13 +150,81 @@ def _connect_args(url: str) -> dict[str, str]:
         ) from None
 
 
+# Seconds a connection to a database server is waited for (unless its URL says otherwise).
+CONNECT_TIMEOUT = 10
+# SQLSTATEs of a server that is going away or not yet there: its connection is lost (08...),
+# it is shutting down (57P01, 57P02), or it is starting up or shutting down (57P03).
+UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+def shown_database(url: URL) -> str:
+    """A database's URL as messages name it: without its password, options or driver."""
+    shown = URL.create(url.get_backend_name(), url.username, None, url.host, url.port, url.database)
+    return shown.render_as_string(hide_password=False)
+
+
+def _unavailable(database: str) -> Callable[[ExceptionContext], None]:
+    """A `handle_error` listener that turns a failed or lost connection into
+    DatabaseUnavailable (the pool still discards the connection); other errors pass on."""
+
+    def listener(context: ExceptionContext) -> None:
+        if context.is_pre_ping:
+            return  # the pool reconnects; if that fails too, the listener hears of it then
+        original = context.original_exception
+        state = getattr(original, "sqlstate", None) or ""
+        connecting = context.connection is None
+        if not (
+            context.is_disconnect
+            or (connecting and isinstance(context.sqlalchemy_exception, OperationalError))
+            or (state and state.startswith(UNAVAILABLE_STATES))
+        ):
+            return
+        reason = (str(original) or type(original).__name__).splitlines()[0]
+        raise DatabaseUnavailable(database, reason)
+
+    return listener
+
+
 def open_engine(url: str) -> Engine:
     """The deployment's database (SQLite or PostgreSQL), shared by the registry and the airlock:
-    SQLite in WAL mode, waiting for other processes' writes rather than failing."""
-    engine = create_engine(url, connect_args=_connect_args(url))
+    SQLite in WAL mode, waiting for other processes' writes rather than failing. A server's
+    connections are checked before each use, so that the engine recovers by itself once the
+    server is back; while it is not, every operation raises DatabaseUnavailable."""
+    connect_args: dict[str, object] = _connect_args(url)
+    server = make_url(url).get_backend_name() != "sqlite"
+    if server and "connect_timeout" not in make_url(url).query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT
+    engine = create_engine(url, connect_args=connect_args, pool_pre_ping=server)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        event.listen(engine, "handle_error", _unavailable(shown_database(engine.url)))
     return engine
+
+
+class Outage:
+    """What a long-running loop says of a database outage: one line when it finds the database
+    unavailable, one when it is back; nothing in between, however often it tries."""
+
+    def __init__(self, who: str, say: Callable[[str], None]):
+        self.who = who
+        self.say = say
+        self.since: datetime | None = None
+
+    def failed(self, error: DatabaseUnavailable) -> None:
+        if self.since is None:
+            self.since = now_utc()
+            unavailable = f"{error.database} is unavailable ({error.reason})"
+            self.say(f"{self.who}: {unavailable}, will try again")
+
+    def back(self) -> bool:
+        """Note that the database answered; True when that ends an outage."""
+        if self.since is None:
+            return False
+        seconds = (now_utc() - self.since).total_seconds()
+        self.since = None
+        self.say(f"{self.who}: the database is back after {seconds:.0f} s")
+        return True
 
 
 class Registry:

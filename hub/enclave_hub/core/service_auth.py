@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
+from tornado.log import app_log
 
 from . import validation
 from .hub_api import session_server
-from .registry import NotFound, RegistryError
+from .registry import DatabaseUnavailable, NotFound, RegistryError
 from .services import Service
 from .site_config import SiteConfig
 
@@ -49,13 +50,27 @@ SERVICE_PAGE_POLICY = "; ".join(
 
 
 class ReadableErrors:
-    """Errors in words a user can act on: an HTTPError's own message, else the status's."""
+    """Errors in words a user can act on: an HTTPError's own message, else the status's. The
+    database's outage is a 503 with its own message wherever it comes from."""
 
     def error_message(self, **kwargs) -> str:
         error = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(error, web.HTTPError) and error.log_message:
             return error_text(error)
+        if isinstance(error, DatabaseUnavailable):
+            return str(error)
         return self._reason
+
+    def send_error(self, status_code: int = 500, **kwargs) -> None:
+        if isinstance(kwargs.get("exc_info", (None, None, None))[1], DatabaseUnavailable):
+            status_code = 503
+        super().send_error(status_code, **kwargs)
+
+    def log_exception(self, kind, value, traceback) -> None:
+        if isinstance(value, DatabaseUnavailable):  # a line, not a traceback, for each refusal
+            app_log.warning("%s %s refused: %s", self.request.method, self.request.path, value)
+            return
+        super().log_exception(kind, value, traceback)
 
 
 class SignedInHandler(ReadableErrors, ServiceAuth, HubOAuthenticated, web.RequestHandler):
@@ -134,13 +149,16 @@ class SessionHandler(ReadableErrors, ServiceAuth, web.RequestHandler):
 
 @contextlib.contextmanager
 def registry_refusals() -> Iterator[None]:
-    """The registry's refusals as HTTP errors: bad input 400, unknown 404, a conflict 409."""
+    """The registry's refusals as HTTP errors: bad input 400, unknown 404, a conflict 409, the
+    database unavailable 503."""
     try:
         yield
     except validation.InvalidInput as error:
         raise web.HTTPError(400, str(error)) from None
     except NotFound as error:
         raise web.HTTPError(404, str(error)) from None
+    except DatabaseUnavailable as error:
+        raise web.HTTPError(503, str(error)) from None
     except RegistryError as error:
         raise web.HTTPError(409, str(error)) from None
 

@@ -3,7 +3,8 @@
 Every few seconds the gateway compares its clusters with the hub's running sessions and the
 registry. It stops a cluster whose session has stopped, whose user's membership or project is
 no longer in force (a suspended project, say), or whose scheduler has exited or whose firewall
-no longer holds. While the hub cannot be reached, clusters are left as they are.
+no longer holds. While the hub or the registry's database cannot be reached, clusters are
+left as they are.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import httpx
 from dask_gateway_server.utils import timestamp
 
+from ..core.registry import DatabaseUnavailable, Outage
 from .identity import Principal
 
 
@@ -23,6 +25,7 @@ class SessionWatch:
         self.backend = backend
         self.interval = interval
         self.running: dict[Principal, str | None] = {}
+        self.outage = Outage("The Dask gateway", backend.log.warning)
 
     async def refresh(self) -> int | None:
         """Ask the hub for its running sessions; the time asked (ms), or None if it failed."""
@@ -43,8 +46,11 @@ class SessionWatch:
             await asyncio.sleep(self.interval)
             try:
                 await self.check()
+                self.outage.back()
             except asyncio.CancelledError:
                 raise
+            except DatabaseUnavailable as error:
+                self.outage.failed(error)
             except Exception as error:
                 self.backend.log.warning("Checking clusters failed", exc_info=error)
 

@@ -22,7 +22,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..core.audit_client import AuditRefused, site_audit_client
 from ..core.hub_api import HubSessions
-from ..core.registry import ActiveProject, site_registry
+from ..core.registry import ActiveProject, DatabaseUnavailable, site_registry
 from .identity import Principal
 from .lifetimes import SessionWatch
 from .limits import LimitExceeded, Usage, allowed_workers, check_growth
@@ -83,7 +83,10 @@ class ProjectPolicy(LoggingConfigurable):
     def project_of(self, username: str) -> tuple[Principal, ActiveProject]:
         """The principal and its project as in force now; PublicException if it is not."""
         principal = Principal.parse(username)
-        project = self.registry.membership(principal.user, principal.project)
+        try:
+            project = self.registry.membership(principal.user, principal.project)
+        except DatabaseUnavailable as error:
+            raise PublicException(str(error)) from None
         if project is None:
             raise PublicException(
                 f"{principal.user} may not use project {principal.project} now: the "

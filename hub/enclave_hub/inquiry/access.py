@@ -11,9 +11,7 @@ from enclave.catalog import CatalogError
 
 from ..core.audit_client import AuditRefused
 from ..core.client_address import client_address
-from ..core.registry import RegistryError
-from ..core.service_auth import SignedInHandler
-from ..core.validation import InvalidInput
+from ..core.service_auth import SignedInHandler, registry_refusals
 from .counts import CommonsCounts, Criteria
 from .disclosure import ShownCount
 
@@ -35,15 +33,11 @@ class InquiryHandler(SignedInHandler):
 
     async def apply(self, fields: dict) -> dict:
         """Submit the person's application; 400 naming the field that is wrong, 409 when the
-        project id is taken."""
-        try:
+        project id is taken, 503 while the database is unavailable."""
+        with registry_refusals():
             return await asyncio.to_thread(
                 self.settings["applications"].submit, self.current_user["name"], **fields
             )
-        except InvalidInput as error:
-            raise web.HTTPError(400, str(error)) from None
-        except RegistryError as error:
-            raise web.HTTPError(409, str(error)) from None
 
     def my_applications(self) -> list[dict]:
         return self.settings["applications"].of(self.current_user["name"])

@@ -59,9 +59,10 @@ class ApplyPage(PageHandler):
         try:
             application = await self.apply(fields)
         except web.HTTPError as error:
-            if error.status_code not in (400, 409):
+            if error.status_code not in (400, 409, 503):
                 raise
-            await self._form(FormRefused("apply", values, {"form": error_text(error)}), 400)
+            status = 503 if error.status_code == 503 else 400  # 503: sent again once it is back
+            await self._form(FormRefused("apply", values, {"form": error_text(error)}), status)
             return
         self.notify(
             f"Your application for {application['project']} was sent. An admin decides; "

@@ -7,7 +7,8 @@
 - `GET api/jobs/<id>`: one of them.
 - `POST api/jobs/<id>/cancel`: cancel one's own job, waiting or running.
 
-Errors are `{"error": "..."}` with 400 (bad input), 403, 404 or 409 (it cannot be done now).
+Errors are `{"error": "..."}` with 400 (bad input), 403, 404, 409 (it cannot be done now) or
+503 (the database is unavailable).
 """
 
 from __future__ import annotations

@@ -10,6 +10,11 @@ Every `jobs.check_interval` seconds, and at once when a job is submitted or canc
 A job's end is recorded once its process has exited and its sandbox is gone, with its status,
 the reason and what it left in its folder. When the service starts, jobs the book says are
 running belonged to an earlier run, whose processes died with it: they are recorded as failed.
+
+While the database is unavailable the loop says so once and tries again at its interval:
+running jobs go on, none starts, and each end is recorded once the database is back. A job
+whose start the database took although its answer was lost (its sandbox was removed, so it
+never ran) is found running in the book without a process, and recorded as failed.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import logging
 
 from .. import sandbox
 from ..core.jobs import CANCELLED, FAILED, QUEUED, RUNNING, STOPPED, SUCCEEDED, JobBook
-from ..core.registry import Registry, RegistryError
+from ..core.registry import DatabaseUnavailable, Outage, Registry, RegistryError
 from .launcher import LOG_NAME, JobLauncher, LaunchError, RunningJob
 from .outputs import manifest
 
@@ -52,6 +57,7 @@ class Dispatcher:
         self.launcher = launcher
         self.running: dict[int, RunningJob] = {}
         self.wake = asyncio.Event()
+        self.outage = Outage("The job service", log.warning)
 
     async def recover(self) -> None:
         """End what an earlier run of the service left."""
@@ -63,11 +69,17 @@ class Dispatcher:
             )
 
     async def run(self) -> None:
-        await self.recover()
         interval = self.site.jobs.check_interval
+        recovered = False
         while True:
             try:
+                if not recovered:
+                    await self.recover()
+                    recovered = True
                 await self.tick()
+                self.outage.back()
+            except DatabaseUnavailable as error:
+                self.outage.failed(error)
             except RegistryError as error:
                 log.error("Checking jobs failed: %s", error)
             except Exception:
@@ -94,6 +106,9 @@ class Dispatcher:
             if job["status"] == QUEUED and not allowed:
                 reason = not_in_force(job["submitter"], job["project"])
                 await asyncio.to_thread(self.book.ended, job["id"], STOPPED, reason)
+            if job["status"] == RUNNING and running is None:
+                reason = "its start was not confirmed by the database, so it did not run"
+                await asyncio.to_thread(self.book.ended, job["id"], FAILED, reason)
             if running is None or running.stop is not None:
                 continue
             if job["cancelled_by"]:
@@ -153,6 +168,7 @@ class Dispatcher:
             status = FAILED
             reason = f"exit status {exit_status}: {last_line(running.folder) or '(no output)'}"
         outputs = await asyncio.to_thread(manifest, running.folder)
+        told = False
         while True:
             try:
                 await asyncio.to_thread(
@@ -160,7 +176,9 @@ class Dispatcher:
                 )
                 break
             except RegistryError as error:
-                log.error("Job %d's end is not recorded yet: %s", running.job_id, error)
+                if not told:  # once, not at every try
+                    log.error("Job %d's end is not recorded yet: %s", running.job_id, error)
+                    told = True
                 await asyncio.sleep(self.site.jobs.check_interval)
         del self.running[running.job_id]
         self.wake.set()

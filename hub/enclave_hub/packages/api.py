@@ -5,7 +5,8 @@
 - `GET api/requests`: the session user's requests in the project, newest first, with the
   answers given.
 
-Errors are `{"error": "..."}` with 400 (bad input), 403, 404 or 409 (allowed or asked already).
+Errors are `{"error": "..."}` with 400 (bad input), 403, 404, 409 (allowed or asked already) or
+503 (the database is unavailable).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Callers authenticate with a hub token (`Authorization: token ...`) whose owner may use the
 service; admins change, auditors read. Errors are `{"error": "..."}` with 400 (bad input),
-403 (not allowed), 404 (no such thing) or 409 (conflicts with what is there).
+403 (not allowed), 404 (no such thing), 409 (conflicts with what is there) or 503 (the
+database is unavailable: nothing was changed, and the call may be made again once it is back).
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ class DecisionAPI(RegistryAPIHandler):
             self.finish(await self.change(applications.reject, number, reason))
 
 
+UNAVAILABLE = "the database is unavailable; try again when it is back"
+
+
 def _operation(summary: str, body: str | None = None, status: str = "200") -> dict:
     operation: dict = {
         "summary": summary,
@@ -127,6 +131,7 @@ def _operation(summary: str, body: str | None = None, status: str = "200") -> di
             "403": {"description": "not an admin (or, for reading, not an auditor)"},
             "404": {"description": "no such project, member or grant"},
             "409": {"description": "conflicts with what is there"},
+            "503": {"description": UNAVAILABLE},
         },
     }
     if body is not None:
@@ -230,6 +235,7 @@ def openapi_document(prefix: str) -> dict:
                     "403": {"description": "not an admin"},
                     "404": {"description": "no such application"},
                     "409": {"description": "already decided, or the project id is taken"},
+                    "503": {"description": UNAVAILABLE},
                 },
             },
         },
@@ -249,6 +255,7 @@ def openapi_document(prefix: str) -> dict:
                     "403": {"description": "not an admin"},
                     "404": {"description": "no such application"},
                     "409": {"description": "already decided"},
+                    "503": {"description": UNAVAILABLE},
                 },
             },
         },
