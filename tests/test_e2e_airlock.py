@@ -1,5 +1,6 @@
 """The airlock from a real session, through the real hub, services and audit log: a request,
 its checks, two independent approvals, the download outside the session; and no other way out.
+Last, the running deployment with its release is backed up and restored.
 
 The project `airlock-study` (conftest.py) has one researcher, quinn, and the two demo output
 checkers, erin and rose.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import subprocess
 import sys
 
@@ -18,6 +20,9 @@ from bs4 import BeautifulSoup
 
 from enclave_harness import SessionNotebook, create_api_token, login
 from enclave_hub.audit.query import records
+from enclave_hub.core.registry import site_registry
+from enclave_hub.core.site_config import load_site_config
+from enclave_hub.local.hub_config import hub_paths
 
 pytestmark = pytest.mark.e2e
 
@@ -263,3 +268,51 @@ def test_the_command_line_lists_shows_and_decides_for_named_checkers(enclave, qu
     log = records(enclave.state_dir / "audit")
     sources = {r.get("source") for r in log if r.get("target") == f"airlock-request/{number}"}
     assert any(s and s.startswith("command line (") for s in sources)
+
+
+def _enclave_cli(*argv: object) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "enclave_hub.cli", *map(str, argv)]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def test_a_running_deployment_is_backed_up_and_restored_whole(enclave, quinn, tmp_path):
+    """`enclave backup` while quinn's session runs, `enclave restore` into a fresh state folder
+    as on a new machine: projects, members, grants, the release, the hub's record of the
+    session and a log that verifies against the pinned key are all there."""
+    request = export(quinn, {"results/backed-up.csv": TABLE}, ["results/backed-up.csv"])
+    number = str(request["id"])
+    assert airlock_cli(enclave, "approve", number, "--checker", "erin").returncode == 0
+    assert "is released" in airlock_cli(enclave, "approve", number, "--checker", "rose").stdout
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text("a passphrase the operator keeps\n")
+    backup, state = tmp_path / "backup", tmp_path / "restored"
+
+    # The configuration as `enclave up` runs it, with the key it pinned on its first start.
+    running = enclave.state_dir / "run" / "site.yaml"
+    taken = _enclave_cli(
+        "backup", backup, "--config", running,
+        "--keys", "encrypt", "--passphrase-file", passphrase,
+    )  # fmt: skip
+    assert taken.returncode == 0, taken.stderr
+    restored = _enclave_cli(
+        "restore", backup, "--state-dir", state, "--passphrase-file", passphrase
+    )
+    assert restored.returncode == 0, restored.stderr
+
+    site = load_site_config(state / "enclave.yaml")
+    assert site.audit.key_fingerprint == load_site_config(running).audit.key_fingerprint
+    before, after = site_registry(enclave.site, False), site_registry(site, False)
+    projects = before.list_projects()
+    assert after.list_projects() == projects and projects
+    for project in projects:
+        assert after.show(project["id"]) == before.show(project["id"])
+    outbox = site.airlock_dir / "outbox" / "quinn" / number
+    assert (outbox / "results" / "backed-up.csv").read_bytes() == TABLE.encode()
+    with sqlite3.connect(hub_paths(site)["database"]) as hub:
+        servers = hub.execute(
+            "SELECT spawners.name FROM spawners JOIN users ON users.id = spawners.user_id "
+            "WHERE users.name = 'quinn' AND spawners.server_id IS NOT NULL"
+        ).fetchall()
+    assert servers == [(PROJECT,)]
+    verified = _enclave_cli("audit", "verify", "--config", state / "enclave.yaml")
+    assert verified.returncode == 0 and json.loads(verified.stdout)["ok"], verified.stdout
