@@ -41,7 +41,7 @@ from enclave_hub.core.site_config import (
     write_site_config,
 )
 from enclave_hub.core.site_secrets import SECRET_NAMES, ensure_secrets
-from enclave_hub.local.hub_config import hub_paths
+from enclave_hub.local.hub_files import hub_paths
 
 PASSPHRASE = "correct horse battery staple\n"
 TABLE = b"site,n\nleeds,12\nyork,40\n"

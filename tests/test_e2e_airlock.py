@@ -22,7 +22,7 @@ from enclave_harness import SessionNotebook, create_api_token, login
 from enclave_hub.audit.query import records
 from enclave_hub.core.registry import site_registry
 from enclave_hub.core.site_config import load_site_config
-from enclave_hub.local.hub_config import hub_paths
+from enclave_hub.local.hub_files import hub_paths
 
 pytestmark = pytest.mark.e2e
 

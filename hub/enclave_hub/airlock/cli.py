@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 
 from ..core.site_config import site_config
-from .exports import AirlockError
-from .service import site_airlock
 
 
 def cmd_list(airlock, args: argparse.Namespace) -> None:
@@ -48,6 +46,10 @@ def _decide(decision: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    # The web service's imports take a second: only when a verb runs, not for --help.
+    from .exports import AirlockError
+    from .service import site_airlock
+
     airlock = site_airlock(site_config(args.config))
     try:
         args.airlock_handler(airlock, args)

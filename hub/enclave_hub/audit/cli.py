@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ..core.command_line import key_fingerprint
 from ..core.site_config import (
     CONFIG_FILE_NAME,
-    KEY_FINGERPRINT,
     SiteConfigError,
     default_state_dir,
     site_config,
@@ -46,8 +45,6 @@ def _anchor(args: argparse.Namespace) -> str | Ed25519PublicKey:
         except (OSError, ValueError) as error:
             raise SystemExit(f"enclave: --public-key {args.public_key}: {error}") from None
     if args.fingerprint is not None:
-        if not re.fullmatch(KEY_FINGERPRINT, args.fingerprint):
-            raise SystemExit("enclave: --fingerprint must be sha256: and 64 lower-case hex digits")
         return args.fingerprint
     configured = args.config is not None or (default_state_dir() / CONFIG_FILE_NAME).exists()
     pinned = _site(args).audit.key_fingerprint if configured else None
@@ -174,6 +171,7 @@ def _add_anchor(parser: argparse.ArgumentParser) -> None:
     trust = parser.add_mutually_exclusive_group()
     trust.add_argument(
         "--fingerprint",
+        type=key_fingerprint,
         help="the key to trust, sha256:HEX (default: the site's audit.key_fingerprint)",
     )
     trust.add_argument("--public-key", type=Path, help="the key to trust: your own copy of it")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..core.site_config import KEY_FINGERPRINT, site_config
+from ..core.command_line import key_fingerprint
+from ..core.site_config import site_config
 from . import BackupError
-from .restore import restore_backup
 from .sealed import read_passphrase
 from .take import ENCRYPT, OMIT, take_backup
 
@@ -58,8 +57,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    if args.fingerprint is not None and not re.fullmatch(KEY_FINGERPRINT, args.fingerprint):
-        raise BackupError("--fingerprint must be sha256: and 64 lower-case hex digits")
+    from .restore import restore_backup  # it reads the hub's settings: slow to import
+
     with _file_errors():
         restore_backup(
             args.folder,
@@ -117,6 +116,7 @@ def add_backup_verbs(verbs: argparse._SubParsersAction) -> None:
     )
     restore.add_argument(
         "--fingerprint",
+        type=key_fingerprint,
         help="the audit key you trust, sha256:HEX: the restore is refused unless the backup "
         "pins it (default: the key the backup's site configuration pins)",
     )

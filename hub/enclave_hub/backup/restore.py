@@ -27,7 +27,7 @@ from ..core.site_config import (
     parse_site_config,
     write_site_config,
 )
-from ..local.hub_config import hub_paths
+from ..local.hub_files import hub_paths
 from . import (
     AIRLOCK_FOLDER,
     AUDIT_FOLDER,

@@ -21,7 +21,7 @@ from ..core.project_groups import FILE_NAME as PROJECT_GROUPS_FILE
 from ..core.site_config import SiteConfig
 from ..core.site_secrets import secrets_dir
 from ..datasets_cli import DEID_KEYS_FOLDER
-from ..local.hub_config import hub_paths
+from ..local.hub_files import hub_paths
 from . import (
     AIRLOCK_FOLDER,
     AUDIT_FOLDER,

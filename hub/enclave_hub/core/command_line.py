@@ -4,10 +4,18 @@ and runs its handler on the service's own object, made from it."""
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 from pathlib import Path
 
-from .site_config import SiteConfig, site_config
+from .site_config import KEY_FINGERPRINT, SiteConfig, site_config
+
+
+def key_fingerprint(text: str) -> str:
+    """An audit key's fingerprint given on the command line (argparse's `type`)."""
+    if not re.fullmatch(KEY_FINGERPRINT, text):
+        raise argparse.ArgumentTypeError("must be sha256: and 64 lower-case hex digits")
+    return text
 
 
 def service_verbs(

@@ -14,7 +14,6 @@ import json
 import sys
 
 from ..core.command_line import service_verbs
-from .service import site_job_book
 
 
 def _actor() -> str:
@@ -47,9 +46,15 @@ def cmd_cancel(book, args) -> None:
         print(f"Job {job['id']} is being stopped; its end is recorded once it has stopped.")
 
 
+def _open_job_book(site):
+    from .service import site_job_book  # the web service's imports: only when a verb runs
+
+    return site_job_book(site)
+
+
 def add_job_verbs(verbs: argparse._SubParsersAction) -> None:
     action = service_verbs(
-        verbs, "job", "jobs: notebooks and scripts run apart from sessions", site_job_book
+        verbs, "job", "jobs: notebooks and scripts run apart from sessions", _open_job_book
     )
     listing = action("list", cmd_list, "jobs, newest first, waiting ones with their place")
     listing.add_argument("--project", help="of this project only")

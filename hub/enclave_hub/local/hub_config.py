@@ -3,26 +3,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ..core.project_groups import ProjectGroups
 from ..core.site_config import SiteConfig
 from ..core.site_secrets import load_secrets, secret_path
 from ..hub_config import configure_enclave, configure_project_sessions, seeded_registry
+from .hub_files import hub_paths
 from .spawner import EnclaveSpawner
 
 SUPERVISOR_SERVICE = "enclave-supervisor"
 ROUTE_CHECK_INTERVAL = 10  # seconds
-
-
-def hub_paths(site: SiteConfig) -> dict[str, Path]:
-    """Where the hub keeps its files inside the state directory."""
-    state = site.state_dir
-    return {
-        "database": state / "jupyterhub.sqlite",
-        "pid_file": state / "run" / "hub.pid",
-    }
 
 
 def configure(c: Any, site: SiteConfig) -> None:

@@ -33,7 +33,7 @@ from ..core.site_secrets import Secrets, ensure_secrets
 from ..kernels import has_gpu, has_r, install_kernels
 from ..sandbox.network import add_hub_address, has_address, remove_hub_address
 from .demo import DemoDataset, grant_demo_datasets, ingest_demo_datasets
-from .hub_config import hub_paths
+from .hub_files import hub_paths
 from .leftovers import (
     SUPERVISOR,
     RunRecord,

@@ -11,7 +11,6 @@ import argparse
 import getpass
 
 from ..core.command_line import service_verbs
-from .service import site_allowances
 
 
 def _actor() -> str:
@@ -52,9 +51,15 @@ def cmd_reject(allowances, args) -> None:
     print(f"Request {found['id']} rejected.")
 
 
+def _open_allowances(site):
+    from .service import site_allowances  # the web service's imports: only when a verb runs
+
+    return site_allowances(site)
+
+
 def add_package_verbs(verbs: argparse._SubParsersAction) -> None:
     action = service_verbs(
-        verbs, "packages", "the Python packages sessions may install", site_allowances
+        verbs, "packages", "the Python packages sessions may install", _open_allowances
     )
 
     for name, handler, help_text in (
