@@ -3,8 +3,9 @@
 Both acknowledge an event only once it is on disk. W writer threads each append the same
 records; the figure is events acknowledged per second, with the ratio Enclave / SQLite. SQLite
 gets one connection per writer (its usual concurrent use); each insert is its own transaction.
-The last columns send the same events through the audit service's HTTP endpoint (the path the
-hub and the sessions take), the service running in a process of its own.
+The last columns send the same events through the audit service's HTTP endpoint with Enclave's
+client, W callers at once (the path the hub and the sessions take), the service running in a
+process of its own.
 
     .venv/bin/python bench/audit_ingest.py [--writers 1 8 64] [--seconds 5]
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
 import json
 import multiprocessing
 import resource
@@ -32,7 +32,8 @@ from tornado import httpserver
 from enclave_hub.audit import AuditLog
 from enclave_hub.audit.attribution import TokenResolver
 from enclave_hub.audit.ratelimit import FailureLimiter
-from enclave_hub.audit.service import AuditService, make_app
+from enclave_hub.audit.service import MAX_BODY, AuditService, make_app
+from enclave_hub.core.audit_client import AuditClient
 from enclave_hub.core.services import AUDIT_EVENTS_PATH
 from enclave_hub.core.site_config import SiteConfig
 
@@ -90,7 +91,7 @@ def _serve(folder: Path, port: int, token: str) -> None:
         log = AuditLog(folder / "service-log", folder / "signing.key")
         resolver = TokenResolver("http://127.0.0.1:9/hub/api")  # sessions do not send here
         service = AuditService(log, token, resolver, FailureLimiter())
-        server = httpserver.HTTPServer(make_app(service, site, token))
+        server = httpserver.HTTPServer(make_app(service, site, token), max_body_size=MAX_BODY)
         server.listen(port, address="127.0.0.1")
         await asyncio.Event().wait()
 
@@ -98,7 +99,9 @@ def _serve(folder: Path, port: int, token: str) -> None:
 
 
 def service_rate(folder: Path, writers: int, seconds: float) -> float:
-    """Events acknowledged through the service's HTTP endpoint (a kept-alive connection each)."""
+    """Events acknowledged through the service's HTTP endpoint: `writers` callers at once of
+    one `AuditClient`, as the hub's handlers or a session's cells call it (what arrives while a
+    request is out goes in the next)."""
     token, port = secrets.token_hex(32), free_port()
     server = multiprocessing.Process(target=_serve, args=(folder, port, token), daemon=True)
     server.start()
@@ -112,21 +115,21 @@ def service_rate(folder: Path, writers: int, seconds: float) -> float:
             except httpx.HTTPError:
                 time.sleep(0.1)
 
-        def make_append() -> Callable[[dict], None]:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            headers = {"Authorization": f"token {token}", "Content-Type": "application/json"}
+        async def run() -> int:
+            client = AuditClient(url, token, timeout=60)
+            stop = time.monotonic() + seconds
 
-            def append(event: dict) -> None:
-                body = {k: v for k, v in event.items() if k != "time"}  # the service stamps it
-                connection.request("POST", AUDIT_EVENTS_PATH, json.dumps(body), headers)
-                reply = connection.getresponse()
-                reply.read()
-                if reply.status != 201:
-                    raise RuntimeError(f"the audit service answered {reply.status}")
+            async def writer(index: int) -> int:
+                n = 0
+                while time.monotonic() < stop:
+                    event = {k: v for k, v in sample_event(index, n).items() if k != "time"}
+                    await client.record(**event)  # the service stamps the time
+                    n += 1
+                return n
 
-            return append
+            return sum(await asyncio.gather(*(writer(i) for i in range(writers))))
 
-        return drive(writers, seconds, make_append) / seconds
+        return asyncio.run(run()) / seconds
     finally:
         server.terminate()
         server.join()

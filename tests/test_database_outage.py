@@ -29,6 +29,7 @@ from study_world import dataset_root, seed_study
 from tornado import httpserver, web
 
 from enclave_harness import free_port, require_root
+from enclave_hub import hub_config
 from enclave_hub.airlock import api as airlock_api
 from enclave_hub.airlock.checks import Rules
 from enclave_hub.airlock.exports import Airlock, Limits, Submission, Upload
@@ -43,6 +44,7 @@ from enclave_hub.core.service_auth import JSONAPI, service_app
 from enclave_hub.core.services import AIRLOCK, REGISTRY
 from enclave_hub.core.site_config import JobSettings, Profile, parse_site_config
 from enclave_hub.hub_access import HubAccess
+from enclave_hub.hub_config import seeded_registry
 from enclave_hub.hub_pages import HubPages
 from enclave_hub.jobs.dispatcher import Dispatcher
 from enclave_hub.project_session import ProjectSession, SessionRefused
@@ -136,14 +138,70 @@ async def until(condition: Callable[[], bool], what: str) -> None:
 
 def test_a_server_that_is_not_there_is_named_without_its_password():
     url = f"postgresql+psycopg://enclave:secret@127.0.0.1:{free_port()}/registry?sslmode=prefer"
+    registry = Registry(url, Path("/nonexistent"), ["default"], print)  # made at first use
     with pytest.raises(DatabaseUnavailable) as refused:
-        Registry(url, Path("/nonexistent"), ["default"], print)
+        registry.revision()
     message = str(refused.value)
     assert "secret" not in message and "sslmode" not in message
     assert "postgresql://enclave@127.0.0.1:" in message and "/registry is unavailable" in message
     assert "Connection refused" in refused.value.reason
     # What the hub's pages show of it (JupyterHub reads `jupyterhub_message`).
     assert refused.value.jupyterhub_message == message
+
+
+def test_a_registry_and_an_airlock_made_during_an_outage_make_their_tables_once_it_ends(
+    server, tmp_path
+):
+    url = new_database(server.url)
+    server.stop("immediate")
+    try:
+        audit = Audit()
+        registry = Registry(url, dataset_root(tmp_path), ["default"], audit.record)
+        airlock = Airlock(
+            url, AirlockStore(tmp_path / "airlock"), registry, Rules(), LIMITS, audit.record
+        )
+        for ask in (registry.revision, lambda: airlock.visible_to("erin")):
+            with pytest.raises(DatabaseUnavailable) as refused:
+                ask()
+            assert_refusal(refused.value, registry)
+    finally:
+        server.start()
+    assert registry.revision() == 0 and airlock.visible_to("erin") == []
+    seed_study(registry)
+    assert [p.id for p in registry.projects_of("alice")] == ["study"]
+    assert submit(airlock)["status"] == IN_REVIEW
+    registry.engine.dispose()
+    airlock.engine.dispose()
+
+
+def test_a_hub_started_during_an_outage_starts_and_seeds_at_its_next_start(
+    server, tmp_path, capsys, monkeypatch
+):
+    url = new_database(server.url)
+    site = parse_site_config(
+        {
+            "data_root": dataset_root(tmp_path),
+            "registry": {"database_url": url},
+            "projects": [{"id": "seeded", "title": "Seeded", "members": ["alice"]}],
+        },
+        "test",
+    )
+    audit = Audit()  # the registry as the hub makes it, recording here rather than to a service
+    monkeypatch.setattr(
+        hub_config,
+        "site_registry",
+        lambda site: Registry(url, site.data_root, ["default"], audit.record),
+    )
+    server.stop("immediate")
+    try:
+        seeded_registry(site).engine.dispose()
+    finally:
+        server.start()
+    said = capsys.readouterr().out
+    assert "is unavailable: try again when it is back: the seed projects are put in at the " in said
+    registry = seeded_registry(site)
+    assert [p.id for p in registry.projects_of("alice")] == ["seeded"]
+    registry.engine.dispose()
 
 
 def test_the_same_registry_refuses_while_the_server_is_down_and_works_again(server, world):

@@ -33,6 +33,7 @@ from enclave_harness import (
     write_site_config,
 )
 from enclave_hub.audit.query import records
+from enclave_hub.core.services import AIRLOCK
 from enclave_hub.local.leftovers import RunRecord
 from enclave_hub.local.supervisor import RESTART_LIMIT
 from enclave_hub.sandbox import built_numbers
@@ -118,6 +119,15 @@ def test_cells_are_refused_while_the_audit_service_is_down_and_recorded_once_it_
     assert "The audit service exited (status -9); restarting it." in enclave.output()
     kernel.close()
     api.stop_session("bob", "cancer-imaging")
+
+
+def test_a_killed_service_is_restarted_and_its_pages_answer_again(enclave):
+    page = f"{enclave.url}{AIRLOCK.prefix}"
+    assert httpx.get(page).status_code == 302  # to the hub's sign-in
+    _kill_and_wait_for_the_next(enclave, "airlock service")
+    _wait_for_line(enclave, "The airlock service is back.", 1)
+    assert httpx.get(page).status_code == 302
+    assert "The airlock service exited (status -9); restarting it." in enclave.output()
 
 
 def _lines(*argv: str) -> list[str]:

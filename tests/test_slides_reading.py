@@ -11,6 +11,7 @@ import tiffslide
 
 import enclave
 from enclave.catalog import CatalogError
+from enclave.slides.jpeg_tiles import JpegLevel, TileCache
 from enclave.slides.tissue import otsu_threshold, tissue_mask
 from slide_data import ingest_named_slides, slide_path
 
@@ -60,6 +61,23 @@ def test_regions_equal_tiffslides(root, name, reference, location, level, size):
     assert region.mode == "RGBA" and region.size == size
     np.testing.assert_array_equal(np.asarray(region)[..., :3], expected[..., :3])
     np.testing.assert_array_equal(store.read_region(location, level, size, as_array=True), expected)
+
+
+def test_copied_jpeg_tiles_are_decoded_once_and_the_cache_keeps_to_its_size(root):
+    store = root / DATASET / "cmu-1-small-region.ome.zarr" / "0"
+    cache = TileCache(limit=3 * 240 * 240 * 3)  # three decoded tiles
+    level = JpegLevel(store, cache)
+    source = tiffslide.TiffSlide(slide_path("cmu-1-small-region.svs"))
+    expected = source.read_region((230, 250), 0, (300, 20), as_array=True)[..., :3]
+    np.testing.assert_array_equal(level.channels_last(250, 270, 230, 530), expected)
+    assert len(cache._tiles) == 3  # the region crosses three tiles: (1, 0), (1, 1), (1, 2)
+    (store / "0" / "1" / "1").rename(store / "0" / "1" / "gone")  # read again: from the cache
+    try:
+        np.testing.assert_array_equal(level.channels_last(250, 270, 230, 530), expected)
+        level.channels_last(0, 10, 0, 10)  # a fourth tile: the least recent one goes
+        assert len(cache._tiles) == 3 and (store, 1, 0) not in cache._tiles
+    finally:
+        (store / "0" / "1" / "gone").rename(store / "0" / "1" / "1")
 
 
 def test_a_region_beyond_the_edge_is_transparent_there(cmu):

@@ -151,7 +151,7 @@ class EnclaveAuthenticator(GenericOAuthenticator):
     @default("identities")
     def _identities_default(self) -> Identities:
         registry = self.access.registry  # its database holds who is who
-        return Identities(registry.engine, registry.record)
+        return Identities(registry.sessions, registry.record)
 
     def source(self, request) -> str:
         """Where a request to the hub came from, whatever headers its sender wrote."""

@@ -16,7 +16,7 @@ from jupyterhub.utils import subdomain_hook_idna
 from .auth import EnclaveAuthenticator
 from .core.audit_client import AuditClient, site_audit_client
 from .core.pages import FRAME_TEMPLATES
-from .core.registry import RegistryError, site_registry
+from .core.registry import DatabaseUnavailable, RegistryError, site_registry
 from .core.services import (
     AIRLOCK,
     AUDIT,
@@ -60,6 +60,8 @@ def seeded_registry(site: SiteConfig):
     registry = site_registry(site)
     try:
         registry.seed(site.projects)
+    except DatabaseUnavailable as error:  # a hub started during an outage starts all the same
+        print(f"{error}: the seed projects are put in at the hub's next start", flush=True)
     except (InvalidInput, RegistryError) as error:
         raise SiteConfigError(f"projects: cannot seed the project registry: {error}") from None
     return registry

@@ -1,4 +1,4 @@
-"""Zarr v3 arrays opened for reading through TensorStore, as slides and volumes read them."""
+"""Zarr arrays opened for reading through TensorStore, as slides and volumes read them."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 import tensorstore
 
 
-def open_zarr3(path: Path) -> tensorstore.TensorStore:
-    """The zarr v3 array at `path`, read-only, without a cache: regions rarely repeat, and
-    memory stays the caller's."""
+def open_zarr(path: Path) -> tensorstore.TensorStore:
+    """The zarr array (v3, or v2) at `path`, read-only, without a cache: regions rarely
+    repeat, and memory stays the caller's."""
     spec = {
-        "driver": "zarr3",
+        "driver": "zarr3" if (path / "zarr.json").exists() else "zarr",
         "kvstore": {"driver": "file", "path": str(path)},
         "context": {"cache_pool": {"total_bytes_limit": 0}},
     }

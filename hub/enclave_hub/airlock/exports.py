@@ -21,13 +21,19 @@ from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from enclave.catalog import CatalogError, Dataset
 
 from ..core.audit_client import AuditRefused
 from ..core.jobs import ended_job
-from ..core.registry import DatabaseUnavailable, Registry, RegistryError, open_engine
+from ..core.registry import (
+    DatabaseUnavailable,
+    Registry,
+    RegistryError,
+    Sessions,
+    open_engine,
+)
 from .checks import Rules, worst
 from .checks.files import OUTPUT, SUPPORTING
 from .checks.runner import run_checks
@@ -238,8 +244,8 @@ class Airlock:
         record: Recorder,
     ):
         self.engine = open_engine(url)
-        Base.metadata.create_all(self.engine)
-        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._session = Sessions(self.engine, Base.metadata, lambda db: None)
+        self._session.open_now("the airlock's database")
         self.store = store
         self.registry = registry
         self.rules = rules

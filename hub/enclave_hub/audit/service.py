@@ -37,6 +37,7 @@ from .query import records
 from .ratelimit import FailureLimiter
 
 MAX_BODY = 2 * 1024 * 1024
+MAX_BATCH = 1000  # events in one request
 
 
 class AuditService:
@@ -93,7 +94,10 @@ class AuditService:
 
 
 class IngestHandler(web.RequestHandler):
-    """POST an event; 201 with its sequence number once it is on disk."""
+    """POST an event: 201 with its sequence number once it is on disk. POST a JSON array of
+    events (a sender's batch, `MAX_BATCH` at most): 200 with a result for each, in order, each
+    given once that event is on disk: `{"seq": n}`, or `{"error": why, "status": code}` with
+    the code a single event would have had."""
 
     def write_error(self, status_code: int, **kwargs) -> None:
         self.finish({"error": self._reason})
@@ -105,23 +109,44 @@ class IngestHandler(web.RequestHandler):
             body = json.loads(self.request.body or b"null")
         except ValueError:
             raise web.HTTPError(400, reason="the body is not JSON") from None
+        platform = bool(token) and service.is_platform(token)
+        if not isinstance(body, list):
+            status, result = await self._record(service, body, platform, token)
+            if "error" in result:
+                raise web.HTTPError(status, reason=result["error"])
+            self.set_status(status)
+            self.finish(result)
+            return
+        if not 0 < len(body) <= MAX_BATCH:
+            raise web.HTTPError(400, reason=f"a batch holds 1 to {MAX_BATCH} events")
+        if not platform:  # every event of the batch is the session's: its token is checked once
+            await self._session(service, token)
+        answers = await asyncio.gather(
+            *(self._record(service, event, platform, token) for event in body)
+        )
+        self.finish({"results": [{**result, "status": status} for status, result in answers]})
+
+    async def _record(
+        self, service: AuditService, body: object, platform: bool, token: str
+    ) -> tuple[int, dict]:
+        """Record one event: its status code, and its sequence number or the error."""
         try:
-            if token and service.is_platform(token):
+            if platform:
                 event = platform_event(body)
             else:
                 event = session_event(body, await self._session(service, token), self._address())
             seq = await service.record(event)
         except BadEvent as error:
-            raise web.HTTPError(400, reason=str(error)) from None
-        except HubUnavailable as error:
-            raise web.HTTPError(503, reason=f"cannot check the session's token: {error}") from None
+            return 400, {"error": str(error)}
         except LogUnwritable as error:
-            raise web.HTTPError(503, reason=str(error)) from None
-        self.set_status(201 if seq is not None else 202)
-        self.finish({"seq": seq})
+            return 503, {"error": str(error)}
+        return (201 if seq is not None else 202), {"seq": seq}
 
     async def _session(self, service: AuditService, token: str):
-        server = await service.resolver.server_of(token) if token else None
+        try:
+            server = await service.resolver.server_of(token) if token else None
+        except HubUnavailable as error:
+            raise web.HTTPError(503, reason=f"cannot check the session's token: {error}") from None
         identity = session_identity(server, service.sessions)
         if identity is None:
             raise web.HTTPError(403, reason="the token is not that of a running session")

@@ -1,12 +1,15 @@
 """The audit client: how the hub, the registry, the airlock and the Dask gateway record events.
 
 `record` returns only once the audit service has the event on disk. When it cannot, it raises
-`AuditRefused` with the reason, and the caller refuses the action it was about to take.
+`AuditRefused` with the reason, and the caller refuses the action it was about to take. Events
+recorded while a request is out go together in the next one (the service writes a batch with
+one fsync), so many callers at once cost a request each only when they come one at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import TYPE_CHECKING
 
 import httpx
@@ -28,6 +31,10 @@ class AuditRefused(Exception):
         self.retryable = retryable  # the service is unreachable or unavailable, for now
 
 
+BATCH_EVENTS = 1000  # events in one request at most (the service's limit)
+BATCH_BYTES = 1024 * 1024  # and about this much of them, so that a batch fits its body limit
+
+
 class AuditClient:
     """Sends events with the platform's ingest token."""
 
@@ -35,28 +42,62 @@ class AuditClient:
         self.events_url = events_url
         self._headers = {"Authorization": f"token {token}"}
         self._timeout = timeout
-        self._connections: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._waiting: list[tuple[str, asyncio.Future]] = []  # each event as JSON
+        self._sender: asyncio.Task | None = None
 
     def __deepcopy__(self, memo: dict) -> AuditClient:
         # JupyterHub copies each spawner's configuration; all of them share one client.
         return self
 
-    def _client(self) -> httpx.AsyncClient:
-        """One kept-alive client per event loop: every cell and event reuses its connection."""
+    def _in_this_loop(self) -> httpx.AsyncClient:
+        """One kept-alive client and one queue per event loop."""
         loop = asyncio.get_running_loop()
-        if self._connections is None or self._connections[0] is not loop:
-            self._connections = (loop, httpx.AsyncClient(timeout=self._timeout))
-        return self._connections[1]
+        if self._loop is not loop:
+            self._loop, self._client = loop, httpx.AsyncClient(timeout=self._timeout)
+            self._waiting, self._sender = [], None
+        assert self._client is not None
+        return self._client
 
     async def record(self, **event: object) -> int | None:
         """Record an event (unset fields left out); its sequence number once durable."""
+        self._in_this_loop()
+        answer = asyncio.get_running_loop().create_future()
+        self._waiting.append((json.dumps(_body(event)), answer))
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_waiting())
+        return await answer
+
+    async def _send_waiting(self) -> None:
+        """Send what waits, a batch at a time, until nothing does."""
         try:
-            reply = await self._client().post(
-                self.events_url, json=_body(event), headers=self._headers
-            )
+            while self._waiting:
+                batch = _next_batch(self._waiting)
+                del self._waiting[: len(batch)]
+                await self._send(batch)
+        finally:
+            self._sender = None
+
+    async def _send(self, batch: list[tuple[str, asyncio.Future]]) -> None:
+        events = [event for event, _ in batch]
+        body = f"[{','.join(events)}]" if len(events) > 1 else events[0]
+        headers = {**self._headers, "Content-Type": "application/json"}
+        try:
+            reply = await self._in_this_loop().post(self.events_url, content=body, headers=headers)
+            results = _results(reply, len(events))
         except httpx.HTTPError as error:
-            raise AuditRefused(f"the audit service cannot be reached ({error})", True) from None
-        return _sequence_number(reply)
+            refused = AuditRefused(f"the audit service cannot be reached ({error})", True)
+            results = [refused] * len(events)
+        except AuditRefused as refused:  # the whole request was refused
+            results = [refused] * len(events)
+        for (_, answer), result in zip(batch, results, strict=True):
+            if answer.done():
+                continue  # its caller was cancelled
+            if isinstance(result, AuditRefused):
+                answer.set_exception(result)
+            else:
+                answer.set_result(result)
 
     def record_sync(self, event: dict) -> int | None:
         """`record`, for code that does not run in an event loop (the command line)."""
@@ -78,6 +119,38 @@ class AuditClient:
 
 def _body(event: dict) -> dict:
     return {key: value for key, value in event.items() if value is not None}
+
+
+def _next_batch(waiting: list[tuple[str, asyncio.Future]]) -> list:
+    """The first events waiting, up to BATCH_EVENTS and about BATCH_BYTES (one at least)."""
+    size = 0
+    for count, (event, _) in enumerate(waiting[:BATCH_EVENTS]):
+        size += len(event)
+        if count and size > BATCH_BYTES:
+            return waiting[:count]
+    return waiting[:BATCH_EVENTS]
+
+
+def _results(reply: httpx.Response, count: int) -> list[int | AuditRefused | None]:
+    """Each event's sequence number or refusal: a batch's `results`, or one event's answer."""
+    if count == 1:
+        try:
+            return [_sequence_number(reply)]
+        except AuditRefused as refused:
+            return [refused]
+    if reply.status_code != 200:
+        _sequence_number(reply)  # raises AuditRefused with the service's reason
+    try:
+        results = reply.json()["results"]
+        assert len(results) == count
+        return [
+            result.get("seq")
+            if result["status"] in (201, 202)
+            else AuditRefused(result["error"], retryable=result["status"] == 503)
+            for result in results
+        ]
+    except (ValueError, KeyError, TypeError, AssertionError):
+        raise AuditRefused("the audit service's answer could not be read", True) from None
 
 
 def _sequence_number(reply: httpx.Response) -> int | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,18 +24,18 @@ class IdentityRefused(Exception):
 
 
 class Identities:
-    def __init__(self, engine: Engine, record: Callable[[dict], None]):
-        self.engine = engine  # the registry's, whose tables include `identities`
+    def __init__(self, sessions: Callable[[], Session], record: Callable[[dict], None]):
+        self.sessions = sessions  # the registry's, whose tables include `identities`
         self.record = record
 
     def usernames(self) -> list[str]:
         """Everyone who has signed in, by name."""
-        with Session(self.engine) as db:
+        with self.sessions() as db:
             return sorted(db.scalars(select(Identity.username)))
 
     def bind(self, username: str, issuer: str, subject: str) -> None:
         """Accept `subject` of `issuer` as `username`, binding the two at the first sign-in."""
-        with Session(self.engine) as db:
+        with self.sessions() as db:
             held = db.get(Identity, username)
             if held is not None:
                 if (held.issuer, held.subject) == (issuer, subject):

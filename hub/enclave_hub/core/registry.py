@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import URL, Engine, create_engine, event, select, update
+from sqlalchemy import URL, Engine, MetaData, create_engine, event, select, update
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -227,28 +228,66 @@ class Outage:
         return True
 
 
+class Sessions:
+    """Sessions of one database, its tables made (with `prepare`) before the first is given.
+
+    A service started while its database server is down starts all the same: what needs the
+    database is refused (DatabaseUnavailable) until the server answers, and the tables are
+    made then. Call it for a session, as one calls a `sessionmaker`."""
+
+    def __init__(self, engine: Engine, metadata: MetaData, prepare: Callable[[Session], None]):
+        self.engine = engine
+        self._metadata = metadata
+        self._prepare = prepare
+        self._make = sessionmaker(engine, expire_on_commit=False)
+        self._lock = threading.Lock()
+        self._ready = False
+
+    def __call__(self) -> Session:
+        if not self._ready:
+            with self._lock:
+                if not self._ready:
+                    self._metadata.create_all(self.engine)
+                    with self._make() as db:
+                        self._prepare(db)
+                    self._ready = True
+        return self._make()
+
+    def open_now(self, name: str) -> None:
+        """Make the tables now, unless the server is down: a database that cannot be opened
+        at all (a SQLite file in a missing folder, say) is an error naming it."""
+        try:
+            self().close()
+        except DatabaseUnavailable:
+            pass  # made when the server is back
+        except OperationalError as error:
+            raise RegistryError(f"cannot open {name} {self.engine.url!r}: {error.orig}") from None
+
+
+def _first_revision(db: Session) -> None:
+    if db.get(Revision, 1) is None:
+        db.add(Revision(id=1, number=0))
+        try:
+            db.commit()
+        except IntegrityError:
+            db.rollback()  # another process made it first
+
+
 class Registry:
     """Projects, memberships and grants in one SQL database (SQLite or PostgreSQL)."""
 
     def __init__(self, url: str, data_root: Path, profiles: Iterable[str], record: Recorder):
         self.engine = open_engine(url)
-        try:
-            Base.metadata.create_all(self.engine)
-        except OperationalError as error:
-            raise RegistryError(
-                f"cannot open the project registry {self.engine.url!r}: {error.orig}"
-            ) from None
-        self._session = sessionmaker(self.engine, expire_on_commit=False)
-        with self._session() as db:
-            if db.get(Revision, 1) is None:
-                db.add(Revision(id=1, number=0))
-                try:
-                    db.commit()
-                except IntegrityError:
-                    db.rollback()  # another process made it first
+        self._session = Sessions(self.engine, Base.metadata, _first_revision)
+        self._session.open_now("the project registry")
         self.data_root = data_root
         self.profiles = set(profiles)
         self.record = record
+
+    @property
+    def sessions(self) -> Sessions:
+        """Sessions of the registry's database (whose tables include the identities)."""
+        return self._session
 
     def __deepcopy__(self, memo: dict) -> Registry:
         # JupyterHub copies each spawner's configuration; all of them share one registry.

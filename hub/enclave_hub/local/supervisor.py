@@ -65,7 +65,6 @@ class Component:
     env: dict[str, str]
     log_path: Path
     is_ready: Callable[[], bool]
-    restartable: bool = False
     process: subprocess.Popen | None = None
     restarts: list[float] = field(default_factory=list)
 
@@ -206,15 +205,14 @@ class PlannedComponent:
     log_name: str
     is_ready: Callable[[], bool]
     env: dict[str, str] = field(default_factory=dict)
-    restartable: bool = False
 
 
 def component_plan(
     site: SiteConfig, config_path: Path, proxy_command: str, secrets: Secrets
 ) -> list[PlannedComponent]:
     """The deployment's processes in the order they start, the hub last: how each is run, where
-    it logs, how it is seen ready, and whether it is restarted when it exits (the audit
-    service, the proxy, the Dask gateway and the hub are; any other exit stops everything)."""
+    it logs and how it is seen ready (each is restarted when it exits, up to RESTART_LIMIT
+    times in RESTART_WINDOW seconds)."""
 
     def enclave_module(name: str, module: str, log_name: str, is_ready, **more):
         argv = (sys.executable, "-m", module, "--config", str(config_path))
@@ -246,7 +244,6 @@ def component_plan(
             "enclave_hub.audit.service",
             "audit.log",
             lambda: _tcp_open(site.audit.port, hub_address),
-            restartable=True,
         ),
         PlannedComponent(
             PROXY,
@@ -254,7 +251,6 @@ def component_plan(
             "proxy.log",
             lambda: _tcp_open(site.hub.proxy_api_port),
             env={"CONFIGPROXY_AUTH_TOKEN": secrets.proxy_token},
-            restartable=True,
         ),
         enclave_module(
             "registry service",
@@ -291,7 +287,6 @@ def component_plan(
             "enclave_hub.dask.service",
             "dask-gateway.log",
             lambda: _http_ok(f"{site.gateway_url}/api/health"),
-            restartable=True,
         ),
         PlannedComponent(
             "hub",
@@ -299,7 +294,6 @@ def component_plan(
             "hub.log",
             lambda: _http_ok(f"{site.public_url}/hub/api/"),
             env={"ENCLAVE_CONFIG": str(config_path)},
-            restartable=True,
         ),
     ]
 
@@ -337,7 +331,6 @@ class Supervisor:
                 env={**self._base_env(), **step.env},
                 log_path=self.log_dir / step.log_name,
                 is_ready=step.is_ready,
-                restartable=step.restartable,
             )
             for step in plan
         ]
@@ -438,7 +431,7 @@ class Supervisor:
                 status = component.exit_status()
                 if status is None:
                     continue
-                if component.restartable and self._may_restart(component):
+                if self._may_restart(component):
                     print(f"The {component.name} exited (status {status}); restarting it.")
                     self._start(component)
                     try:

@@ -42,7 +42,7 @@ class PageHandler(FramedPages, RegistryHandler):
 
     def known_users(self) -> list[str]:
         """Everyone who has signed in: the names a membership is expected for."""
-        return Identities(self.registry.engine, self.registry.record).usernames()
+        return Identities(self.registry.sessions, self.registry.record).usernames()
 
     def choices(self) -> dict:
         """What the forms' pickers offer: profiles, datasets in the data root, known people."""

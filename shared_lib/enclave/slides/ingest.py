@@ -63,7 +63,7 @@ def ingest_slide(
                     ) from None
             entry = {
                 "kind": "slide",
-                "format": "ome-zarr-0.5",
+                "format": converter.format,
                 "pixels": pixels,
                 "metadata": source.kept_metadata(),
                 "attributes": named.attributes,

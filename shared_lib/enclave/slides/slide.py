@@ -20,7 +20,8 @@ import zarr
 from PIL import Image
 
 from ..catalog import CatalogError, locate
-from ..tensorstores import open_zarr3
+from ..tensorstores import open_zarr
+from .jpeg_tiles import JpegLevel, is_jpeg_level
 from .ome import read_levels
 from .source import open_source
 from .tissue import tissue_mask
@@ -37,13 +38,27 @@ def _opaque_image(planes: np.ndarray) -> Image.Image:
     return Image.merge("RGBA", [*bands, Image.new("L", (width, height), 255)])
 
 
-class StorePyramid:
-    """The levels of an OME-Zarr store, (c, y, x).
-
-    Regions are read through TensorStore, whose zarr3 driver decodes the few chunks of a
+class StoredLevel:
+    """A level of a store read through TensorStore, whose drivers decode the few chunks of a
     region in well under a millisecond; zarr-python's general path costs several (its
-    asynchronous machinery, per read). Whole levels go through zarr and dask.
-    """
+    asynchronous machinery, per read)."""
+
+    def __init__(self, path: Path):
+        self.store = open_zarr(path)
+
+    def channels_last(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        # TensorStore writes the pixels channels-last itself, faster than numpy would.
+        return self.store[tensorstore.d[0].transpose[2]][y0:y1, x0:x1].read().result()
+
+    def image(self, y0: int, y1: int, x0: int, x1: int) -> Image.Image:
+        """The region as an opaque RGBA image (PIL interleaves the planes, in C)."""
+        return _opaque_image(self.store[:, y0:y1, x0:x1].read().result())
+
+
+class StorePyramid:
+    """The levels of an OME-Zarr store, (c, y, x): regions through `StoredLevel`, or
+    `JpegLevel` where a level keeps the source's JPEG tiles; whole levels through zarr and
+    dask."""
 
     def __init__(self, path: Path):
         try:
@@ -53,20 +68,23 @@ class StorePyramid:
         except (FileNotFoundError, KeyError, ValueError) as error:
             raise CatalogError(f"{path}: {error}") from None
         self.scales = [level.scale for level in levels]
-        self.readers = [open_zarr3(path / level.path) for level in levels]
+        self.readers = [
+            JpegLevel(path / level.path)
+            if is_jpeg_level(path / level.path)
+            else StoredLevel(path / level.path)
+            for level in levels
+        ]
 
     @property
     def shapes(self) -> list[tuple[int, int]]:
         return [array.shape[1:] for array in self.arrays]
 
     def read(self, level: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        # TensorStore writes the pixels channels-last itself, faster than numpy would.
-        channels_last = self.readers[level][tensorstore.d[0].transpose[2]]
-        return channels_last[y0:y1, x0:x1].read().result()
+        return self.readers[level].channels_last(y0, y1, x0, x1)
 
     def image(self, level: int, y0: int, y1: int, x0: int, x1: int) -> Image.Image:
-        """The region as an opaque RGBA image (PIL interleaves the planes, in C)."""
-        return _opaque_image(self.readers[level][:, y0:y1, x0:x1].read().result())
+        """The region as an opaque RGBA image."""
+        return self.readers[level].image(y0, y1, x0, x1)
 
     def lazy(self, level: int) -> da.Array:
         return da.from_zarr(self.arrays[level], chunks=(3, LAZY_CHUNK, LAZY_CHUNK))

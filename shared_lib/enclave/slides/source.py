@@ -91,7 +91,7 @@ class SourceSlide:
         What tiffslide's array view decodes, three times faster: the view goes through
         zarr-python for every tile. Levels that are not tiled go through the view.
         """
-        page = self._tiled_page(level)
+        page = self.tiled_page(level)
         if page is None:
             return np.asarray(self.levels[level][y0:y1, x0:x1, :3])
         tile_height, tile_width = page.tilelength, page.tilewidth
@@ -114,7 +114,8 @@ class SourceSlide:
                 ]
         return block
 
-    def _tiled_page(self, level: int):
+    def tiled_page(self, level: int):
+        """The TIFF page of a tiled level, or None for a level that is not tiled."""
         series = self.handle.ts_tifffile.series[self.handle.properties["tiffslide.series-index"]]
         page = series.levels[level].keyframe
         usable = page.is_tiled and page.planarconfig == 1 and page.imagedepth == 1

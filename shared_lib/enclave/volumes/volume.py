@@ -25,7 +25,7 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 
 from ..catalog import CatalogError, locate
-from ..tensorstores import open_zarr3
+from ..tensorstores import open_zarr
 from .store import read_geometry
 from .volume_axis import DIFFUSION, TIME, VolumeAxis
 
@@ -34,7 +34,7 @@ class TensorStoreArray(BackendArray):
     """A zarr array read through TensorStore, as xarray's lazy indexing wants it."""
 
     def __init__(self, path: Path):
-        self.store = open_zarr3(path)
+        self.store = open_zarr(path)
         self.shape = tuple(self.store.shape)
         self.dtype = np.dtype(self.store.dtype.numpy_dtype)
         self.shard = tuple(self.store.chunk_layout.write_chunk.shape)
