@@ -22,6 +22,7 @@ import collections
 import contextlib
 import os
 import random
+import re
 import signal
 import sys
 import threading
@@ -53,6 +54,7 @@ PROJECT = "soak"
 CELLS_PER_ROUND = 3
 FAULTS = ("proxy", "hub", "audit service", "session")
 NEAR_A_FAULT = 60.0  # seconds: a failure this soon after a fault is put down to it
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 EXPORT_CELL = """
 import os, enclave
 os.makedirs("results", exist_ok=True)
@@ -117,7 +119,9 @@ def one_round(enclave: RunningEnclave, user: str, number: int, tally: Tally) -> 
         step = "stop"
         api.stop_session(user, PROJECT)
     except Exception as error:  # counted with its step, then the next round
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[-1][:160]
+        # the last line: where the error is a traceback, its exception
+        lines = ANSI_COLOUR.sub("", str(error)).strip().splitlines()
+        reason = (lines or [type(error).__name__])[-1][:160]
         with tally.lock:
             tally.failures.append((time.monotonic(), step, reason))
         if api is not None:  # a session left running would make the next start a 400

@@ -79,3 +79,22 @@ def write_slide(path, height: int, width: int, workers: int = 2) -> None:
                 resolutionunit="CENTIMETER",
                 maxworkers=workers,
             )
+
+
+def ingest_bench_slide(source, root, workers: int = 2):
+    """`enclave dataset ingest slides` of `source` into dataset `bench` under `root`, with a
+    manifest naming it as one patient's (a bench key): the store's path."""
+    from pathlib import Path
+
+    from enclave.persons import SourceManifest
+    from enclave.slides.ingest import STORE_SUFFIX, ingest_slides
+
+    manifest = Path(root) / "bench-manifest.csv"
+    manifest.write_text(f"source,patient_id\n{Path(source).name},bench-patient\n")
+    key = b"bench-key-" * 4
+    (outcome,) = ingest_slides(
+        [source], "bench", Path(root), key, SourceManifest(manifest), workers, show_progress=False
+    )
+    if outcome.error:
+        raise SystemExit(outcome.error)
+    return Path(root) / "bench" / f"{outcome.object_id}{STORE_SUFFIX}"

@@ -187,3 +187,29 @@ def test_a_segment_that_lost_acknowledged_records_stays_refused(tmp_path):
         with pytest.raises(LogUnwritable, match="does not hold the 2 records acknowledged"):
             store.append({"actor": "alice", "action": "login", "outcome": "ok"})
     store.close()
+
+
+def test_a_store_that_fails_to_open_lets_go_of_the_log(tmp_path):
+    """Its torn tail cut, the store cannot record the cut on a failing disk: the open fails,
+    and a retry in the same process (a service restarting its log) opens the log."""
+    folder, disk = tmp_path / "audit", FaultyDisk()
+    AuditStore(folder).close()
+    (segment,) = segments(folder)
+    with segment.open("ab") as torn:
+        torn.write(b"\x40\x00\x00\x00half a frame")
+    disk.always_fail = True
+    with pytest.raises(LogUnwritable, match="Input/output error"):
+        AuditStore(folder, ops=disk)
+    AuditStore(folder).close()
+    assert [r["outcome"] for r in _verified(folder)] == ["torn-tail-truncated"]
+
+
+def test_a_log_that_fails_to_open_lets_go_of_its_store(tmp_path):
+    folder, key = tmp_path / "audit", tmp_path / "signing.key"
+    AuditLog(folder, key).close()
+    good = key.read_bytes()
+    key.write_bytes(b"not a key")
+    with pytest.raises(ValueError, match="PEM"):
+        AuditLog(folder, key)
+    key.write_bytes(good)
+    AuditLog(folder, key).close()

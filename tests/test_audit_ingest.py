@@ -1,6 +1,6 @@
 """The audit service's HTTP ingest in batches: events recorded at once by many callers of one
-client travel together, each answered with its own number once durable, in the order they were
-recorded; a batch's bad event is refused alone. (The real service and log on loopback.)"""
+client travel together, each answered with its own event's number once durable; a batch's bad
+event is refused alone. (The real service and log on loopback.)"""
 
 from __future__ import annotations
 
@@ -58,10 +58,9 @@ def test_events_recorded_at_once_go_together_and_each_gets_its_own_number(tmp_pa
             return numbers, len(requests)
 
     numbers, requests = asyncio.run(scenario())
-    assert numbers == sorted(numbers) and len(set(numbers)) == 300  # in the order recorded
     assert requests < 30, f"{requests} requests for 300 events"
-    logged = [(r["seq"], r["target"]) for r in records(tmp_path / "audit")]
-    assert logged == list(zip(numbers, map(str, range(300)), strict=True))
+    logged = {r["seq"]: r["target"] for r in records(tmp_path / "audit")}
+    assert [logged[number] for number in numbers] == [str(n) for n in range(300)]
     verdict = verify_log(tmp_path / "audit", load_public_key(tmp_path / "audit" / PUBLIC_KEY_FILE))
     assert verdict.ok, verdict.reason
 

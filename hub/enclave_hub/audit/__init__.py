@@ -58,18 +58,18 @@ class AuditLog:
     ):
         self.folder = folder
         self.store = AuditStore(folder)
-        repair_checkpoints(folder)
         self._key_path = key_path
-        self._key = load_or_create_signing_key(key_path)
-        self._witness = FolderWitness(witness) if witness else None
-        try:
+        try:  # a log that does not open lets go of its store, for the next try
+            repair_checkpoints(folder)
+            self._key = load_or_create_signing_key(key_path)
+            self._witness = FolderWitness(witness) if witness else None
             self._trust_key(pinned)
             if self._witness and self._witness.last:
                 self.store.check_extends(self._witness.last)
-        except ValueError:
+            self._publish_key()
+        except BaseException:
             self.store.close()
             raise
-        self._publish_key()
         self._signing = threading.Lock()
         self._signed_size = -1
         self._stop = threading.Event()
@@ -134,6 +134,11 @@ class AuditLog:
         The future gives its sequence number once the event is on disk.
         """
         return self.store.submit({"time": time.time(), **event})
+
+    def submit_many(self, events: list[dict]) -> list[Future]:
+        """Queue events to be written together (one fsync); their futures, in order."""
+        now = time.time()
+        return self.store.submit_many([{"time": now, **event} for event in events])
 
     def append(self, event: dict) -> int:
         """Record an event and return its sequence number once it is on disk."""

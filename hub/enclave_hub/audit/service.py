@@ -65,18 +65,38 @@ class AuditService:
 
     async def record(self, event: dict) -> int | None:
         """Append once durable; None when a failed login is only counted (rate limit)."""
-        counted_only = (
+        (outcome,) = await self.record_many([event])
+        if isinstance(outcome, LogUnwritable):
+            raise outcome
+        return outcome
+
+    async def record_many(self, events: list[dict]) -> list[int | LogUnwritable | None]:
+        """Append events in one write and one fsync: each one's number once durable, None for
+        a failed login only counted, or the LogUnwritable that refused it."""
+        now = time.monotonic()
+        kept = [i for i, event in enumerate(events) if not self._counted_only(event, now)]
+        stamped = [{**events[i], "time": time.time()} for i in kept]
+        futures = self.log.submit_many(stamped) if stamped else []
+        if futures:  # the store settles a batch's futures in order: the last settles them all
+            await asyncio.wait([asyncio.wrap_future(futures[-1])])
+        outcomes: list[int | LogUnwritable | None] = [None] * len(events)
+        for index, event, future in zip(kept, stamped, futures, strict=True):
+            failure = future.exception()
+            if failure is not None:
+                outcomes[index] = failure
+                continue
+            seq = future.result()
+            self.sessions.observe(event)
+            self.index.add(seq, event)
+            outcomes[index] = seq
+        return outcomes
+
+    def _counted_only(self, event: dict, now: float) -> bool:
+        return (
             event["action"] == "login.failed"
             and event.get("outcome") != "suppressed"
-            and not self.failed_logins.admit(str(event.get("source", "")), time.monotonic())
+            and not self.failed_logins.admit(str(event.get("source", "")), now)
         )
-        if counted_only:
-            return None
-        event = {**event, "time": time.time()}
-        seq = await asyncio.wrap_future(self.log.submit(event))
-        self.sessions.observe(event)
-        self.index.add(seq, event)
-        return seq
 
     async def report_suppressed_logins(self) -> None:
         for suppressed in self.failed_logins.ended(time.monotonic()):
@@ -119,28 +139,47 @@ class IngestHandler(web.RequestHandler):
             return
         if not 0 < len(body) <= MAX_BATCH:
             raise web.HTTPError(400, reason=f"a batch holds 1 to {MAX_BATCH} events")
-        if not platform:  # every event of the batch is the session's: its token is checked once
-            await self._session(service, token)
-        answers = await asyncio.gather(
-            *(self._record(service, event, platform, token) for event in body)
-        )
-        self.finish({"results": [{**result, "status": status} for status, result in answers]})
+        identity = None if platform else await self._session(service, token)
+        checked: list[dict | BadEvent] = []
+        for item in body:
+            try:
+                checked.append(self._event(item, identity))
+            except BadEvent as error:
+                checked.append(error)
+        good = [event for event in checked if isinstance(event, dict)]
+        try:
+            outcomes = iter(await service.record_many(good))
+        except LogUnwritable as error:  # the log is closing: nothing of the batch was queued
+            raise web.HTTPError(503, reason=str(error)) from None
+        results = []
+        for event in checked:
+            outcome = event if isinstance(event, BadEvent) else next(outcomes)
+            if isinstance(outcome, BadEvent):
+                results.append({"status": 400, "error": str(outcome)})
+            elif isinstance(outcome, LogUnwritable):
+                results.append({"status": 503, "error": str(outcome)})
+            else:
+                results.append({"status": 201 if outcome is not None else 202, "seq": outcome})
+        self.finish({"results": results})
 
     async def _record(
         self, service: AuditService, body: object, platform: bool, token: str
     ) -> tuple[int, dict]:
         """Record one event: its status code, and its sequence number or the error."""
         try:
-            if platform:
-                event = platform_event(body)
-            else:
-                event = session_event(body, await self._session(service, token), self._address())
-            seq = await service.record(event)
+            identity = None if platform else await self._session(service, token)
+            seq = await service.record(self._event(body, identity))
         except BadEvent as error:
             return 400, {"error": str(error)}
         except LogUnwritable as error:
             return 503, {"error": str(error)}
         return (201 if seq is not None else 202), {"seq": seq}
+
+    def _event(self, body: object, identity) -> dict:
+        """The event to record: a platform's as sent (checked), a session's attributed to it."""
+        if identity is None:
+            return platform_event(body)
+        return session_event(body, identity, self._address())
 
     async def _session(self, service: AuditService, token: str):
         try:

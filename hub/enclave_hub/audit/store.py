@@ -141,19 +141,26 @@ class AuditStore:
         self._wake = threading.Condition(self._lock)
         self._pending: list[_Pending] = []
         self._closing = False
-        truncated = self._recover()
-        self._fd = self._open_segment()
+        try:
+            truncated = self._recover()
+            self._fd = self._open_segment()
+        except BaseException:
+            os.close(self._writer_lock)  # for the next open, a restart's, in this process too
+            raise
         self._writer = threading.Thread(target=self._write_loop, name="audit-writer", daemon=True)
         self._writer.start()
         if truncated:
-            self.append(
-                {
-                    "actor": SERVICE_ACTOR,
-                    "action": "audit.recovered",
-                    "outcome": "torn-tail-truncated",
-                    "target": truncated,
-                }
-            )
+            record = {
+                "actor": SERVICE_ACTOR,
+                "action": "audit.recovered",
+                "outcome": "torn-tail-truncated",
+                "target": truncated,
+            }
+            try:
+                self.append(record)
+            except BaseException:
+                self.close()
+                raise
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -199,8 +206,12 @@ class AuditStore:
         else:
             path = self.folder / f"{self.tree.size:012d}{SEGMENT_SUFFIX}"
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        self._segment_path, self._durable_end = path, os.fstat(fd).st_size
-        self._fsync_folder()
+        try:
+            self._segment_path, self._durable_end = path, os.fstat(fd).st_size
+            self._fsync_folder()
+        except OSError:
+            os.close(fd)
+            raise
         return fd
 
     def _reopen_segment(self) -> int:
@@ -246,13 +257,19 @@ class AuditStore:
 
     def submit(self, event: dict) -> Future:
         """Queue one event; the future gives its sequence number once it is on disk."""
-        pending = _Pending(event)
+        (result,) = self.submit_many([event])
+        return result
+
+    def submit_many(self, events: list[dict]) -> list[Future]:
+        """Queue events together: they are written in one batch, in order, and their futures
+        are settled in order, each giving its sequence number once on disk."""
+        pending = [_Pending(event) for event in events]
         with self._wake:
             if self._closing:
                 raise LogUnwritable("the audit log is closed")
-            self._pending.append(pending)
+            self._pending.extend(pending)
             self._wake.notify()
-        return pending.result
+        return [item.result for item in pending]
 
     def append(self, event: dict) -> int:
         """Write one event; return its sequence number once it is on disk."""
