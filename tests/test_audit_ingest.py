@@ -20,6 +20,7 @@ from enclave_hub.audit.query import records
 from enclave_hub.audit.ratelimit import FailureLimiter
 from enclave_hub.audit.service import MAX_BATCH, AuditService, make_app
 from enclave_hub.audit.verify import verify_log
+from enclave_hub.core import audit_client
 from enclave_hub.core.audit_client import AuditClient, AuditRefused
 from enclave_hub.core.services import AUDIT_EVENTS_PATH
 from enclave_hub.core.site_config import SiteConfig
@@ -105,3 +106,22 @@ def test_every_waiting_event_is_refused_when_the_service_cannot_be_reached():
     assert "the audit service cannot be reached" in str(answers[0])
     with pytest.raises(TypeError):  # what cannot be sent is refused to its caller at once
         asyncio.run(client.record(actor="hub", action="test.event", detail=object()))
+
+
+def test_an_event_arriving_as_the_sender_stops_lingering_is_still_sent(tmp_path, monkeypatch):
+    """Events recorded one at a time, each about when the last sender's wait for more ends:
+    every one is answered (none is left queued with no sender to take it)."""
+    monkeypatch.setattr(audit_client, "LINGER", 0.004)
+
+    async def scenario() -> list:
+        async with audit_service(tmp_path) as (url, token, _):
+            client = AuditClient(url, token)
+            answers = []
+            for n in range(150):
+                await asyncio.sleep(0.003 + (n % 7) * 0.0005)  # around the linger's end
+                event = client.record(actor="hub", action="test.event", target=str(n))
+                answers.append(await asyncio.wait_for(event, 10))
+            return answers
+
+    answers = asyncio.run(scenario())
+    assert len(set(answers)) == 150

@@ -47,7 +47,8 @@ class AuditClient:
         self._timeout = timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: list[tuple[str, asyncio.Future]] = []  # each event as JSON
-        self._senders: set[asyncio.Task] = set()
+        self._senders: set[asyncio.Task] = set()  # held, so that none is collected
+        self._sending = 0  # senders that will look at the queue again before they stop
         self._arrived = asyncio.Event()  # set when an event is queued
         self._idle = 0  # senders waiting for events
 
@@ -60,11 +61,14 @@ class AuditClient:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # one queue per event loop
             self._loop, self._waiting, self._senders = loop, [], set()
-            self._arrived, self._idle = asyncio.Event(), 0
+            self._arrived, self._idle, self._sending = asyncio.Event(), 0, 0
         answer = loop.create_future()
         self._waiting.append((json.dumps(_body(event)), answer))
         self._arrived.set()
-        if not self._idle and len(self._senders) < IN_FLIGHT:
+        # A sender that is idle, or busy and below the limit, takes the event: each looks at
+        # the queue once more before it stops.
+        if not self._idle and self._sending < IN_FLIGHT:
+            self._sending += 1
             sender = asyncio.create_task(self._send_waiting())
             self._senders.add(sender)
             sender.add_done_callback(self._senders.discard)
@@ -75,21 +79,32 @@ class AuditClient:
         has come for LINGER seconds (aiohttp's client: a request costs half of what it costs
         through httpx's)."""
         timeout = aiohttp.ClientTimeout(total=self._timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            while True:
-                if not self._waiting:
-                    self._arrived.clear()
-                    self._idle += 1
-                    try:
-                        await asyncio.wait_for(self._arrived.wait(), LINGER)
-                    except TimeoutError:
-                        return
-                    finally:
-                        self._idle -= 1
-                    continue
-                batch = _next_batch(self._waiting)
-                del self._waiting[: len(batch)]
-                await self._send(session, batch)
+        stopped = False
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                while await self._more_waiting():
+                    batch = _next_batch(self._waiting)
+                    del self._waiting[: len(batch)]
+                    await self._send(session, batch)
+                # No await since the queue was seen empty: no event came in between.
+                self._sending -= 1
+                stopped = True
+        finally:
+            if not stopped:
+                self._sending -= 1
+
+    async def _more_waiting(self) -> bool:
+        """Whether events wait, after waiting up to LINGER seconds for some where none do."""
+        if not self._waiting:
+            self._arrived.clear()
+            self._idle += 1
+            try:
+                await asyncio.wait_for(self._arrived.wait(), LINGER)
+            except TimeoutError:
+                pass  # one may have come as the wait ended: the caller looks again
+            finally:
+                self._idle -= 1
+        return bool(self._waiting)
 
     async def _send(
         self, session: aiohttp.ClientSession, batch: list[tuple[str, asyncio.Future]]
@@ -100,10 +115,12 @@ class AuditClient:
             async with session.post(self.events_url, data=body, headers=self._headers) as reply:
                 status, text, reason = reply.status, await reply.text(), reply.reason or ""
             results = _results(status, text, reason, len(events))
-        except (aiohttp.ClientError, TimeoutError) as error:
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
             why = str(error) or type(error).__name__
             refused = AuditRefused(f"the audit service cannot be reached ({why})", True)
             results = [refused] * len(events)
+        except Exception as error:  # every caller is answered, whatever went wrong
+            results = [AuditRefused(f"the audit client failed: {error!r}", False)] * len(events)
         for (_, answer), result in zip(batch, results, strict=True):
             if answer.done():
                 continue  # its caller was cancelled

@@ -7,9 +7,10 @@ every record through htslib and write an intermediate copy first.
 2. calls: the variants are split into runs of whole chunks; a worker parses its chunks' sample
    columns (`calls.parse_calls`) and writes them as the store's call arrays, one chunk of
    variants at a time, all its sample chunks at once;
-3. sites: the site columns, as a sites-only VCF under the de-identified header, are converted
-   by bio2zarr (alleles, ids, INFO, FILTER, contigs, region index), and the call arrays and
-   the pseudonymous sample ids join that store.
+3. sites: the site columns, as a sites-only VCF under the de-identified header, are written as
+   the store's variant arrays (`sites`: alleles, ids, INFO, FILTER, contigs, region index;
+   bio2zarr converts them where `sites` declines), and the call arrays and the pseudonymous
+   sample ids join that store.
 
 The store is the one bio2zarr would write, with call arrays of the same names, types, chunks
 and compressors. An Integer FORMAT field takes, as in bio2zarr, the narrowest integer type that
@@ -614,8 +615,8 @@ def _widen(store: Path, wide: Path, spec: ArraySpec, shape: CallShape, wide_chun
 
 
 def _sites_vcf(header: str, sites: list[Path], work: Path) -> Path:
-    """The site columns as a bgzipped, indexed sites-only VCF under the header (its FORMAT
-    lines and sample columns left out)."""
+    """The site columns as a sites-only VCF under the header (its FORMAT lines and sample
+    columns left out), kept as text beside its bgzipped, indexed copy (returned)."""
     import pysam
 
     lines = []
@@ -630,15 +631,22 @@ def _sites_vcf(header: str, sites: list[Path], work: Path) -> Path:
             with part.open("rb") as source:
                 shutil.copyfileobj(source, out)
             part.unlink()
-    pysam.tabix_index(str(text), preset="vcf", csi=True)
+    pysam.tabix_index(str(text), preset="vcf", csi=True, keep_original=True)
     return work / "sites.vcf.gz"
 
 
 def encode_sites(sites_vcf: Path, work: Path, store: Path, settings: dict) -> None:
-    """The sites converted by bio2zarr into `store`, in this process (beside the workers
-    parsing calls)."""
+    """The sites written into `store`, in this process (beside the workers parsing calls):
+    by `sites`, or by bio2zarr where `sites` cannot parse them."""
     from bio2zarr import vcf
 
+    from . import sites
+
+    try:
+        sites.encode_sites(work / "sites.vcf", sites_vcf, store, settings)
+        return
+    except sites.Unparsed:
+        shutil.rmtree(store, ignore_errors=True)
     icf = work / "sites.icf"
     codec = numcodecs.get_codec(INTERMEDIATE_CODEC)
     vcf.explode(icf, [sites_vcf], worker_processes=0, show_progress=False, compressor=codec)
