@@ -130,50 +130,46 @@ class IngestHandler(web.RequestHandler):
         except ValueError:
             raise web.HTTPError(400, reason="the body is not JSON") from None
         platform = bool(token) and service.is_platform(token)
-        if not isinstance(body, list):
-            status, result = await self._record(service, body, platform, token)
-            if "error" in result:
-                raise web.HTTPError(status, reason=result["error"])
-            self.set_status(status)
-            self.finish(result)
-            return
-        if not 0 < len(body) <= MAX_BATCH:
+        batch = isinstance(body, list)
+        if batch and not 0 < len(body) <= MAX_BATCH:
             raise web.HTTPError(400, reason=f"a batch holds 1 to {MAX_BATCH} events")
         identity = None if platform else await self._session(service, token)
+        answers = await self._record_all(service, body if batch else [body], identity)
+        if batch:
+            self.finish({"results": [{**result, "status": status} for status, result in answers]})
+            return
+        ((status, result),) = answers
+        if "error" in result:
+            raise web.HTTPError(status, reason=result["error"])
+        self.set_status(status)
+        self.finish(result)
+
+    async def _record_all(
+        self, service: AuditService, bodies: list, identity
+    ) -> list[tuple[int, dict]]:
+        """Check each event and record the good ones in one write: for each, its status code,
+        and its sequence number or the error."""
         checked: list[dict | BadEvent] = []
-        for item in body:
+        for body in bodies:
             try:
-                checked.append(self._event(item, identity))
+                checked.append(self._event(body, identity))
             except BadEvent as error:
                 checked.append(error)
         good = [event for event in checked if isinstance(event, dict)]
         try:
             outcomes = iter(await service.record_many(good))
-        except LogUnwritable as error:  # the log is closing: nothing of the batch was queued
+        except LogUnwritable as error:  # the log is closing: nothing of them was queued
             raise web.HTTPError(503, reason=str(error)) from None
-        results = []
+        answers = []
         for event in checked:
             outcome = event if isinstance(event, BadEvent) else next(outcomes)
             if isinstance(outcome, BadEvent):
-                results.append({"status": 400, "error": str(outcome)})
+                answers.append((400, {"error": str(outcome)}))
             elif isinstance(outcome, LogUnwritable):
-                results.append({"status": 503, "error": str(outcome)})
+                answers.append((503, {"error": str(outcome)}))
             else:
-                results.append({"status": 201 if outcome is not None else 202, "seq": outcome})
-        self.finish({"results": results})
-
-    async def _record(
-        self, service: AuditService, body: object, platform: bool, token: str
-    ) -> tuple[int, dict]:
-        """Record one event: its status code, and its sequence number or the error."""
-        try:
-            identity = None if platform else await self._session(service, token)
-            seq = await service.record(self._event(body, identity))
-        except BadEvent as error:
-            return 400, {"error": str(error)}
-        except LogUnwritable as error:
-            return 503, {"error": str(error)}
-        return (201 if seq is not None else 202), {"seq": seq}
+                answers.append((201 if outcome is not None else 202, {"seq": outcome}))
+        return answers
 
     def _event(self, body: object, identity) -> dict:
         """The event to record: a platform's as sent (checked), a session's attributed to it."""

@@ -655,7 +655,7 @@ def encode_sites(sites_vcf: Path, work: Path, store: Path, settings: dict) -> No
     from . import sites
 
     try:
-        sites.encode_sites(work / "sites.vcf", sites_vcf, store, settings)
+        sites.encode_sites(sites_vcf.with_suffix(""), sites_vcf, store, settings)
         return
     except sites.Unparsed:
         shutil.rmtree(store, ignore_errors=True)

@@ -26,7 +26,6 @@ from bio2zarr import constants, vcf, vcz
 from bio2zarr.zarr_utils import STRING_DTYPE_NAME
 
 INT32 = np.iinfo(np.int32)
-ALLELES_OF_RLEN = ("<", "[", "]")  # symbolic and breakend alleles: htslib may take END
 LENGTH_KEYS = ("END", "SVLEN")
 
 
@@ -65,7 +64,8 @@ class SiteParser:
         if chrom not in self.contigs:
             raise Unparsed(f"contig {chrom} is not in the header")
         alts = [] if alt == "." else alt.split(",")
-        if any(a.startswith(ALLELES_OF_RLEN) or "[" in a or "]" in a for a in alts):
+        # symbolic and breakend alleles, whose length htslib may take from END
+        if any(a.startswith("<") or "[" in a or "]" in a for a in alts):
             raise Unparsed("a symbolic or breakend allele")
         return Site(
             self.contigs[chrom],
@@ -222,7 +222,8 @@ def _put(array: np.ndarray, row: int, value) -> None:
 def encode_sites(text: Path, indexed: Path, store: Path, settings: dict) -> None:
     """The data lines of `text`, a sites-only VCF whose bgzipped, indexed copy is `indexed`,
     written as the variant arrays of a new VCF Zarr `store`; raises Unparsed first where
-    bio2zarr must read them."""
+    bio2zarr must read them. The lines are parsed twice, for the schema and then a
+    partition at a time, so that memory holds one partition's sites whatever their number."""
     metadata, header = vcf.scan_vcf(indexed, 1)
     parser = SiteParser(metadata)
     count = summarise(metadata, _sites(text, parser))
