@@ -183,6 +183,32 @@ def test_an_integer_field_is_widened_when_later_chunks_need_it(tmp_path):
     assert not list(tmp_path.glob("data/**/wide.vcz")), "the int32 twins are staging only"
 
 
+def test_a_workers_next_chunk_keeps_nothing_of_its_last(tmp_path):
+    """One worker parses both chunks into the same buffers: the second chunk's lines lack DP
+    (read by the parser's loop for usual calls), and none of the first chunk's values shows
+    through."""
+    import pysam
+
+    first = [f"1\t{v + 1}\t.\tA\tG\t.\t.\t.\tGT:DP\t1|1:{v % 90}\t0/1:3" for v in range(10_000)]
+    second = [f"1\t{v + 10_001}\t.\tA\tG\t.\t.\t.\tGT:UN\t0/0:5\t./.:6" for v in range(10_000)]
+    header = HEADER + "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ta\tb\n"
+    text = tmp_path / "two.vcf"
+    text.write_text(header + "\n".join(first + second) + "\n")
+    pysam.tabix_compress(str(text), str(text) + ".gz")
+    source = Path(str(text) + ".gz")
+    root = tmp_path / "data"
+    (outcome,) = ingest_genotypes([source], "ds", root, KEY, show_progress=False, workers=1)
+    assert outcome.error is None, outcome.error
+    assert _manifest(root, "two")["converted_by"] == DIRECT
+    store = zarr.open_group(root / "ds" / "two.vcz", mode="r")
+    assert (store["call_DP"][10_000:] == -1).all()
+    assert (store["call_UN"][10_000:] == [5, 6]).all()
+    assert (store["call_genotype"][10_000:] == [[0, 0], [-1, -1]]).all()
+    assert not store["call_genotype_phased"][10_000:].any()
+    np.testing.assert_array_equal(store["call_DP"][:10_000, 0], np.arange(10_000) % 90)
+    assert (store["call_UN"][:10_000] == -1).all()
+
+
 @pytest.mark.parametrize(
     "line, why",
     [
