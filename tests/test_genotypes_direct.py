@@ -229,3 +229,16 @@ def test_what_the_parser_cannot_read_exactly_goes_to_bio2zarr(tmp_path, line, wh
 
 def _manifest(root: Path, object_id: str) -> dict:
     return json.loads((root / "ds" / "dataset.json").read_text())["objects"][object_id]
+
+
+def _huge_pages_enabled() -> bool:
+    lines = Path("/proc/self/status").read_text().splitlines()
+    return next(line for line in lines if line.startswith("THP_enabled")).endswith("1")
+
+
+def test_the_workers_run_without_huge_pages():
+    """A conversion's worker has its memory in small pages (by the kernel's own account of
+    the process); the process that started it keeps its own as it was."""
+    with direct.worker_pool(1) as pool:
+        assert pool.submit(_huge_pages_enabled).result() is False
+    assert _huge_pages_enabled()
