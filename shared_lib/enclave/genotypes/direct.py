@@ -29,7 +29,7 @@ import multiprocessing
 import re
 import shutil
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -444,7 +444,7 @@ def convert(
     fields = first_calls(blocks[0], fields, len(samples))
     variants_per_chunk = settings["variants_chunk_size"]
     workers = _workers_within(memory, settings, fields, len(samples))
-    with worker_pool(workers) as pool:
+    with worker_pool(workers) as pool, ThreadPoolExecutor(1) as sites_thread:
         layout, sites = _find_all_lines(pool, blocks, work, workers * 4)
         calls_store = work / "calls.vcz"
         shape = CallShape(len(samples), layout.variants, fields.ploidy, settings)
@@ -466,7 +466,7 @@ def convert(
         chunks = -(-layout.variants // variants_per_chunk)
         runs = np.array_split(np.arange(chunks), min(chunks, workers * RUNS_PER_WORKER))
         sites_vcf = _sites_vcf(header, sites, work)
-        done = [pool.submit(encode_sites, sites_vcf, work, store, settings)]
+        done = [sites_thread.submit(encode_sites, sites_vcf, work, store, settings)]
         done += [
             pool.submit(
                 encode_calls,
@@ -665,8 +665,10 @@ def _sites_vcf(header: str, sites: list[Path], work: Path) -> Path:
 
 
 def encode_sites(sites_vcf: Path, work: Path, store: Path, settings: dict) -> None:
-    """The sites written into `store`, in this process (beside the workers parsing calls):
-    by `sites`, or by bio2zarr where `sites` cannot parse them."""
+    """The sites written into `store` by `sites`, or by bio2zarr where `sites` cannot parse
+    them; in a thread of the converting process, while the workers parse the calls: the
+    kernel shares the cores among them all evenly, where whole chunks of calls and the
+    sites as one task left a worker idle at the end."""
     from bio2zarr import vcf
 
     from . import sites
