@@ -8,6 +8,7 @@
     cdm = enclave.open_omop("ds-id/cdm")      medical records (OMOP CDM): DuckDB, read-only
     g = enclave.open_genotypes("ds-id/calls", region="chr20:1-2000000")
                                               genotypes (VCF Zarr): xarray, for sgkit
+    enclave.genotype_stats(g)                 sgkit's variant and sample QC, in one pass
     enclave.omop.Cohort(cdm, ...)             cohorts from concept sets and criteria
     enclave.persons()                         who is in which object (pseudonym, kind)
     p = enclave.person("ENC...")              one person's records, volumes, slides, genome, cells
@@ -55,6 +56,7 @@ __all__ = [
     "dataset",
     "datasets",
     "export_requests",
+    "genotype_stats",
     "job",
     "job_parameters",
     "job_profiles",
@@ -110,6 +112,14 @@ def open_genotypes(reference, root=None, region=None) -> Any:
     from .genotypes.reading import open_genotypes as open_
 
     return open_(reference, root, region)
+
+
+def genotype_stats(genotypes) -> Any:
+    """sgkit's `variant_stats` and `sample_stats` of `genotypes` (from `open_genotypes`), the
+    same variables and values, read in one pass (see `enclave.genotypes.qc`)."""
+    from .genotypes.qc import genotype_stats as stats
+
+    return stats(genotypes)
 
 
 def view(item, **options) -> Any:
