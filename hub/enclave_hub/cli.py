@@ -22,7 +22,7 @@ from .core.validation import InvalidInput
 from .datasets_cli import add_dataset_verbs
 from .jobs.cli import add_job_verbs
 from .kernels import add_kernel_verbs
-from .local.supervisor import StartupError, Supervisor
+from .local import StartupError
 from .packages.cli import add_package_verbs
 from .registry.cli import add_project_verbs
 
@@ -33,6 +33,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         data = site.model_dump(mode="json", exclude_none=True)
         data["hub"]["port"] = args.port
         site = parse_site_config(data, "--port")
+    from .local.supervisor import Supervisor  # the whole system: slow to import
+
     return Supervisor(site).run()
 
 

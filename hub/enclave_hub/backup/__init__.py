@@ -31,6 +31,7 @@ AUDIT_FOLDER = "audit"
 AIRLOCK_FOLDER = "airlock"
 GROUPS_FILE = "project-groups.json"
 KEYS_FILE = "keys.sealed"
+ENCRYPT, OMIT = "encrypt", "omit"  # what a backup does with the secrets and keys
 
 
 class BackupError(Exception):

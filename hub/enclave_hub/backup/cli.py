@@ -9,9 +9,8 @@ from pathlib import Path
 
 from ..core.command_line import key_fingerprint
 from ..core.site_config import site_config
-from . import BackupError
+from . import ENCRYPT, OMIT, BackupError
 from .sealed import read_passphrase
-from .take import ENCRYPT, OMIT, take_backup
 
 BACKUP_HELP = """\
 Copy a deployment's state into DIR (a new or empty folder), consistently while it runs:
@@ -50,6 +49,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
         raise BackupError("--passphrase-file goes with --keys encrypt; --keys omit keeps no keys")
     if args.keys == ENCRYPT and args.passphrase_file is None:
         raise BackupError("--keys encrypt needs --passphrase-file FILE")
+    from .take import take_backup  # it reads the deployment's databases: slow to import
+
     passphrase = read_passphrase(args.passphrase_file) if args.passphrase_file else None
     with _file_errors():
         take_backup(site_config(args.config), args.folder, args.keys, passphrase)

@@ -25,9 +25,11 @@ from ..local.hub_files import hub_paths
 from . import (
     AIRLOCK_FOLDER,
     AUDIT_FOLDER,
+    ENCRYPT,
     GROUPS_FILE,
     HUB_FILE,
     KEYS_FILE,
+    OMIT,
     REGISTRY_FILE,
     SITE_FILE,
     BackupError,
@@ -43,8 +45,6 @@ from .manifest import (
     write_private,
 )
 from .sealed import seal
-
-ENCRYPT, OMIT = "encrypt", "omit"
 
 
 def key_folders(site: SiteConfig) -> list[Path]:

@@ -32,6 +32,7 @@ from ..core.site_config import SiteConfig, write_site_config
 from ..core.site_secrets import Secrets, ensure_secrets
 from ..kernels import has_gpu, has_r, install_kernels
 from ..sandbox.network import add_hub_address, has_address, remove_hub_address
+from . import StartupError
 from .demo import DemoDataset, grant_demo_datasets, ingest_demo_datasets
 from .hub_files import hub_paths
 from .leftovers import (
@@ -50,10 +51,6 @@ SESSION_STOP_TIMEOUT = 60.0
 RESTART_LIMIT = 5
 PROXY = "proxy"
 RESTART_WINDOW = 300.0
-
-
-class StartupError(Exception):
-    """Enclave cannot start; the message says why."""
 
 
 @dataclass
