@@ -39,12 +39,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-from measure import folder_bytes, main_or_child, report
+from measure import folder_bytes, main_or_child, report, run_measured
 
 CONTIGS = {"chr20": 64_444_167, "chr21": 46_709_983, "chr22": 50_818_468}
 GENOTYPES = ("0/0", "0/1", "1/1")
@@ -53,7 +52,6 @@ ENTRIES_PER_BLOCK = 5_000_000  # genotypes formatted at once while writing the V
 DATASET, OBJECT = "bench", "cohort"
 WORKERS = 2
 TOOLS = {"plink2": "plink2", "bcftools": "bcftools", "bgzip": "tabix", "tabix": "tabix"}
-SAMPLE_EVERY = 0.1  # seconds between memory samples
 # The ingest's phases, each marked by what it leaves in the staging folder: the one-pass
 # converter's (`direct`) finding the lines, then parsing the calls and converting the sites
 # side by side.
@@ -176,63 +174,6 @@ def cohort(cache: Path, samples: int, variants: int) -> Path:
         write_cohort(path, samples, variants)
         print(f"  written in {time.perf_counter() - began:.0f} s", flush=True)
     return path
-
-
-def _processes() -> dict[int, int]:
-    """Every process's parent, by process id."""
-    parents = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat") as stat:
-                    parents[int(entry.name)] = int(stat.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    return parents
-
-
-def _memory(pid: int) -> tuple[int, int]:
-    """A process's resident memory and its high-water mark, bytes (0 once it has gone)."""
-    found = {"VmRSS": 0, "VmHWM": 0}
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                key = line.split(":", 1)[0]
-                if key in found:
-                    found[key] = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return found["VmRSS"], found["VmHWM"]
-
-
-def run_measured(command: list[str] | str, watch=None, **options) -> tuple[float, int]:
-    """Run `command` (a shell line when a string); its seconds and the peak memory of its
-    process tree. `watch(elapsed)` is called at every sample."""
-    began = time.perf_counter()
-    process = subprocess.Popen(command, shell=isinstance(command, str), **options)
-    peak, done = 0, threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.wait(SAMPLE_EVERY):
-            parents, tree, added = _processes(), set(), {process.pid}
-            while added:
-                tree |= added
-                added = {pid for pid, parent in parents.items() if parent in tree} - tree
-            memory = [_memory(pid) for pid in tree]
-            peak = max(peak, sum(rss for rss, _ in memory), *(hwm for _, hwm in memory))
-            if watch:
-                watch(time.perf_counter() - began)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    code = process.wait()
-    seconds = time.perf_counter() - began
-    done.set()
-    sampler.join()
-    if code != 0:
-        raise RuntimeError(f"{command} failed ({code})")
-    return seconds, peak
 
 
 def ingest(source: Path, root: Path, key: Path) -> dict:

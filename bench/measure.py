@@ -1,7 +1,10 @@
 """Running one measurement in a child process, to know its own peak memory.
 
 The child reports its own high-water mark (VmHWM, which starts afresh at exec): the rusage
-of a forked child also counts the parent's pages it shared before exec.
+of a forked child also counts the parent's pages it shared before exec. A command whose
+processes have children of their own (workers) is measured from outside (`run_measured`):
+the largest total resident memory of its process tree, sampled every 0.1 s, and no less than
+any one process's own high-water mark.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 
 
@@ -64,3 +69,63 @@ def folder_bytes(path) -> int:
         for folder, _, names in os.walk(path)
         for name in names
     )
+
+
+SAMPLE_EVERY = 0.1  # seconds between memory samples of a process tree
+
+
+def _processes() -> dict[int, int]:
+    """Every process's parent, by process id."""
+    parents = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    parents[int(entry.name)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return parents
+
+
+def _memory(pid: int) -> tuple[int, int]:
+    """A process's resident memory and its high-water mark, bytes (0 once it has gone)."""
+    found = {"VmRSS": 0, "VmHWM": 0}
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                key = line.split(":", 1)[0]
+                if key in found:
+                    found[key] = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return found["VmRSS"], found["VmHWM"]
+
+
+def run_measured(command: list[str] | str, watch=None, **options) -> tuple[float, int]:
+    """Run `command` (a shell line when a string); its seconds and the peak memory of its
+    process tree. `watch(elapsed)` is called at every sample."""
+    began = time.perf_counter()
+    process = subprocess.Popen(command, shell=isinstance(command, str), **options)
+    peak, done = 0, threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(SAMPLE_EVERY):
+            parents, tree, added = _processes(), set(), {process.pid}
+            while added:
+                tree |= added
+                added = {pid for pid, parent in parents.items() if parent in tree} - tree
+            memory = [_memory(pid) for pid in tree]
+            peak = max(peak, sum(rss for rss, _ in memory), *(hwm for _, hwm in memory))
+            if watch:
+                watch(time.perf_counter() - began)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    code = process.wait()
+    seconds = time.perf_counter() - began
+    done.set()
+    sampler.join()
+    if code != 0:
+        raise RuntimeError(f"{command} failed ({code})")
+    return seconds, peak

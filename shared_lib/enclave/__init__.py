@@ -3,6 +3,7 @@
     enclave.datasets()                        what this session's project may read
     enclave.dataset("ds-id").objects          the objects of one dataset
     s = enclave.open_slide("ds-id/slide-id")  a pathology slide: levels, regions, tiles
+    enclave.tile_dataset(["ds-id/slide-id"], labels)   tissue tiles for a PyTorch DataLoader
     v = enclave.open_volume("ds-id/series")   a CT or MR volume (z, y, x) in millimetres
     a = enclave.open_matrix("ds-id/name")     a genomic matrix: AnnData with a lazy X
     cdm = enclave.open_omop("ds-id/cdm")      medical records (OMOP CDM): DuckDB, read-only
@@ -72,6 +73,7 @@ __all__ = [
     "request_export",
     "request_package",
     "submit_job",
+    "tile_dataset",
     "view",
     "wait_for_job",
 ]
@@ -82,6 +84,14 @@ def open_slide(reference, root=None) -> Any:
     from .slides.slide import open_slide as open_
 
     return open_(reference, root)
+
+
+def tile_dataset(slides, labels, size=240, level=0, min_tissue=0.5, root=None) -> Any:
+    """The tissue tiles of `slides`, each with the label `labels` gives its person, for a
+    PyTorch DataLoader (see `enclave.slides.training`)."""
+    from .slides.training import TileDataset
+
+    return TileDataset(slides, labels, size, level, min_tissue, root)
 
 
 def open_volume(reference, root=None) -> Any:

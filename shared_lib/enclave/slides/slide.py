@@ -251,6 +251,26 @@ class Slide:
         """Square tiles of `size` pixels at `level`, row by row, `overlap` pixels shared with
         each neighbour; only whole tiles. With `tissue_only`, only tiles at least `min_tissue`
         covered by the tissue mask."""
+        sy, sx = self.pyramid.scales[0]
+        places = self.tile_places(size, level, overlap, tissue_only, min_tissue)
+        for row, col, top, left, covered in places:
+            downsample = self.level_downsamples[level]
+            x, y = round(left * downsample), round(top * downsample)
+            yield Tile(
+                level=level,
+                row=row,
+                col=col,
+                location=(x, y),
+                position_um=(x * sx, y * sy),
+                pixels=self.pyramid.read(level, top, top + size, left, left + size),
+                tissue=covered,
+            )
+
+    def tile_places(
+        self, size: int, level: int, overlap: int, tissue_only: bool, min_tissue: float
+    ) -> Iterator[tuple[int, int, int, int, float | None]]:
+        """Where `tiles` finds its tiles, nothing read: (row, col, top, left, tissue), top and
+        left in pixels of `level`."""
         if size <= 0 or not 0 <= overlap < size:
             raise ValueError(f"size {size} with overlap {overlap}: need 0 <= overlap < size")
         if not 0 <= level < self.level_count:
@@ -259,7 +279,6 @@ class Slide:
         height, width = self.pyramid.shapes[level]
         downsample = self.level_downsamples[level]
         mask = self.tissue_mask() if tissue_only else None
-        sy, sx = self.pyramid.scales[0]
         for row, top in enumerate(range(0, height - size + 1, stride)):
             for col, left in enumerate(range(0, width - size + 1, stride)):
                 covered = None
@@ -267,16 +286,7 @@ class Slide:
                     covered = _coverage(mask, self.dimensions, downsample, left, top, size)
                     if covered < min_tissue:
                         continue
-                x, y = round(left * downsample), round(top * downsample)
-                yield Tile(
-                    level=level,
-                    row=row,
-                    col=col,
-                    location=(x, y),
-                    position_um=(x * sx, y * sy),
-                    pixels=self.pyramid.read(level, top, top + size, left, left + size),
-                    tissue=covered,
-                )
+                yield row, col, top, left, covered
 
     def to_napari(self) -> tuple[list, dict, str]:
         """A napari layer data tuple: one RGB multiscale image layer at physical scale."""
