@@ -204,7 +204,10 @@ class HubAPI:
     def start_session(self, username: str, project: str) -> httpx.Response:
         return self.http.post(f"/users/{username}/servers/{project}")
 
-    def wait_until_ready(self, username: str, project: str, timeout: float = 90) -> dict:
+    def wait_until_ready(
+        self, username: str, project: str, timeout: float = 90, poll: float = 0.5
+    ) -> dict:
+        """The server once the hub says it is ready, asked every `poll` seconds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             server = self.http.get(f"/users/{username}").json()["servers"].get(project, {})
@@ -212,7 +215,7 @@ class HubAPI:
                 return server
             if not server.get("pending") and not server.get("ready") and server != {}:
                 raise AssertionError(f"session {username}/{project} stopped: {server}")
-            time.sleep(0.5)
+            time.sleep(poll)
         raise AssertionError(f"session {username}/{project} not ready after {timeout}s")
 
     def stop_session(self, username: str, project: str) -> None:

@@ -44,6 +44,7 @@ from ..singleuser import CONFIG_DIR as SESSION_CONFIG_DIR
 from ..singleuser import airlock_page, dask_dashboard, jobs_page, lab_look, packages_page
 
 LOG_TAIL_LINES = 15
+LISTEN_POLL = 0.05  # seconds between tries of the new server's port: its start is the wait
 # bubblewrap's parent: the sandbox dies with it (--die-with-parent), and it outlives the hub, so
 # that a restarted hub can adopt the session.
 SESSION_KEEPER = ("setsid", "--fork", "--wait")
@@ -334,7 +335,7 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
             try:
                 _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), 1)
             except (OSError, TimeoutError):
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(LISTEN_POLL)
                 continue
             writer.close()
             return
