@@ -17,7 +17,6 @@ the stores, stops a process forked from one that used it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,6 @@ class TileDataset:
                     places.append((number, top, left))
         self.places = np.array(places, dtype=np.int64).reshape(-1, 3)
         self._opened: dict[int, Slide] = {}
-        self._opened_by = os.getpid()
 
     def __len__(self) -> int:
         return len(self.places)
@@ -70,15 +68,12 @@ class TileDataset:
         """Which slide item `index` comes from, and its top-left corner (x, y) in level-0
         pixels."""
         number, top, left = (int(value) for value in self.places[index])
-        with open_slide(self.slides[number], self.root) as slide:
-            downsample = slide.level_downsamples[self.level]
+        downsample = self._slide(number).level_downsamples[self.level]
         return self.slides[number], (round(left * downsample), round(top * downsample))
 
     def _slide(self, number: int) -> Slide:
-        """The slide, opened by this process (a worker forked from another opens its own:
-        the readers' threads do not cross a fork)."""
-        if self._opened_by != os.getpid():
-            self._opened, self._opened_by = {}, os.getpid()
+        """The slide, opened by this process: a worker gets the dataset without the slides
+        its parent opened (`__getstate__`) and opens its own."""
         if number not in self._opened:
             self._opened[number] = open_slide(self.slides[number], self.root)
         return self._opened[number]
