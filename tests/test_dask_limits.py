@@ -10,6 +10,7 @@ from enclave_hub.core.site_config import DaskLimits, SiteConfigError, parse_site
 from enclave_hub.dask.identity import Principal
 from enclave_hub.dask.limits import GIB, LimitExceeded, Usage, allowed_workers, check_growth
 from enclave_hub.dask.options import cluster_options
+from enclave_hub.dask.scheduler_start import WORKERS_VARIABLE
 
 LIMITS = DaskLimits(
     worker_cores=2,
@@ -91,7 +92,13 @@ def test_options_are_bounded_by_the_profile_and_mark_the_project():
     config = options.get_configuration(chosen, None)
     assert config["worker_cores"] == config["worker_threads"] == 1
     assert config["worker_memory"] == int(1.5 * GIB)
-    assert config["environment"] == {"ENCLAVE_PROJECT": "cancer-imaging"}
+    # The scheduler asks from the start for the workers the cluster starts with.
+    assert config["environment"] == {
+        "ENCLAVE_PROJECT": "cancer-imaging",
+        WORKERS_VARIABLE: str(LIMITS.default_workers),
+    }
+    with pytest.raises(ValueError, match="workers"):
+        options.parse_options({"workers": -1})
 
 
 def test_a_principal_is_one_users_session_in_one_project():

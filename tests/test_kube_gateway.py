@@ -200,6 +200,23 @@ async def exercise(http, backend, cluster, stand_ins) -> dict:
     assert namespace == NAMESPACE
     obj = cluster.custom[name]
     assert obj["spec"]["username"] == "alice/cancer-imaging"
+    # It asks from the start for the profile's default workers; its scheduler too.
+    default_workers = backend.limits_of(backend.project_of(obj["spec"]["username"])[1])
+    assert obj["spec"]["replicas"] == default_workers.default_workers
+    scheduler_cmd = obj["spec"]["config"]["scheduler_cmd"]
+    assert scheduler_cmd[-2:] == ["--preload", "enclave_hub.dask.scheduler_start"]
+
+    # Workers past the project's limits are refused before anything is made.
+    status, body, reason = await call(
+        http,
+        "POST",
+        "/api/v1/clusters/",
+        "imaging-session",
+        json={"cluster_options": {"workers": 9}},
+    )
+    assert status == 422, body
+    assert "Starting with 9 workers refused" in (body or {}).get("error", reason)
+    assert list(cluster.custom) == [name]
     (start,) = [e for e in stand_ins.events if e["action"] == "dask.cluster.start"]
     assert start["target"] == name
     assert start["project"] == "cancer-imaging"

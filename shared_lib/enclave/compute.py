@@ -7,17 +7,11 @@ the profile's defaults and clear errors. A session sees only the clusters it sta
 
 from __future__ import annotations
 
-import os
 import urllib.error
 import urllib.request
 from typing import Any
 
-DEFAULT_WORKERS_VARIABLE = "ENCLAVE_DASK_WORKERS"
 HEALTH_TIMEOUT = 10.0
-
-
-def _default_workers() -> int:
-    return int(os.environ.get(DEFAULT_WORKERS_VARIABLE, 2))
 
 
 class ClusterUnavailable(RuntimeError):
@@ -58,13 +52,10 @@ def dask_client(workers: int | None = None, **options: Any):
             running = gateway.list_clusters()
             if running:
                 return gateway.connect(running[0].name).get_client()
-            cluster = gateway.new_cluster(**options)
-            try:
-                cluster.scale(_default_workers() if workers is None else workers)
-            except BaseException:
-                cluster.shutdown()  # refused (over the project's limits): leave nothing behind
-                raise
-            return cluster.get_client()
+            if workers is not None:
+                options["workers"] = workers
+            # Refused before anything starts if the workers pass the project's limits.
+            return gateway.new_cluster(**options).get_client()
     except (aiohttp.ClientConnectionError, OSError):
         _check_ready(address)  # gone since: say so; otherwise the error was the cluster's
         raise

@@ -34,6 +34,7 @@ from ..core.mounts import DATA_MOUNT, shared_subpath
 from ..core.project_groups import ProjectGroups
 from ..core.registry import ActiveProject
 from ..sandbox.bubblewrap import SandboxView, bwrap_argv, runtime_paths
+from . import scheduler_start
 from .dashboard import add_dashboard_route
 from .identity import Principal
 from .policy import ClusterView, ProjectPolicy
@@ -139,6 +140,17 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
         allowed, names = sandbox.resolve_endpoints(project.egress(self.site.sessions.egress_allow))
         return [gateway, *allowed], names
 
+    async def start_cluster(self, user, cluster_options) -> str:
+        """A new cluster, asking from the start for the workers its `workers` option names
+        (within the project's limits): they are started with its scheduler."""
+        options, config = await self.process_cluster_options(user, cluster_options)
+        self.check_start(user.name, options, config.to_dict())
+        cluster = self.db.create_cluster(user.name, options, config.to_dict())
+        self.db.update_cluster(cluster, count=options["workers"])
+        self.log.info("Created cluster %s for user %s", cluster.name, user.name)
+        self.queue.put(cluster)
+        return cluster.name
+
     async def do_start_cluster(self, cluster):
         principal, project = self.project_of(cluster.username)
         await self.record_start(cluster.name, principal)
@@ -166,6 +178,10 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
             box, home, argv, self.get_scheduler_env(cluster), "scheduler", cluster
         )
         yield {**state, "pid": pid, "started": started}
+        # The first workers start beside the scheduler (they wait for it to listen), not
+        # after its first heartbeat; the scheduler asks for them too (`scheduler_start`).
+        for _ in range(cluster.count):
+            self.queue.put(self.db.create_worker(cluster))
 
     def _make_home(self, cluster, uid: int, gid: int) -> Path:
         """The cluster's folder, with its TLS credentials: the cluster's uid alone reads it."""
@@ -284,6 +300,8 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
             f"{host}:{DASHBOARD_PORT}",
             "--preload",
             "dask_gateway.scheduler_preload",
+            "--preload",
+            scheduler_start.PRELOAD,
             "--dg-api-address",
             f"{host}:{SCHEDULER_API_PORT}",
             "--dg-heartbeat-period",

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from ..core.kube_pods import pod_dns, project_labels
 from ..core.mounts import DATA_MOUNT, PROJECT_MOUNT, shared_subpath
 from ..core.site_config import KubernetesSettings
+from . import scheduler_start
 
 INSTANCE_LABEL = "gateway.dask.org/instance"
 CLUSTER_LABEL = "gateway.dask.org/cluster"
@@ -93,12 +94,13 @@ def cluster_settings(
     container = {"securityContext": CONTAINER_SECURITY, "volumeMounts": _mounts(project, datasets)}
     labels = project_labels(project, user)
     settings = {
+        "scheduler_cmd": [*config["scheduler_cmd"], "--preload", scheduler_start.PRELOAD],
         "environment": {
             **config["environment"],
             "HOME": SCRATCH,
             "DASK_TEMPORARY_DIRECTORY": SCRATCH,
             "ENCLAVE_DATA": DATA_MOUNT,
-        }
+        },
     }
     for role in ("scheduler", "worker"):
         settings[f"{role}_extra_pod_config"] = {**config[f"{role}_extra_pod_config"], **pod}

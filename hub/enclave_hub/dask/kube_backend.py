@@ -100,6 +100,7 @@ class PodBackend(ProjectPolicy, KubeBackend):
     def make_cluster_object(self, username, options, cluster_config) -> dict:
         obj = super().make_cluster_object(username, options, cluster_config)
         principal, project = self.project_of(username)
+        obj["spec"]["replicas"] = options["workers"]  # asked for by its scheduler too
         spec_config = obj["spec"]["config"]
         spec_config.update(
             cluster_settings(
@@ -115,6 +116,7 @@ class PodBackend(ProjectPolicy, KubeBackend):
     async def start_cluster(self, user, cluster_options) -> str:
         principal, _ = self.project_of(user.name)
         options, cluster_config = await self.process_cluster_options(user, cluster_options)
+        self.check_start(user.name, options, cluster_config.to_dict())
         obj = self.make_cluster_object(user.name, options, cluster_config)
         name = obj["metadata"]["name"]
         cluster_name = f"{self.namespace}.{name}"

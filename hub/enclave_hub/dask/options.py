@@ -10,12 +10,14 @@ from dask_gateway_server.options import Float, Integer, Options
 
 from ..core.site_config import DaskLimits
 from .limits import GIB
+from .scheduler_start import WORKERS_VARIABLE
 
 SMALLEST_WORKER_MEMORY_GIB = 0.25
 
 
 def cluster_options(limits: DaskLimits, project: str) -> Options:
-    """Worker cores and memory: the profile's by default, and at most."""
+    """Worker cores and memory (the profile's by default, and at most) and the workers a
+    cluster starts with (the profile's default; the project's limits bound it at start)."""
     memory_gib = limits.worker_memory / GIB
 
     def configure(options, user) -> dict:
@@ -24,7 +26,7 @@ def cluster_options(limits: DaskLimits, project: str) -> Options:
             "worker_threads": options.worker_cores,
             "worker_memory": int(options.worker_memory * GIB),
             "idle_timeout": limits.idle_timeout,
-            "environment": {"ENCLAVE_PROJECT": project},
+            "environment": {"ENCLAVE_PROJECT": project, WORKERS_VARIABLE: str(options.workers)},
         }
 
     return Options(
@@ -42,5 +44,6 @@ def cluster_options(limits: DaskLimits, project: str) -> Options:
             max=memory_gib,
             label="Worker memory (GiB)",
         ),
+        Integer("workers", default=limits.default_workers, min=0, label="Workers at start"),
         handler=configure,
     )

@@ -114,19 +114,32 @@ class ProjectPolicy(LoggingConfigurable):
                 total += Usage.of(other.workers, *worker_size(other.config))
         return total
 
+    def check_workers(self, cluster_name: str, username: str, config: Mapping, count: int):
+        """LimitExceeded if `count` workers in this cluster would pass the project's limits."""
+        principal, project = self.project_of(username)
+        others = self.usage_beside(cluster_name, principal.project)
+        wanted = Usage.of(count, *worker_size(config))
+        check_growth(self.limits_of(project), principal.project, wanted, others, project.profile)
+
+    def check_start(self, username: str, options: Mapping, config: Mapping) -> None:
+        """Refuse a new cluster whose first workers (its `workers` option) pass the limits."""
+        try:
+            self.check_workers("", username, config, options["workers"])
+        except LimitExceeded as error:
+            raise PublicException(f"Starting with {options['workers']} workers {error}") from None
+
     async def forward_message_to_scheduler(self, cluster, msg: dict) -> None:
         """Refuse a scale past the limits; keep adaptive scaling within them."""
-        principal, project = self.project_of(cluster.username)
-        limits = self.limits_of(project)
-        cores, memory = worker_size(cluster.config)
-        others = self.usage_beside(cluster.name, principal.project)
         if msg.get("op") == "scale":
             try:
-                wanted = Usage.of(msg["count"], cores, memory)
-                check_growth(limits, principal.project, wanted, others, project.profile)
+                self.check_workers(cluster.name, cluster.username, cluster.config, msg["count"])
             except LimitExceeded as error:
                 raise PublicException(f"Scaling to {msg['count']} workers {error}") from None
         elif msg.get("op") == "adapt":
+            principal, project = self.project_of(cluster.username)
+            limits = self.limits_of(project)
+            cores, memory = worker_size(cluster.config)
+            others = self.usage_beside(cluster.name, principal.project)
             most = allowed_workers(limits, cores, memory, others)
             if (msg.get("minimum") or 0) > most:
                 raise PublicException(

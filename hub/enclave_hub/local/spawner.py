@@ -260,7 +260,6 @@ class EnclaveSpawner(ProjectSession, LocalProcessSpawner):
             session_config=self._write_session_config(box, project.title),
         )
         env = self.get_env()
-        env["ENCLAVE_DASK_WORKERS"] = str(profile.dask.default_workers)
         # The session's cgroup limit, as KubeSpawner announces it.
         env["MEM_LIMIT"] = str(int(profile.memory))
         # Dashboard links lead through the user's own server (dask_dashboard).
