@@ -106,3 +106,26 @@ def test_a_missing_or_altered_firewall_fails_the_check():
             box.verify(box.firewall_fingerprint)
     finally:
         box.destroy()
+
+
+def _sandboxes_weight() -> tuple[int, int]:
+    """The sandboxes' parent cgroup: its CPU weight, and how many sandboxes it holds."""
+    v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+    parent = Path("/sys/fs/cgroup/enclave" if v2 else "/sys/fs/cgroup/cpu/enclave")
+    weight = int((parent / ("cpu.weight" if v2 else "cpu.shares")).read_text())
+    return weight // (100 if v2 else 1024), sum(1 for child in parent.iterdir() if child.is_dir())
+
+
+def test_each_sandbox_weighs_as_one_process_of_the_host():
+    # Under one parent of one process's weight, busy sessions starved beside the hub.
+    boxes = [_sandbox(), _sandbox()]
+    try:
+        for box in boxes:
+            box.create()
+        weight, held = _sandboxes_weight()
+        assert held >= 2 and weight == held
+        boxes.pop().destroy()
+        assert _sandboxes_weight()[0] == held - 1
+    finally:
+        for box in boxes:
+            box.destroy()

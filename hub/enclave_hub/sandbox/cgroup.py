@@ -1,10 +1,17 @@
-"""A session's cgroup: memory, CPU and process-count limits, on cgroup v1 or v2."""
+"""A session's cgroup: memory, CPU and process-count limits, on cgroup v1 or v2.
+
+Every sandbox's cgroup lies under one parent, whose CPU weight grows with the sandboxes in it
+(`weigh_sandboxes`): left at one process's weight, all the sessions together would get, when
+the machine is busy, what a single process of the host gets (the hub, the proxy, a service),
+and each session a share of that.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +19,9 @@ from pathlib import Path
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PARENT = "enclave"
 CPU_PERIOD_US = 100_000
+# One process's CPU weight, and the most a cgroup may have: cpu.shares on v1, cpu.weight on v2.
+CPU_WEIGHT = {"cpu.shares": (1024, 262_144), "cpu.weight": (100, 10_000)}
+_weighing = threading.Lock()
 
 
 class CgroupError(Exception):
@@ -44,6 +54,21 @@ def sandbox_cgroups() -> list[SessionCgroup]:
     return [SessionCgroup(name) for name in sorted(names)]
 
 
+def weigh_sandboxes() -> None:
+    """Give the sandboxes' parent cgroup the CPU weight of as many processes as it holds
+    sandboxes, so that each session weighs, beside the host's processes, as one of them."""
+    if is_cgroup_v2():
+        parent, setting = CGROUP_ROOT / PARENT, "cpu.weight"
+    else:
+        parent, setting = CGROUP_ROOT / "cpu" / PARENT, "cpu.shares"
+    one, most = CPU_WEIGHT[setting]
+    with _weighing:
+        if not parent.is_dir():
+            return
+        count = sum(1 for child in parent.iterdir() if child.is_dir())
+        _write(parent / setting, str(min(most, one * max(1, count))))
+
+
 def _write(path: Path, value: str) -> None:
     try:
         path.write_text(value)
@@ -68,6 +93,7 @@ class SessionCgroup:
             self._create_v2(limits)
         else:
             self._create_v1(limits)
+        weigh_sandboxes()
 
     def _create_v1(self, limits: Limits) -> None:
         memory, pids, cpu = self.folders
@@ -124,3 +150,4 @@ class SessionCgroup:
                     folder.rmdir()
                 except OSError as error:
                     raise CgroupError(f"cannot remove {folder}: {error.strerror}") from None
+        weigh_sandboxes()
