@@ -21,11 +21,12 @@ from distributed import Client
 
 from enclave_harness import (
     SessionNotebook,
-    environ_of,
     project_cli,
 )
+from enclave_hub import sandbox
 from enclave_hub.audit.query import records
 from enclave_hub.local.leftovers import RunRecord
+from enclave_hub.sandbox import process_start_time
 
 pytestmark = pytest.mark.e2e
 
@@ -35,26 +36,47 @@ CLUSTER_WAIT = 120
 class Notebook(SessionNotebook):
     """A session of a Dask test, which starts clusters."""
 
+    def __init__(self, enclave, user: str, project: str):
+        super().__init__(enclave, user, project)
+        self.enclave = enclave
+
     def start_cluster(self, workers: int = 2) -> str:
         """`enclave.dask_client()`, waited on until its workers are up; the cluster's name."""
-        return self.run(
+        name = self.run(
             "import enclave, json\n"
             f"client = enclave.dask_client(workers={workers})\n"
             f"client.wait_for_workers({workers}, timeout={CLUSTER_WAIT})\n"
             "print(json.dumps({'name': client.cluster.name}))\n"
         )["name"]
+        cluster_processes(self.enclave, name)  # noted while it runs
+        return name
 
 
-def cluster_processes(name: str) -> list[int]:
-    """Host pids of every process of one cluster (each carries the cluster's name)."""
+_CLUSTER_PROCESSES: dict[str, set[tuple[int, int]]] = {}
+
+
+def cluster_processes(enclave, name: str) -> list[int]:
+    """Host pids of the processes one cluster had when first asked about (while it ran: its
+    folder's owner, the cluster's uid, runs them) that still run. Forked by a prepared
+    cluster's fork server, they do not carry the cluster's name in their environment."""
+    if name not in _CLUSTER_PROCESSES:
+        uid = cluster_home(enclave, name).stat().st_uid
+        _CLUSTER_PROCESSES[name] = {(pid, process_start_time(pid)) for pid in processes_of_uid(uid)}
+    return [pid for pid, start in _CLUSTER_PROCESSES[name] if process_start_time(pid) == start]
+
+
+def processes_of_uid(uid: int) -> list[int]:
     found = []
     for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if environ_of(int(proc.name)).get("DASK_GATEWAY_CLUSTER_NAME") == name:
-                    found.append(int(proc.name))
-            except OSError:
-                continue
+        try:
+            status = (proc / "status").read_text() if proc.name.isdigit() else ""
+        except OSError:
+            continue
+        real = next(
+            (line.split()[1] for line in status.splitlines() if line.startswith("Uid:")), ""
+        )
+        if real == str(uid):
+            found.append(int(proc.name))
     return found
 
 
@@ -73,7 +95,7 @@ def cluster_events(enclave, name: str) -> list[dict]:
 
 def stopped(enclave, name: str) -> dict | None:
     """The cluster's stop record, once its processes and folder are gone too."""
-    gone = not cluster_processes(name) and not (cluster_home(enclave, name)).exists()
+    gone = not cluster_processes(enclave, name) and not (cluster_home(enclave, name)).exists()
     stops = [e for e in cluster_events(enclave, name) if e["action"] == "dask.cluster.stop"]
     return stops[0] if gone and stops else None
 
@@ -286,6 +308,7 @@ def test_scaling_past_the_limits_is_refused_and_adapt_keeps_within_them(
         assert "may use in all (3 workers" in result["two"]
         assert result["sum"] == 45 and result["workers"] == 1
         oscar_cluster = oscar.run("import json; print(json.dumps(client.cluster.name))")
+        cluster_processes(enclave, oscar_cluster)  # noted while it runs
     finally:
         oscar.stop()
     # Stopping the session stops its cluster: processes, sandbox and folder.
@@ -323,9 +346,12 @@ def _gateway_pid(enclave) -> int | None:
 def test_a_killed_scheduler_then_gateway_leave_no_orphans(enclave, nina, nina_cluster):
     scheduler = next(
         pid
-        for pid in cluster_processes(nina_cluster)
-        if "scheduler" in Path(f"/proc/{pid}/cmdline").read_text()
-        and "bwrap" not in Path(f"/proc/{pid}/cmdline").read_text()
+        for pid in cluster_processes(enclave, nina_cluster)
+        if Path(f"/proc/{pid}/comm").read_text().strip() == "dask-scheduler"
+        or (
+            "scheduler" in Path(f"/proc/{pid}/cmdline").read_text()
+            and "bwrap" not in Path(f"/proc/{pid}/cmdline").read_text()
+        )
     )
     os.kill(scheduler, signal.SIGKILL)
     stop = wait_for(lambda: stopped(enclave, nina_cluster), "the broken cluster stopping")
@@ -346,12 +372,13 @@ def test_a_killed_scheduler_then_gateway_leave_no_orphans(enclave, nina, nina_cl
     assert after["old"] != "worked" and after["sum"] == 3
     assert after["name"] != nina_cluster
     second = after["name"]
+    cluster_processes(enclave, second)  # noted while it runs
 
     gateway = _gateway_pid(enclave)
     assert gateway is not None
     os.kill(gateway, signal.SIGKILL)
     # The cluster's processes die with the gateway: nothing is left to run unwatched.
-    wait_for(lambda: not cluster_processes(second), "the cluster's processes ending", 30)
+    wait_for(lambda: not cluster_processes(enclave, second), "the cluster's processes ending", 30)
     wait_for(lambda: _gateway_pid(enclave) not in (None, gateway), "the gateway's restart", 60)
     again = nina.run(
         "import enclave, json, time\n"
@@ -370,3 +397,80 @@ def test_a_killed_scheduler_then_gateway_leave_no_orphans(enclave, nina, nina_cl
     assert not cluster_home(enclave, second).exists()
     for error in again["errors"]:
         assert "The Dask gateway at" in error and "cannot be reached" in error
+
+
+def prepared_folders(enclave) -> set[Path]:
+    """The folders of the clusters prepared for sessions and not yet taken."""
+    root = Path(enclave.config["sessions"]["workspace_root"], ".clusters")
+    return set(root.glob("prepared-*")) if root.exists() else set()
+
+
+def forked_scheduler(enclave, name: str) -> int | None:
+    """The cluster's scheduler, if its prepared cluster's fork server forked it."""
+    for pid in cluster_processes(enclave, name):
+        status = Path(f"/proc/{pid}/status").read_text()
+        parent = next(line.split()[1] for line in status.splitlines() if line[:5] == "PPid:")
+        if (
+            Path(f"/proc/{pid}/comm").read_text().strip() == "dask-scheduler"
+            and "enclave_hub.dask.forkserver" in Path(f"/proc/{parent}/cmdline").read_text()
+        ):
+            return pid
+    return None
+
+
+LEAVE_TRACES = (
+    "import json, os, socket, subprocess\n"
+    "def leave():\n"
+    "    import os, socket, subprocess\n"
+    "    open('/tmp/left-by-oscar', 'w').write('secret')\n"
+    "    os.environ['LEFT_BY_OSCAR'] = 'secret'\n"
+    "    subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
+    "    try:\n"
+    "        socket.create_connection(('192.0.2.1', 80), timeout=2)\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "    return True\n"
+    "print(json.dumps(all(client.run(leave).values()) and client.run_on_scheduler(leave)))\n"
+)
+LOOK_FOR_TRACES = (
+    "import json\n"
+    "def look():\n"
+    "    import os, subprocess\n"
+    "    return {'file': os.path.exists('/tmp/left-by-oscar'),\n"
+    "            'env': 'LEFT_BY_OSCAR' in os.environ,\n"
+    "            'sleep': 'sleep' in subprocess.run(['ps', '-eo', 'comm'], capture_output=True,\n"
+    "                                               text=True).stdout}\n"
+    "found = [*client.run(look).values(), client.run_on_scheduler(look)]\n"
+    "print(json.dumps(found))\n"
+)
+
+
+def test_a_prepared_cluster_holds_nothing_of_the_one_before(enclave):
+    """Clusters are forked in sandboxes prepared for their session; a sandbox's number (its
+    uid, its addresses) passes to another session's, and nothing else of it does."""
+    dask_settings = enclave.config.get("dask", {})
+    uid_base = dask_settings.get("uid_base", 300000)
+    oscar = Notebook(enclave, "oscar", "dask-a")
+    try:
+        wait_for(lambda: prepared_folders(enclave), "a cluster prepared for oscar's session")
+        first = oscar.start_cluster(workers=1)
+        assert forked_scheduler(enclave, first), "the prepared cluster was not used"
+        number = cluster_home(enclave, first).stat().st_uid - uid_base
+        assert oscar.run(LEAVE_TRACES) is True
+        box = sandbox.SessionSandbox.existing(number, enclave.config["sessions"]["workspace_root"])
+        assert box.network.blocked_count() > 0  # the traces are there to be found
+    finally:
+        oscar.stop()
+    wait_for(lambda: stopped(enclave, first), "oscar's cluster stopping")
+    before = prepared_folders(enclave)
+    pia = Notebook(enclave, "pia", "dask-b")
+    try:
+        wait_for(lambda: prepared_folders(enclave) - before, "a cluster prepared for pia")
+        second = pia.start_cluster(workers=1)
+        assert forked_scheduler(enclave, second), "the prepared cluster was not used"
+        assert cluster_home(enclave, second).stat().st_uid - uid_base == number
+        assert box.network.blocked_count() == 0
+        found = pia.run(LOOK_FOR_TRACES)
+        assert found == [{"file": False, "env": False, "sleep": False}] * 2
+    finally:
+        pia.stop()

@@ -108,24 +108,34 @@ def test_a_missing_or_altered_firewall_fails_the_check():
         box.destroy()
 
 
-def _sandboxes_weight() -> tuple[int, int]:
-    """The sandboxes' parent cgroup: its CPU weight, and how many sandboxes it holds."""
+def _weights() -> tuple[int, dict[str, int]]:
+    """The sandboxes' parent cgroup's CPU weight, and each sandbox's, read independently."""
     v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
     parent = Path("/sys/fs/cgroup/enclave" if v2 else "/sys/fs/cgroup/cpu/enclave")
-    weight = int((parent / ("cpu.weight" if v2 else "cpu.shares")).read_text())
-    return weight // (100 if v2 else 1024), sum(1 for child in parent.iterdir() if child.is_dir())
+    setting = "cpu.weight" if v2 else "cpu.shares"
+    children = {c.name: int((c / setting).read_text()) for c in parent.iterdir() if c.is_dir()}
+    return int((parent / setting).read_text()), children
 
 
-def test_each_sandbox_weighs_as_one_process_of_the_host():
+def test_the_sandboxes_weigh_together_what_each_weighs():
     # Under one parent of one process's weight, busy sessions starved beside the hub.
+    one = 100 if Path("/sys/fs/cgroup/cgroup.controllers").exists() else 1024
     boxes = [_sandbox(), _sandbox()]
     try:
         for box in boxes:
             box.create()
-        weight, held = _sandboxes_weight()
-        assert held >= 2 and weight == held
+        parent, children = _weights()
+        assert [children[box.cgroup.name] for box in boxes] == [one, one]
+        assert parent == sum(children.values())
+        # Prepared ahead of demand, a sandbox weighs next to nothing until it is taken.
+        boxes[0].cgroup.set_idle(True)
+        idle_parent, children = _weights()
+        assert children[boxes[0].cgroup.name] <= one / 100
+        assert idle_parent == sum(children.values()) < parent
+        boxes[0].cgroup.set_idle(False)
         boxes.pop().destroy()
-        assert _sandboxes_weight()[0] == held - 1
+        parent, children = _weights()
+        assert parent == sum(children.values()) and children[boxes[0].cgroup.name] == one
     finally:
         for box in boxes:
             box.destroy()

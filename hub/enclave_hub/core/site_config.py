@@ -307,6 +307,10 @@ class DaskSettings(_Section):
     check_interval: int = Field(
         default=5, ge=1, description="seconds between checks that each cluster's session runs"
     )
+    prepared_clusters: bool = Field(
+        default=True,
+        description="keep a cluster's sandbox, with Dask imported, ready for each session",
+    )
 
 
 class AirlockSettings(_Section):

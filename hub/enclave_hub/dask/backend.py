@@ -34,10 +34,12 @@ from ..core.mounts import DATA_MOUNT, shared_subpath
 from ..core.project_groups import ProjectGroups
 from ..core.registry import ActiveProject
 from ..sandbox.bubblewrap import SandboxView, bwrap_argv, runtime_paths
-from . import scheduler_start
+from . import forkserver, scheduler_start
 from .dashboard import add_dashboard_route
+from .forkserver import FD_VARIABLE
 from .identity import Principal
 from .policy import ClusterView, ProjectPolicy
+from .prepared import PreparedCluster, order_sockets
 
 SCHEDULER_PORT = 8786
 DASHBOARD_PORT = 8787
@@ -59,6 +61,9 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
         await super().setup(app)
 
     async def do_setup(self) -> None:
+        self.prepared: dict[Principal, PreparedCluster] = {}  # by the session each is for
+        self.forkservers: dict[str, PreparedCluster] = {}  # by the cluster that took each
+        self.preparing: asyncio.Future | None = None
         self.project_groups = ProjectGroups(self.site.state_dir, self.site.sessions.gid_base)
         await asyncio.to_thread(self.remove_leftovers)
         self.start_policy()
@@ -68,6 +73,11 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
         for cluster in self.db.active_clusters() if hasattr(self, "db") else ():
             self.stop_reasons[cluster.name] = "the gateway stopped"
         await self.stop_policy()
+        if hasattr(self, "prepared"):
+            if self.preparing is not None:
+                self.preparing.cancel()
+            for prepared in self.prepared.values():
+                await asyncio.to_thread(self._discard, prepared)
         await super().cleanup()
 
     @property
@@ -154,8 +164,35 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
     async def do_start_cluster(self, cluster):
         principal, project = self.project_of(cluster.username)
         await self.record_start(cluster.name, principal)
-        number = await asyncio.to_thread(sandbox.reserve_session_number, CLUSTER_NUMBERS)
-        yield {"number": number}
+        home = self.clusters_root / cluster.name
+        prepared = await self._take_prepared(principal, project)
+        if prepared is None:
+            number = await asyncio.to_thread(sandbox.reserve_session_number, CLUSTER_NUMBERS)
+            yield {"number": number}
+            box, view = await self._build(number, principal, project, home)
+        else:
+            box, view = prepared.box, prepared.view
+            prepared.home.rename(home)  # its sandbox sees the same folder, as before
+            self.forkservers[cluster.name] = prepared
+        self._write_credentials(cluster, home, box.spec.uid, box.spec.gid)
+        state = {
+            "number": box.spec.number,
+            "ip": box.session_ip,
+            "home": str(home),
+            "fingerprint": box.firewall_fingerprint,
+        }
+        yield state
+        command = self.get_scheduler_command(cluster, box.session_ip)
+        env = self.get_scheduler_env(cluster)
+        pid, started = await self._launch(cluster, "scheduler", box, view, command, env)
+        yield {**state, "pid": pid, "started": started}
+        # The first workers start beside the scheduler (they wait for it to listen), not
+        # after its first heartbeat; the scheduler asks for them too (`scheduler_start`).
+        for _ in range(cluster.count):
+            self.queue.put(self.db.create_worker(cluster))
+
+    async def _build(self, number: int, principal, project, home: Path) -> tuple:
+        """A cluster's sandbox, checked, and its folder `home`: the sandbox and what it sees."""
         gid = self.project_groups.gid(project.id)
         allowed, names = await asyncio.to_thread(self._endpoints, project)
         box = self.cluster_sandbox(number, project, gid, allowed, names)
@@ -164,39 +201,20 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
         finally:
             sandbox.release_session_number(number)
         await asyncio.to_thread(box.verify, box.firewall_fingerprint)
-        home = self._make_home(cluster, box.spec.uid, gid)
-        state = {
-            "number": number,
-            "ip": box.session_ip,
-            "home": str(home),
-            "fingerprint": box.firewall_fingerprint,
-        }
-        yield state
-        view = self._view(cluster, principal, project, box, home)
-        argv = bwrap_argv(view, self.get_scheduler_command(cluster, box.session_ip))
-        pid, started = await self._launch(
-            box, home, argv, self.get_scheduler_env(cluster), "scheduler", cluster
-        )
-        yield {**state, "pid": pid, "started": started}
-        # The first workers start beside the scheduler (they wait for it to listen), not
-        # after its first heartbeat; the scheduler asks for them too (`scheduler_start`).
-        for _ in range(cluster.count):
-            self.queue.put(self.db.create_worker(cluster))
-
-    def _make_home(self, cluster, uid: int, gid: int) -> Path:
-        """The cluster's folder, with its TLS credentials: the cluster's uid alone reads it."""
-        home = self.clusters_root / cluster.name
         self.clusters_root.mkdir(mode=0o711, parents=True, exist_ok=True)
         home.mkdir(mode=0o700)
+        os.chown(home, box.spec.uid, gid)
+        return box, self._view(principal, project, box, home)
+
+    def _write_credentials(self, cluster, home: Path, uid: int, gid: int) -> None:
+        """The cluster's TLS credentials, in its folder: the cluster's uid alone reads them."""
         for name, data in ((CERT_FILE, cluster.tls_cert), (KEY_FILE, cluster.tls_key)):
             fd = os.open(home / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
             os.chown(home / name, uid, gid)
-        os.chown(home, uid, gid)
-        return home
 
-    def _view(self, cluster, principal, project, box, home: Path) -> SandboxView:
+    def _view(self, principal, project, box, home: Path) -> SandboxView:
         try:
             datasets = project.dataset_folders(Path(self.site.data_root))
         except validation.InvalidInput as error:
@@ -212,26 +230,116 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
             hostname=f"dask-{principal.project}",
         )
 
-    async def _launch(self, box, home, argv, env, role, cluster) -> tuple[int, int]:
-        """Start one process of the cluster in its sandbox; its pid and start time."""
-        log_dir = Path(self.site.state_dir, "logs", "clusters")
-        log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(log_dir / f"{cluster.name}-{role}.log", os.O_WRONLY | os.O_CREAT, 0o600)
+    async def _launch(self, cluster, role: str, box, view, command, env) -> tuple[int, int]:
+        """Start the cluster's scheduler or one worker (`role`, then `--name`); its pid and
+        start time. Forked by its prepared cluster's fork server when it has one."""
+        name = role if role == "scheduler" else f"worker-{command[command.index('--name') + 1]}"
+        fd = self._log_file(f"{cluster.name}-{name}")
         try:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                env=env,
-                preexec_fn=box.launch_hook(home),
-                start_new_session=True,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=fd,
-                stderr=asyncio.subprocess.STDOUT,
-            )
+            prepared = self.forkservers.get(cluster.name)
+            if prepared is not None:
+                prefix = len(getattr(cluster.config, f"{role}_cmd"))
+                argv = [role, *command[prefix:]]
+                pid = await asyncio.to_thread(prepared.fork, argv, env, fd)
+            else:
+                pid = await self._spawn(box, view.home, bwrap_argv(view, command), env, fd)
         finally:
             os.close(fd)
-        return process.pid, sandbox.process_start_time(process.pid) or 0
+        return pid, sandbox.process_start_time(pid) or 0
+
+    def _log_file(self, name: str) -> int:
+        log_dir = Path(self.site.state_dir, "logs", "clusters")
+        log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return os.open(log_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    async def _spawn(self, box, home: Path, argv, env, log_fd: int, pass_fds=()) -> int:
+        """Start one process in the cluster's sandbox; its pid."""
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            env=env,
+            preexec_fn=box.launch_hook(home),
+            start_new_session=True,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=asyncio.subprocess.STDOUT,
+            pass_fds=pass_fds,
+        )
+        return process.pid
+
+    # -- prepared clusters --------------------------------------------------------------------
+
+    def sessions_seen(self, running: set[Principal]) -> None:
+        if self.site.dask.prepared_clusters and (self.preparing is None or self.preparing.done()):
+            self.preparing = asyncio.ensure_future(self._keep_prepared(running))
+
+    async def _keep_prepared(self, running: set[Principal]) -> None:
+        """One prepared cluster for each running session that has no cluster; none else."""
+        for principal in [p for p in self.prepared if p not in running]:
+            await asyncio.to_thread(self._discard, self.prepared.pop(principal))
+        with_cluster = {
+            Principal.parse(c.username)
+            for c in self.db.active_clusters()
+            if c.target <= JobStatus.RUNNING  # not one that stops
+        }
+        for principal in running - with_cluster - set(self.prepared):
+            try:
+                self.prepared[principal] = await self._prepare(principal)
+            except (PublicException, sandbox.SandboxError, OSError) as error:
+                self.log.warning("Cannot prepare a cluster for %s: %s", principal.name, error)
+
+    async def _prepare(self, principal: Principal) -> PreparedCluster:
+        _, project = self.project_of(principal.name)
+        number = await asyncio.to_thread(sandbox.reserve_session_number, CLUSTER_NUMBERS)
+        box, view = await self._build(
+            number, principal, project, self.clusters_root / f"prepared-{number}"
+        )
+        box.cgroup.set_idle(True)  # it imports Dask only while nothing else wants the CPU
+        gateway_end, server_end = order_sockets()
+        env = {**self.sandbox_env(), FD_VARIABLE: str(server_end.fileno())}
+        argv = bwrap_argv(view, [sys.executable, "-m", forkserver.__name__])
+        fd = self._log_file(f"prepared-{number}")
+        try:
+            pid = await self._spawn(box, view.home, argv, env, fd, (server_end.fileno(),))
+        except OSError:
+            gateway_end.close()
+            await asyncio.to_thread(box.destroy)
+            raise
+        finally:
+            os.close(fd)
+            server_end.close()
+        started = sandbox.process_start_time(pid) or 0
+        return PreparedCluster(principal, box, view, gateway_end, pid, started)
+
+    async def _take_prepared(self, principal, project) -> PreparedCluster | None:
+        """The session's prepared cluster if it is still what would be built now, or None."""
+        prepared = self.prepared.pop(principal, None)
+        if prepared is None:
+            return None
+        gid = self.project_groups.gid(project.id)
+        allowed, names = await asyncio.to_thread(self._endpoints, project)
+        wanted = self.cluster_sandbox(prepared.box.spec.number, project, gid, allowed, names)
+        checked = {"number": wanted.spec.number, "fingerprint": prepared.box.firewall_fingerprint}
+        holds = prepared.alive() and await asyncio.to_thread(self.cluster_holds, checked)
+        if (
+            holds
+            and wanted.spec == prepared.box.spec
+            and self._view(principal, project, wanted, prepared.home) == prepared.view
+        ):
+            prepared.box.cgroup.set_idle(False)
+            return prepared
+        await asyncio.to_thread(self._discard, prepared)
+        return None
+
+    def _discard(self, prepared: PreparedCluster) -> None:
+        prepared.close()
+        self.existing_sandbox(prepared.box.spec.number).destroy()
+        shutil.rmtree(prepared.home, ignore_errors=True)
 
     async def do_stop_cluster(self, cluster) -> None:
+        prepared = self.forkservers.pop(cluster.name, None)
+        if prepared is not None:
+            prepared.close()
+            self.sessions_seen(set(self.watch.running))  # its session's next, now
         state = cluster.state
         number = state.get("number")
         if number is not None:
@@ -277,15 +385,17 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
     def get_tls_paths(self, cluster) -> tuple[str, str]:
         return f"{CLUSTER_HOME}/{CERT_FILE}", f"{CLUSTER_HOME}/{KEY_FILE}"
 
+    def sandbox_env(self) -> dict[str, str]:
+        """The environment of every process in a cluster's sandbox."""
+        return {
+            "PATH": os.pathsep.join([str(Path(sys.prefix, "bin")), "/usr/bin", "/bin"]),
+            "HOME": "/tmp",
+            "DASK_TEMPORARY_DIRECTORY": "/tmp",
+            "ENCLAVE_DATA": DATA_MOUNT,
+        }
+
     def get_env(self, cluster) -> dict[str, str]:
-        env = super().get_env(cluster)
-        env.update(
-            PATH=os.pathsep.join([str(Path(sys.prefix, "bin")), "/usr/bin", "/bin"]),
-            HOME="/tmp",
-            DASK_TEMPORARY_DIRECTORY="/tmp",
-            ENCLAVE_DATA=DATA_MOUNT,
-        )
-        return env
+        return {**super().get_env(cluster), **self.sandbox_env()}
 
     def get_scheduler_command(self, cluster, host: str = "") -> list[str]:
         return [
@@ -335,17 +445,16 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
     async def do_start_worker(self, worker):
         cluster = worker.cluster
         principal, project = self.project_of(cluster.username)
-        # Workers run in the scheduler's sandbox, as its uid and group.
-        gid = self.project_groups.gid(project.id)
-        box = self.cluster_sandbox(cluster.state["number"], project, gid, [], [])
-        home = Path(cluster.state["home"])
-        argv = bwrap_argv(
-            self._view(cluster, principal, project, box, home),
-            self.get_worker_command(cluster, worker.name),
-        )
-        pid, started = await self._launch(
-            box, home, argv, self.get_worker_env(cluster), f"worker-{worker.name}", cluster
-        )
+        prepared = self.forkservers.get(cluster.name)
+        if prepared is not None:
+            box, view = prepared.box, prepared.view
+        else:  # workers run in the scheduler's sandbox, as its uid and group
+            gid = self.project_groups.gid(project.id)
+            box = self.cluster_sandbox(cluster.state["number"], project, gid, [], [])
+            view = self._view(principal, project, box, Path(cluster.state["home"]))
+        command = self.get_worker_command(cluster, worker.name)
+        env = self.get_worker_env(cluster)
+        pid, started = await self._launch(cluster, "worker", box, view, command, env)
         yield {"pid": pid, "started": started}
 
     async def do_stop_worker(self, worker) -> None:

@@ -56,6 +56,8 @@ class SessionWatch:
 
     async def check(self) -> None:
         asked = await self.refresh()
+        if asked is not None:
+            self.backend.sessions_seen(set(self.running))
         in_force = await asyncio.to_thread(self.backend.registry.in_force)
         for cluster, holds in await self.backend.watched_clusters():
             reason, failed = self.why_stop(cluster, asked, in_force, holds)

@@ -65,6 +65,9 @@ class ProjectPolicy(LoggingConfigurable):
         """The clusters to keep to their sessions, each with whether it still holds."""
         return [(cluster, True) for cluster in self.policy_clusters()]
 
+    def sessions_seen(self, running: set[Principal]) -> None:
+        """The sessions running now, as the hub last listed them (prepared clusters)."""
+
     def start_policy(self) -> None:
         site = self.site
         self.registry = site_registry(site, writable=False)

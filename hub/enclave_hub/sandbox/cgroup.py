@@ -1,9 +1,10 @@
 """A session's cgroup: memory, CPU and process-count limits, on cgroup v1 or v2.
 
-Every sandbox's cgroup lies under one parent, whose CPU weight grows with the sandboxes in it
-(`weigh_sandboxes`): left at one process's weight, all the sessions together would get, when
-the machine is busy, what a single process of the host gets (the hub, the proxy, a service),
-and each session a share of that.
+Every sandbox's cgroup lies under one parent, which weighs what its sandboxes weigh together
+(`weigh_sandboxes`): each as one process of the host, or next to nothing while it is idle
+(`set_idle`: a sandbox prepared ahead of demand). Left at one process's weight, all the
+sessions together would get, when the machine is busy, what a single process of the host gets
+(the hub, the proxy, a service), and each session a share of that.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from pathlib import Path
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PARENT = "enclave"
 CPU_PERIOD_US = 100_000
-# One process's CPU weight, and the most a cgroup may have: cpu.shares on v1, cpu.weight on v2.
-CPU_WEIGHT = {"cpu.shares": (1024, 262_144), "cpu.weight": (100, 10_000)}
+# The least CPU weight, one process's, and the most: cpu.shares on v1, cpu.weight on v2.
+CPU_WEIGHT = {"cpu.shares": (2, 1024, 262_144), "cpu.weight": (1, 100, 10_000)}
 _weighing = threading.Lock()
 
 
@@ -54,19 +55,25 @@ def sandbox_cgroups() -> list[SessionCgroup]:
     return [SessionCgroup(name) for name in sorted(names)]
 
 
-def weigh_sandboxes() -> None:
-    """Give the sandboxes' parent cgroup the CPU weight of as many processes as it holds
-    sandboxes, so that each session weighs, beside the host's processes, as one of them."""
+def _weight_setting() -> tuple[Path, str]:
+    """The sandboxes' parent in the CPU controller, and its weight's file name."""
     if is_cgroup_v2():
-        parent, setting = CGROUP_ROOT / PARENT, "cpu.weight"
-    else:
-        parent, setting = CGROUP_ROOT / "cpu" / PARENT, "cpu.shares"
-    one, most = CPU_WEIGHT[setting]
+        return CGROUP_ROOT / PARENT, "cpu.weight"
+    return CGROUP_ROOT / "cpu" / PARENT, "cpu.shares"
+
+
+def weigh_sandboxes() -> None:
+    """Give the sandboxes' parent cgroup the CPU weight of its sandboxes together."""
+    parent, setting = _weight_setting()
+    _, one, most = CPU_WEIGHT[setting]
     with _weighing:
         if not parent.is_dir():
             return
-        count = sum(1 for child in parent.iterdir() if child.is_dir())
-        _write(parent / setting, str(min(most, one * max(1, count))))
+        total = 0
+        for child in parent.iterdir():
+            with contextlib.suppress(OSError):  # removed meanwhile
+                total += int((child / setting).read_text()) if child.is_dir() else 0
+        _write(parent / setting, str(min(most, max(one, total))))
 
 
 def _write(path: Path, value: str) -> None:
@@ -117,6 +124,13 @@ class SessionCgroup:
             _write(folder / "memory.swap.max", "0")
         _write(folder / "pids.max", str(limits.pids))
         _write(folder / "cpu.max", f"{int(limits.cpus * CPU_PERIOD_US)} {CPU_PERIOD_US}")
+
+    def set_idle(self, idle: bool) -> None:
+        """Weigh next to nothing beside busy processes (idle), or as one process of the host."""
+        parent, setting = _weight_setting()
+        least, one, _ = CPU_WEIGHT[setting]
+        _write(parent / self.name / setting, str(least if idle else one))
+        weigh_sandboxes()
 
     def join(self) -> None:
         """Move the calling process into the cgroup (used just before exec)."""
