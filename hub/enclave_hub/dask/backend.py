@@ -22,6 +22,7 @@ import os
 import shutil
 import signal
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dask_gateway_server.backends.base import PublicException
@@ -64,6 +65,8 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
         self.prepared: dict[Principal, PreparedCluster] = {}  # by the session each is for
         self.forkservers: dict[str, PreparedCluster] = {}  # by the cluster that took each
         self.preparing: asyncio.Future | None = None
+        # Prepared clusters are built by a thread of the lowest priority, as are its commands.
+        self.preparer = ThreadPoolExecutor(1, "prepare", initializer=os.nice, initargs=(19,))
         self.project_groups = ProjectGroups(self.site.state_dir, self.site.sessions.gid_base)
         await asyncio.to_thread(self.remove_leftovers)
         self.start_policy()
@@ -78,6 +81,7 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
                 self.preparing.cancel()
             for prepared in self.prepared.values():
                 await asyncio.to_thread(self._discard, prepared)
+            self.preparer.shutdown(cancel_futures=True)
         await super().cleanup()
 
     @property
@@ -169,7 +173,7 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
         if prepared is None:
             number = await asyncio.to_thread(sandbox.reserve_session_number, CLUSTER_NUMBERS)
             yield {"number": number}
-            box, view = await self._build(number, principal, project, home)
+            box, view = await asyncio.to_thread(self._build, number, principal, project, home)
         else:
             box, view = prepared.box, prepared.view
             prepared.home.rename(home)  # its sandbox sees the same folder, as before
@@ -191,16 +195,16 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
         for _ in range(cluster.count):
             self.queue.put(self.db.create_worker(cluster))
 
-    async def _build(self, number: int, principal, project, home: Path) -> tuple:
+    def _build(self, number: int, principal, project, home: Path) -> tuple:
         """A cluster's sandbox, checked, and its folder `home`: the sandbox and what it sees."""
         gid = self.project_groups.gid(project.id)
-        allowed, names = await asyncio.to_thread(self._endpoints, project)
+        allowed, names = self._endpoints(project)
         box = self.cluster_sandbox(number, project, gid, allowed, names)
         try:
-            await asyncio.to_thread(box.create)
+            box.create()
         finally:
             sandbox.release_session_number(number)
-        await asyncio.to_thread(box.verify, box.firewall_fingerprint)
+        box.verify(box.firewall_fingerprint)
         self.clusters_root.mkdir(mode=0o711, parents=True, exist_ok=True)
         home.mkdir(mode=0o700)
         os.chown(home, box.spec.uid, gid)
@@ -289,11 +293,10 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
 
     async def _prepare(self, principal: Principal) -> PreparedCluster:
         _, project = self.project_of(principal.name)
-        number = await asyncio.to_thread(sandbox.reserve_session_number, CLUSTER_NUMBERS)
-        box, view = await self._build(
-            number, principal, project, self.clusters_root / f"prepared-{number}"
+        box, view = await asyncio.get_running_loop().run_in_executor(
+            self.preparer, self._build_prepared, principal, project
         )
-        box.cgroup.set_idle(True)  # it imports Dask only while nothing else wants the CPU
+        number = box.spec.number
         gateway_end, server_end = order_sockets()
         env = {**self.sandbox_env(), FD_VARIABLE: str(server_end.fileno())}
         argv = bwrap_argv(view, [sys.executable, "-m", forkserver.__name__])
@@ -309,6 +312,14 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
             server_end.close()
         started = sandbox.process_start_time(pid) or 0
         return PreparedCluster(principal, box, view, gateway_end, pid, started)
+
+    def _build_prepared(self, principal, project) -> tuple:
+        """`_build` for a prepared cluster, at idle CPU weight (it waits for no one)."""
+        number = sandbox.reserve_session_number(CLUSTER_NUMBERS)
+        home = self.clusters_root / f"prepared-{number}"
+        box, view = self._build(number, principal, project, home)
+        box.cgroup.set_idle(True)  # it imports Dask only while nothing else wants the CPU
+        return box, view
 
     async def _take_prepared(self, principal, project) -> PreparedCluster | None:
         """The session's prepared cluster if it is still what would be built now, or None."""
