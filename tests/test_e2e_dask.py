@@ -25,6 +25,7 @@ from enclave_harness import (
 )
 from enclave_hub import sandbox
 from enclave_hub.audit.query import records
+from enclave_hub.core.mounts import shared_subpath
 from enclave_hub.local.leftovers import RunRecord
 from enclave_hub.sandbox import process_start_time
 
@@ -399,10 +400,13 @@ def test_a_killed_scheduler_then_gateway_leave_no_orphans(enclave, nina, nina_cl
         assert "The Dask gateway at" in error and "cannot be reached" in error
 
 
-def prepared_folders(enclave) -> set[Path]:
-    """The folders of the clusters prepared for sessions and not yet taken."""
-    root = Path(enclave.config["sessions"]["workspace_root"], ".clusters")
-    return set(root.glob("prepared-*")) if root.exists() else set()
+def prepared_for(enclave, project: str) -> list[Path]:
+    """The folders of the clusters prepared for sessions of `project` (its group's) and not
+    yet taken."""
+    workspaces = Path(enclave.config["sessions"]["workspace_root"])
+    gid = (workspaces / shared_subpath(project)).stat().st_gid  # the project's group
+    prepared = (workspaces / ".clusters").glob("prepared-*")
+    return [folder for folder in prepared if folder.stat().st_gid == gid]
 
 
 def forked_scheduler(enclave, name: str) -> int | None:
@@ -452,7 +456,7 @@ def test_a_prepared_cluster_holds_nothing_of_the_one_before(enclave):
     uid_base = dask_settings.get("uid_base", 300000)
     oscar = Notebook(enclave, "oscar", "dask-a")
     try:
-        wait_for(lambda: prepared_folders(enclave), "a cluster prepared for oscar's session")
+        wait_for(lambda: prepared_for(enclave, "dask-a"), "a cluster prepared for oscar", 120)
         first = oscar.start_cluster(workers=1)
         assert forked_scheduler(enclave, first), "the prepared cluster was not used"
         number = cluster_home(enclave, first).stat().st_uid - uid_base
@@ -462,10 +466,9 @@ def test_a_prepared_cluster_holds_nothing_of_the_one_before(enclave):
     finally:
         oscar.stop()
     wait_for(lambda: stopped(enclave, first), "oscar's cluster stopping")
-    before = prepared_folders(enclave)
     pia = Notebook(enclave, "pia", "dask-b")
     try:
-        wait_for(lambda: prepared_folders(enclave) - before, "a cluster prepared for pia")
+        wait_for(lambda: prepared_for(enclave, "dask-b"), "a cluster prepared for pia", 120)
         second = pia.start_cluster(workers=1)
         assert forked_scheduler(enclave, second), "the prepared cluster was not used"
         assert cluster_home(enclave, second).stat().st_uid - uid_base == number

@@ -307,9 +307,11 @@ class DaskSettings(_Section):
     check_interval: int = Field(
         default=5, ge=1, description="seconds between checks that each cluster's session runs"
     )
-    prepared_clusters: bool = Field(
-        default=True,
-        description="keep a cluster's sandbox, with Dask imported, ready for each session",
+    prepared_clusters: int = Field(
+        default=4,
+        ge=0,
+        description="the most clusters kept ready ahead of demand, each for one running "
+        "session (about 80 MiB each); 0 for none",
     )
 
 

@@ -40,7 +40,7 @@ from .dashboard import add_dashboard_route
 from .forkserver import FD_VARIABLE
 from .identity import Principal
 from .policy import ClusterView, ProjectPolicy
-from .prepared import PreparedCluster, order_sockets
+from .prepared import PreparedCluster, cpus_are_quiet, order_sockets
 
 SCHEDULER_PORT = 8786
 DASHBOARD_PORT = 8787
@@ -65,6 +65,7 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
         self.prepared: dict[Principal, PreparedCluster] = {}  # by the session each is for
         self.forkservers: dict[str, PreparedCluster] = {}  # by the cluster that took each
         self.preparing: asyncio.Future | None = None
+        self.cluster_users: set[Principal] = set()  # sessions that have started a cluster
         # Prepared clusters are built by a thread of the lowest priority, as are its commands.
         self.preparer = ThreadPoolExecutor(1, "prepare", initializer=os.nice, initargs=(19,))
         self.project_groups = ProjectGroups(self.site.state_dir, self.site.sessions.gid_base)
@@ -168,6 +169,7 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
     async def do_start_cluster(self, cluster):
         principal, project = self.project_of(cluster.username)
         await self.record_start(cluster.name, principal)
+        self.cluster_users.add(principal)
         home = self.clusters_root / cluster.name
         prepared = await self._take_prepared(principal, project)
         if prepared is None:
@@ -277,7 +279,9 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
             self.preparing = asyncio.ensure_future(self._keep_prepared(running))
 
     async def _keep_prepared(self, running: set[Principal]) -> None:
-        """One prepared cluster for each running session that has no cluster; none else."""
+        """Prepared clusters for running sessions that have none, up to
+        `dask.prepared_clusters`, while the machine's CPUs are quiet: sessions that have
+        started a cluster before come first. None for a session that has stopped."""
         for principal in [p for p in self.prepared if p not in running]:
             await asyncio.to_thread(self._discard, self.prepared.pop(principal))
         with_cluster = {
@@ -285,7 +289,13 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
             for c in self.db.active_clusters()
             if c.target <= JobStatus.RUNNING  # not one that stops
         }
-        for principal in running - with_cluster - set(self.prepared):
+        waiting = sorted(
+            running - with_cluster - set(self.prepared),
+            key=lambda principal: (principal not in self.cluster_users, principal.name),
+        )
+        for principal in waiting:
+            if len(self.prepared) >= self.site.dask.prepared_clusters or not cpus_are_quiet():
+                return
             try:
                 self.prepared[principal] = await self._prepare(principal)
             except (PublicException, sandbox.SandboxError, OSError) as error:
