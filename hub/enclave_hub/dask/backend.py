@@ -40,7 +40,7 @@ from .dashboard import add_dashboard_route
 from .forkserver import FD_VARIABLE
 from .identity import Principal
 from .policy import ClusterView, ProjectPolicy
-from .prepared import PreparedCluster, cpus_are_quiet, order_sockets
+from .prepared import PreparedCluster, order_sockets
 
 SCHEDULER_PORT = 8786
 DASHBOARD_PORT = 8787
@@ -280,8 +280,8 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
 
     async def _keep_prepared(self, running: set[Principal]) -> None:
         """Prepared clusters for running sessions that have none, up to
-        `dask.prepared_clusters`, while the machine's CPUs are quiet: sessions that have
-        started a cluster before come first. None for a session that has stopped."""
+        `dask.prepared_clusters`: sessions that have started a cluster before come first.
+        None for a session that has stopped."""
         for principal in [p for p in self.prepared if p not in running]:
             await asyncio.to_thread(self._discard, self.prepared.pop(principal))
         with_cluster = {
@@ -294,7 +294,7 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
             key=lambda principal: (principal not in self.cluster_users, principal.name),
         )
         for principal in waiting:
-            if len(self.prepared) >= self.site.dask.prepared_clusters or not cpus_are_quiet():
+            if len(self.prepared) >= self.site.dask.prepared_clusters:
                 return
             try:
                 self.prepared[principal] = await self._prepare(principal)

@@ -3,8 +3,9 @@ their fork servers (`forkserver.py`).
 
 A prepared cluster is a cluster's sandbox, built for one session's project (its firewall, its
 cgroup, its datasets and group), with a fork server in it that has Dask imported, waiting;
-clusters are prepared only while the machine's CPUs are quiet, so that a burst of sessions
-starting is not slowed by them, and only so many at once (`dask.prepared_clusters`). A
+only so many are kept at once (`dask.prepared_clusters`), built at the lowest priority and
+importing Dask at next to no CPU weight, so that a burst of sessions starting is not slowed by
+them (prepared for every session, 50 starting at once took 1.87x as long). A
 cluster the session then asks for takes it if it is still what would be built now, and its
 scheduler and workers are forked there rather than started afresh: a cluster is ready in the
 time its processes take to listen, not to import Dask. A prepared cluster serves one session
@@ -14,7 +15,6 @@ and one cluster, and is removed with it; nothing in it has met anyone else.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import struct
 import threading
@@ -26,19 +26,7 @@ from ..sandbox.bubblewrap import SandboxView
 from .identity import Principal
 
 ORDER_TIMEOUT = 60.0
-QUIET_PRESSURE = 10.0
 _CREDENTIALS = struct.Struct("3i")  # pid, uid, gid of the packet's sender
-
-
-def cpus_are_quiet() -> bool:
-    """Whether a cluster may be prepared now without slowing anyone: over the last 10 s,
-    runnable tasks waited for a CPU less than `QUIET_PRESSURE` % of the time (the kernel's
-    pressure stall information; without it, the load average below half the CPUs)."""
-    try:
-        some = Path("/proc/pressure/cpu").read_text().splitlines()[0]
-    except OSError:
-        return os.getloadavg()[0] < (os.cpu_count() or 1) / 2
-    return float(some.split()[1].removeprefix("avg10=")) < QUIET_PRESSURE
 
 
 class ForkServerGone(Exception):
