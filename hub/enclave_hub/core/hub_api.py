@@ -41,6 +41,7 @@ class RunningSession:
     project: str
     datasets: tuple[str, ...]  # as mounted when it started
     session: str | None
+    starting: bool = False  # still being spawned
 
 
 class HubSessions:
@@ -64,6 +65,7 @@ class HubSessions:
                         project=name,
                         datasets=saved.datasets,
                         session=saved.session_id or None,
+                        starting=server.get("pending") == "spawn",
                     )
                 )
         return found

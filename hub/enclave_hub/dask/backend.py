@@ -280,8 +280,8 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
 
     async def _keep_prepared(self, running: set[Principal]) -> None:
         """Prepared clusters for running sessions that have none, up to
-        `dask.prepared_clusters`: sessions that have started a cluster before come first.
-        None for a session that has stopped."""
+        `dask.prepared_clusters`, while the hub starts no session: sessions that have started
+        a cluster before come first. None for a session that has stopped."""
         for principal in [p for p in self.prepared if p not in running]:
             await asyncio.to_thread(self._discard, self.prepared.pop(principal))
         with_cluster = {
@@ -294,7 +294,8 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
             key=lambda principal: (principal not in self.cluster_users, principal.name),
         )
         for principal in waiting:
-            if len(self.prepared) >= self.site.dask.prepared_clusters:
+            # Not while the hub starts sessions: a burst of them would wait behind the builds.
+            if len(self.prepared) >= self.site.dask.prepared_clusters or self.watch.starting:
                 return
             try:
                 self.prepared[principal] = await self._prepare(principal)

@@ -25,6 +25,7 @@ class SessionWatch:
         self.backend = backend
         self.interval = interval
         self.running: dict[Principal, str | None] = {}
+        self.starting = False  # whether the hub was starting a session when last asked
         self.outage = Outage("The Dask gateway", backend.log.warning)
 
     async def refresh(self) -> int | None:
@@ -36,6 +37,7 @@ class SessionWatch:
             self.backend.log.warning("Cannot list the hub's sessions: %s", error)
             return None
         self.running = {Principal(s.user, s.project): s.session for s in sessions}
+        self.starting = any(s.starting for s in sessions)
         return asked
 
     def session_id(self, principal: Principal) -> str | None:

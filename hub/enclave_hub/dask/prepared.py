@@ -3,9 +3,10 @@ their fork servers (`forkserver.py`).
 
 A prepared cluster is a cluster's sandbox, built for one session's project (its firewall, its
 cgroup, its datasets and group), with a fork server in it that has Dask imported, waiting;
-only so many are kept at once (`dask.prepared_clusters`), built at the lowest priority and
-importing Dask at next to no CPU weight, so that a burst of sessions starting is not slowed by
-them (prepared for every session, 50 starting at once took 1.87x as long). A
+only so many are kept at once (`dask.prepared_clusters`), none is built while the hub starts
+a session, and they are built at the lowest priority and import Dask at next to no CPU weight,
+so that a burst of sessions starting is not slowed by them (prepared for every session as it
+started, 50 starting at once took 1.87x as long). A
 cluster the session then asks for takes it if it is still what would be built now, and its
 scheduler and workers are forked there rather than started afresh: a cluster is ready in the
 time its processes take to listen, not to import Dask. A prepared cluster serves one session
