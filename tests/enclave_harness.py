@@ -20,6 +20,7 @@ import websocket
 import yaml
 from bs4 import BeautifulSoup
 
+from enclave_hub.core.addresses import SESSION_NUMBERS
 from enclave_hub.core.site_config import SiteConfig, parse_site_config
 
 ENCLAVE = Path(sys.prefix, "bin", "enclave")
@@ -374,10 +375,20 @@ def environ_of(pid: int) -> dict[str, str]:
     return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
 
 
-def session_namespaces() -> set[str]:
-    """The network namespaces of Enclave sessions on this machine."""
+def sandbox_namespaces() -> set[str]:
+    """The network namespaces of Enclave's sandboxes on this machine: sessions', clusters'."""
     listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     return {line.split()[0] for line in listing.splitlines() if line.startswith("enclave-s")}
+
+
+def session_namespaces() -> set[str]:
+    """The network namespaces of Enclave sessions on this machine (not of the clusters that
+    the Dask gateway prepares for them meanwhile)."""
+    return {
+        name
+        for name in sandbox_namespaces()
+        if int(name.removeprefix("enclave-s")) in SESSION_NUMBERS
+    }
 
 
 def session_server_pids(enclave: RunningEnclave, username: str, project: str) -> list[int]:

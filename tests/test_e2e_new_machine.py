@@ -20,7 +20,7 @@ from enclave.omop import Cohort, concept_set, open_omop
 from enclave_harness import (
     SessionNotebook,
     make_site_dir,
-    session_namespaces,
+    sandbox_namespaces,
     session_server_pids,
     start_enclave,
     write_site_config,
@@ -52,7 +52,7 @@ def machine_state() -> dict[str, list[str]]:
     return {
         "loopback addresses": sorted(line.split()[3] for line in _lines("ip", "-o", "addr")),
         "links": sorted(line.split()[0] for line in _lines("ip", "-brief", "link")),
-        "network namespaces": sorted(session_namespaces()),
+        "network namespaces": sorted(sandbox_namespaces()),
         "nftables tables": _lines("nft", "list", "tables"),
         "sandbox cgroups": [cgroup.name for cgroup in sandbox_cgroups()],
     }

@@ -171,6 +171,7 @@ def test_an_existing_workspaces_claim_is_every_workspace_mount(chart, tmp_path, 
         ("ds-pathology",),
         {
             "environment": {},
+            "scheduler_cmd": ["dask-scheduler"],
             **{
                 f"{role}_extra_{what}": {}
                 for role in ("scheduler", "worker")

@@ -47,6 +47,9 @@ SESSION_EXTENSIONS = (
     jobs_page,
     lab_look,
 )
+# Installed server extensions a session does without: no language server is installed for
+# jupyter-lsp to find, and looking for them (`npm prefix` among others) slowed every start.
+SESSION_WITHOUT = ("jupyter_lsp",)
 # The kernels a session offers: Enclave's own, not the Python package's native one.
 ENCLAVE_KERNELS = sorted(kernel_specs())
 
@@ -102,6 +105,7 @@ class ProjectSession(HasTraits):
         recorded_terminals = self.profiles[self._check_project().profile].terminals == "recorded"
         extensions = {module.__name__: True for module in SESSION_EXTENSIONS}
         extensions |= {"jupyter_server_terminals": False, terminals.__name__: recorded_terminals}
+        extensions |= dict.fromkeys(SESSION_WITHOUT, False)
         return [
             *super().get_args(),
             f"--ServerApp.jpserver_extensions={extensions!r}",
