@@ -322,7 +322,7 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
             os.close(fd)
             server_end.close()
         started = sandbox.process_start_time(pid) or 0
-        return PreparedCluster(principal, box, view, gateway_end, pid, started)
+        return PreparedCluster(box, view, gateway_end, pid, started)
 
     def _build_prepared(self, principal, project) -> tuple:
         """`_build` for a prepared cluster, at idle CPU weight (it waits for no one)."""

@@ -1,5 +1,5 @@
-"""Clusters prepared ahead of demand, one for each running session, and the gateway's end of
-their fork servers (`forkserver.py`).
+"""Clusters prepared ahead of demand for running sessions, and the gateway's end of their fork
+servers (`forkserver.py`).
 
 A prepared cluster is a cluster's sandbox, built for one session's project (its firewall, its
 cgroup, its datasets and group), with a fork server in it that has Dask imported, waiting;
@@ -24,7 +24,6 @@ from pathlib import Path
 
 from .. import sandbox
 from ..sandbox.bubblewrap import SandboxView
-from .identity import Principal
 
 ORDER_TIMEOUT = 60.0
 _CREDENTIALS = struct.Struct("3i")  # pid, uid, gid of the packet's sender
@@ -47,7 +46,6 @@ def order_sockets() -> tuple[socket.socket, socket.socket]:
 class PreparedCluster:
     """A sandbox with a fork server in it, for one session; `orders` is the gateway's end."""
 
-    principal: Principal
     box: sandbox.SessionSandbox
     view: SandboxView
     orders: socket.socket
