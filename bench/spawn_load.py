@@ -2,9 +2,9 @@
 
 Both deployments run in this one process's run, each a real `enclave up` (provider, proxy, hub)
 on loopback; the baseline differs only in its spawner (a plain local process, as root, no
-sandbox). N simulated users each log in through the provider's form, start a session, start a
-kernel, execute code and stop, all at once; the phases are reported hubtraf-style with p50, p95
-and failures, and the ratio sandbox / baseline.
+sandbox). N simulated users each log in through the provider's form, start a session (all at
+once, when every login has ended), start a kernel, execute code and stop; the phases are
+reported hubtraf-style with p50, p95 and failures, and the ratio sandbox / baseline.
 
     .venv/bin/python bench/spawn_load.py [--users 10 30] [--spawns 5]
 
@@ -95,8 +95,10 @@ def timed(phases: dict[str, float], name: str, action: Callable[[], object]) -> 
     return result
 
 
-def one_user(enclave: RunningEnclave, user: str) -> dict[str, float]:
-    """One simulated user through every phase; raises on any failure."""
+def one_user(enclave: RunningEnclave, user: str, together: threading.Barrier) -> dict[str, float]:
+    """One simulated user through every phase; raises on any failure. Every user's server
+    start begins at once (`together`), whenever their login ended: both deployments then
+    meet the same burst, however fast each lets people log in."""
     phases: dict[str, float] = {}
 
     def log_in() -> HubAPI:
@@ -104,7 +106,10 @@ def one_user(enclave: RunningEnclave, user: str) -> dict[str, float]:
         landing.raise_for_status()
         return HubAPI(enclave, create_api_token(client, user))
 
-    api = timed(phases, "login", log_in)
+    try:
+        api = timed(phases, "login", log_in)
+    finally:
+        together.wait()
 
     def start_server() -> None:
         response = api.start_session(user, PROJECT)
@@ -133,8 +138,9 @@ def load_run(enclave: RunningEnclave, users: list[str]) -> tuple[dict[str, list[
     """All users at once; return each phase's durations and the number of failed users."""
     durations: dict[str, list[float]] = {phase: [] for phase in PHASES}
     failures = 0
+    together = threading.Barrier(len(users))
     with ThreadPoolExecutor(max_workers=len(users)) as pool:
-        futures = [pool.submit(one_user, enclave, user) for user in users]
+        futures = [pool.submit(one_user, enclave, user, together) for user in users]
         for future in futures:
             try:
                 for phase, seconds in future.result().items():

@@ -9,8 +9,10 @@ tiles) with a manifest, and a person's label is 0 or 1. Both datasets give the s
 the same order: the 256-pixel tissue tiles at level 0 that `tile_dataset` lists, (3, 256, 256)
 uint8, with the label. The loader, the same for both (`enclave.slides.training.data_loader`):
 batches of 64, shuffled, 2 worker processes started afresh, pinned memory where CUDA is
-present. The loop makes each batch float, scales it and takes its mean (a
-stand-in for a model's step, light enough that reading and decoding are the limit). Tiles per
+present. The loop moves each batch to the GPU where there is one, makes it float, scales it
+and takes its mean (a stand-in for a model's step, light enough that reading and decoding are
+the limit). Where a CUDA device and torchvision are present, a third side: Enclave's loader
+with the GPU decoding each batch (nvJPEG), its workers only reading the JPEGs. Tiles per
 second from the second batch to the end of `--epochs` epochs; peak memory of the process tree
 (loop and workers). Listing the tiles (each slide's tissue mask) is timed apart.
 
@@ -33,6 +35,11 @@ from measure import folder_bytes, main_or_child, report, run_measured
 from synthetic_slide import write_slide
 
 TILE, BATCH, WORKERS = 256, 64, 2
+SIDES = {
+    "enclave": "Enclave tile_dataset",
+    "tiffslide": "tiffslide Dataset",
+    "enclave-gpu": "Enclave, GPU decode",
+}
 KEY = b"bench-key-" * 4
 
 
@@ -58,20 +65,18 @@ class TiffslideTiles:
         return np.ascontiguousarray(region[..., :3].transpose(2, 0, 1)), label
 
 
-def train(dataset, epochs: int) -> dict:
-    """The loop over DataLoader's batches: tiles per second after the first batch."""
+def train(loader, epochs: int) -> dict:
+    """The loop over the loader's batches: tiles per second after the first batch."""
     import torch
 
-    from enclave.slides.training import data_loader
-
-    torch.manual_seed(0)
-    loader = data_loader(dataset, BATCH, shuffle=True, workers=WORKERS)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     began, seen, total = None, 0, 0.0
     for _ in range(epochs):
         for images, labels in loader:
             if began is None:  # the workers' start and first batch
                 began = time.perf_counter()
                 continue
+            images, labels = images.to(device, non_blocking=True), labels.to(device)
             total += float(images.float().div_(255).mean()) + float(labels.float().mean())
             seen += len(images)
     seconds = time.perf_counter() - began
@@ -79,8 +84,16 @@ def train(dataset, epochs: int) -> dict:
 
 
 def child(which: str, plan_path: str) -> None:
+    import torch
+
+    from enclave.slides.training import data_loader
+
     plan = json.loads(Path(plan_path).read_text())
-    if which == "enclave":
+    torch.manual_seed(0)
+    if which == "tiffslide":
+        dataset, listing = TiffslideTiles([tuple(p) for p in plan["places"]]), 0.0
+        loader = data_loader(dataset, BATCH, shuffle=True, workers=WORKERS)
+    else:
         import enclave
 
         began = time.perf_counter()
@@ -88,9 +101,18 @@ def child(which: str, plan_path: str) -> None:
             plan["references"], plan["labels"], size=TILE, root=Path(plan["root"])
         )
         listing = time.perf_counter() - began
-    else:
-        dataset, listing = TiffslideTiles([tuple(p) for p in plan["places"]]), 0.0
-    report({**train(dataset, plan["epochs"]), "listing": listing, "items": len(dataset)})
+        decode = "gpu" if which == "enclave-gpu" else "cpu"
+        loader = dataset.loader(BATCH, shuffle=True, workers=WORKERS, decode=decode)
+    report({**train(loader, plan["epochs"]), "listing": listing, "items": len(dataset)})
+
+
+def gpu_decode_here() -> bool:
+    """Whether this machine can run the GPU-decoding side: a CUDA device and torchvision."""
+    import importlib.util
+
+    import torch
+
+    return torch.cuda.is_available() and importlib.util.find_spec("torchvision") is not None
 
 
 def prepare(cache: Path, slides: int, side: int, scratch: Path) -> dict:
@@ -163,7 +185,7 @@ def main() -> None:
             flush=True,
         )
         results = {}
-        for name in ("enclave", "tiffslide"):
+        for name in SIDES if gpu_decode_here() else ("enclave", "tiffslide"):
             log = scratch / f"{name}.json"
             with log.open("w") as stdout:
                 _, peak = run_measured(
@@ -173,16 +195,24 @@ def main() -> None:
     ours, theirs = results["enclave"], results["tiffslide"]
     assert ours["items"] == theirs["items"] == len(plan["places"])
     print(f"{'':24}{'tiles/s':>9}{'seconds':>9}{'peak MiB':>10}")
-    for name, label in (("enclave", "Enclave tile_dataset"), ("tiffslide", "tiffslide Dataset")):
-        result = results[name]
+    for name, result in results.items():
         print(
-            f"{label:24}{result['per_second']:>9,.0f}{result['seconds']:>9.1f}"
+            f"{SIDES[name]:24}{result['per_second']:>9,.0f}{result['seconds']:>9.1f}"
             f"{result['peak'] / 2**20:>10,.0f}"
         )
     print(
         f"\nEnclave / tiffslide: {ours['per_second'] / theirs['per_second']:.2f}x the tiles per "
         f"second; listing the tissue tiles of {args.slides} slides: {ours['listing']:.1f} s"
     )
+    if "enclave-gpu" in results:
+        gpu = results["enclave-gpu"]
+        assert gpu["items"] == theirs["items"]
+        print(
+            f"Enclave with GPU decode / tiffslide: {gpu['per_second'] / theirs['per_second']:.2f}x;"
+            f" / Enclave decoding in the workers: {gpu['per_second'] / ours['per_second']:.2f}x"
+        )
+    else:
+        print("GPU decode: not measured, this machine has no CUDA device (or no torchvision)")
 
 
 if __name__ == "__main__":

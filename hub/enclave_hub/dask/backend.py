@@ -177,9 +177,10 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
             yield {"number": number}
             box, view = await asyncio.to_thread(self._build, number, principal, project, home)
         else:
-            box, view = prepared.box, prepared.view
-            prepared.home.rename(home)  # its sandbox sees the same folder, as before
             self.forkservers[cluster.name] = prepared
+            yield {"number": prepared.box.spec.number}  # stopped now, its sandbox goes too
+            prepared.move_home(home)
+            box, view = prepared.box, prepared.view
         self._write_credentials(cluster, home, box.spec.uid, box.spec.gid)
         state = {
             "number": box.spec.number,
@@ -333,24 +334,36 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
         return box, view
 
     async def _take_prepared(self, principal, project) -> PreparedCluster | None:
-        """The session's prepared cluster if it is still what would be built now, or None."""
+        """The session's prepared cluster if it is still what would be built now, or None;
+        one that is not, or whose check fails, is removed."""
         prepared = self.prepared.pop(principal, None)
         if prepared is None:
             return None
+        try:
+            fits = await self._still_fits(prepared, principal, project)
+        except BaseException:
+            await asyncio.to_thread(self._discard, prepared)
+            raise
+        if not fits:
+            await asyncio.to_thread(self._discard, prepared)
+            return None
+        prepared.box.cgroup.set_idle(False)
+        return prepared
+
+    async def _still_fits(self, prepared: PreparedCluster, principal, project) -> bool:
+        """Whether the prepared cluster runs, its firewall is as loaded, and its sandbox and
+        what it sees are what would be built now."""
         gid = self.project_groups.gid(project.id)
         allowed, names = await asyncio.to_thread(self._endpoints, project)
         wanted = self.cluster_sandbox(prepared.box.spec.number, project, gid, allowed, names)
-        checked = {"number": wanted.spec.number, "fingerprint": prepared.box.firewall_fingerprint}
-        holds = prepared.alive() and await asyncio.to_thread(self.cluster_holds, checked)
-        if (
-            holds
-            and wanted.spec == prepared.box.spec
+        return (
+            wanted.spec == prepared.box.spec
             and self._view(principal, project, wanted, prepared.home) == prepared.view
-        ):
-            prepared.box.cgroup.set_idle(False)
-            return prepared
-        await asyncio.to_thread(self._discard, prepared)
-        return None
+            and prepared.alive()
+            and await asyncio.to_thread(
+                self._sandbox_holds, wanted.spec.number, prepared.box.firewall_fingerprint
+            )
+        )
 
     def _discard(self, prepared: PreparedCluster) -> None:
         prepared.close()
@@ -380,9 +393,13 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
             return True  # still being built
         if "pid" in state and not _alive(state):
             return False
+        return "fingerprint" in state and self._sandbox_holds(state["number"], state["fingerprint"])
+
+    def _sandbox_holds(self, number: int, fingerprint: str) -> bool:
+        """Whether sandbox `number` exists with its firewall as loaded (`fingerprint`)."""
         try:
-            self.existing_sandbox(state["number"]).verify(state["fingerprint"])
-        except (sandbox.SandboxError, KeyError):
+            self.existing_sandbox(number).verify(fingerprint)
+        except sandbox.SandboxError:
             return False
         return True
 

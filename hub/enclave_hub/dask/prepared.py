@@ -19,7 +19,7 @@ import json
 import socket
 import struct
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .. import sandbox
@@ -56,6 +56,11 @@ class PreparedCluster:
     @property
     def home(self) -> Path:
         return self.view.home
+
+    def move_home(self, home: Path) -> None:
+        """Rename the cluster's folder to `home`: its sandbox sees the same folder, as before."""
+        self.home.rename(home)
+        self.view = replace(self.view, home=home)
 
     def alive(self) -> bool:
         return sandbox.process_start_time(self.pid) == self.started

@@ -35,6 +35,10 @@ from PIL import Image
 from tifffile.tifffile import jpeg_decode_colorspace
 
 JPEG = 7  # TIFF's compression tag: JPEG ("new-style", with shared tables)
+RGB_COMPONENTS = 2  # a tiling's colorspace where the JPEG's components are RGB, not YCbCr
+# An Adobe APP14 marker (length 14, version 100, no flags) whose transform 0 says that the
+# components are RGB: how a JPEG says so to any decoder, libjpeg-turbo's and nvJPEG's alike.
+ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
 CACHE_BYTES = 256 * 1024**2  # decoded tiles kept, for every level together
 DECODERS = ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="jpeg-tiles")
 
@@ -54,6 +58,15 @@ class JpegTiling:
         return imagecodecs.jpeg8_decode(
             data, tables=self.tables, colorspace=self.colorspace, outcolorspace=self.outcolorspace
         )
+
+    def whole(self, data: bytes) -> bytes:
+        """The tile as a JPEG that any decoder reads alone (nvJPEG's among them): the shared
+        tables put in after its start, and where its components are RGB, a marker saying so."""
+        if data[:2] != b"\xff\xd8":
+            raise ValueError("a JPEG tile must start with its start-of-image marker")
+        head = ADOBE_RGB if self.colorspace == RGB_COMPONENTS else b""
+        tables = self.tables[2:-2] if self.tables else b""  # without their own start and end
+        return data[:2] + head + tables + data[2:]
 
     def codec(self) -> imagecodecs.numcodecs.Jpeg:
         return imagecodecs.numcodecs.Jpeg(
@@ -225,11 +238,22 @@ class JpegLevel:
         image.putalpha(255)
         return image
 
+    def whole_tile(self, row: int, col: int) -> bytes | None:
+        """The stored tile at (row, col) as a JPEG that any decoder reads alone; None where
+        the source has no tile."""
+        data = self._stored(row, col)
+        return None if data is None else self.tiling.whole(data)
+
+    def _stored(self, row: int, col: int) -> bytes | None:
+        try:
+            return (self.folder / "0" / str(row) / str(col)).read_bytes()
+        except FileNotFoundError:
+            return None
+
     def _tile(self, place: tuple[int, int]) -> np.ndarray | None:
         row, col = place
-        try:
-            data = (self.folder / "0" / str(row) / str(col)).read_bytes()
-        except FileNotFoundError:
+        data = self._stored(row, col)
+        if data is None:
             return None
         tile = self.tiling.decode(data)
         self.cache.put((self.folder, row, col), tile)

@@ -13,18 +13,32 @@ and the tiles' places only, so every worker process opens the slides for itself;
 that keeps the source's JPEG tiles, a tile aligned to them is one JPEG decoded by
 libjpeg-turbo. The loader's workers are started afresh, not forked: TensorStore, which reads
 the stores, stops a process forked from one that used it.
+
+On a machine with a CUDA device, where every tile is one of the source's JPEG tiles (`size`
+their size, on a level that keeps them), the loader's workers only read each tile's JPEG and
+the GPU decodes the batch (nvJPEG, through torchvision): batches come on the GPU. The first
+batch is checked against libjpeg-turbo's decode; `decode="cpu"` keeps decoding in the workers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import importlib.util
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import imagecodecs
 import numpy as np
 
 from ..catalog import CatalogError
-from .slide import Slide, open_slide
+from .jpeg_tiles import JpegLevel
+from .slide import Slide, StorePyramid, open_slide
+
+DECODES = ("auto", "cpu", "gpu")
+# The most that the GPU's decode of the first batch may differ from libjpeg-turbo's, as the
+# mean absolute difference per pixel value: decoders round differently, but components read
+# in the wrong colour space differ by tens.
+GPU_DECODE_TOLERANCE = 2.0
 
 
 class TileDataset:
@@ -60,9 +74,64 @@ class TileDataset:
         pixels = slide.pyramid.read(self.level, top, top + self.size, left, left + self.size)
         return np.ascontiguousarray(pixels.transpose(2, 0, 1)), self.labels[number]
 
-    def loader(self, batch_size: int = 64, shuffle: bool = True, workers: int = 2, **options):
-        """PyTorch's DataLoader over the tiles (see `data_loader`)."""
-        return data_loader(self, batch_size, shuffle, workers, **options)
+    def loader(
+        self,
+        batch_size: int = 64,
+        shuffle: bool = True,
+        workers: int = 2,
+        decode: str = "auto",
+        **options,
+    ):
+        """PyTorch's DataLoader over the tiles (see `data_loader`). `decode`: "cpu" in the
+        workers; "gpu" on the CUDA device, batches there (`GpuDecodedBatches`); "auto" on the
+        GPU where there is one and every tile is one of the source's JPEG tiles."""
+        if decode not in DECODES:
+            raise ValueError(f"decode {decode!r}: one of {', '.join(DECODES)}")
+        unfit = None if decode == "cpu" else self.why_not_gpu_decode()
+        if decode == "cpu" or (decode == "auto" and unfit):
+            return data_loader(self, batch_size, shuffle, workers, **options)
+        if unfit:
+            raise ValueError(f"decode 'gpu': {unfit}")
+        streams = data_loader(
+            JpegStreams(self), batch_size, shuffle, workers, collate_fn=collate_streams, **options
+        )
+        return GpuDecodedBatches(streams, nvjpeg_decode)
+
+    def why_not_gpu_decode(self) -> str | None:
+        """Why the GPU cannot decode these tiles, or None where it can."""
+        import torch
+
+        if not torch.cuda.is_available():
+            return "no CUDA device"
+        if importlib.util.find_spec("torchvision") is None:
+            return "torchvision is not installed (the gpu extra)"
+        return self.why_not_whole_tiles()
+
+    def why_not_whole_tiles(self) -> str | None:
+        """Why an item is not always one stored JPEG tile, or None where it is."""
+        for number, reference in enumerate(self.slides):
+            pyramid = self._slide(number).pyramid
+            reader = pyramid.readers[self.level] if isinstance(pyramid, StorePyramid) else None
+            if not isinstance(reader, JpegLevel):
+                return f"slide {reference}: level {self.level} keeps no JPEG tiles of its source"
+            tiling = reader.tiling
+            if (tiling.height, tiling.width) != (self.size, self.size):
+                return (
+                    f"slide {reference}: its JPEG tiles are {tiling.width}x{tiling.height} "
+                    f"pixels, not {self.size}"
+                )
+        return None
+
+    def whole_jpeg(self, index: int) -> bytes:
+        """Item `index`'s tile as a whole JPEG (see `why_not_whole_tiles`); a tile the source
+        lacks is a black one, as its pixels are."""
+        number, top, left = (int(value) for value in self.places[index])
+        reader = self._slide(number).pyramid.readers[self.level]
+        stored = reader.whole_tile(top // self.size, left // self.size)
+        if stored is None:
+            blank = np.zeros((self.size, self.size, 3), np.uint8)
+            return imagecodecs.jpeg8_encode(blank, level=100)  # decodes to zeros exactly
+        return stored
 
     def tile_of(self, index: int) -> tuple[str, tuple[int, int]]:
         """Which slide item `index` comes from, and its top-left corner (x, y) in level-0
@@ -80,6 +149,77 @@ class TileDataset:
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_opened": {}}
+
+
+class JpegStreams:
+    """A `TileDataset`'s items as their tiles' whole JPEGs, (uint8 bytes, label)."""
+
+    def __init__(self, tiles: TileDataset):
+        self.tiles = tiles
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, Any]:
+        data = self.tiles.whole_jpeg(index)
+        return np.frombuffer(data, np.uint8), self.tiles.labels[int(self.tiles.places[index][0])]
+
+
+def collate_streams(items: list[tuple[np.ndarray, Any]]):
+    """A batch of JPEGs of different lengths: a list of 1-D uint8 tensors, and the labels."""
+    import torch
+    from torch.utils.data import default_collate
+
+    streams = [torch.from_numpy(data.copy()) for data, _ in items]
+    return streams, default_collate([label for _, label in items])
+
+
+def nvjpeg_decode(streams: list) -> Any:
+    """The batch's JPEGs decoded on the CUDA device by nvJPEG: uint8 (n, 3, height, width)."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    return torch.stack(decode_jpeg(streams, mode=ImageReadMode.RGB, device="cuda"))
+
+
+class GpuDecodedBatches:
+    """Batches of a DataLoader of `JpegStreams` decoded by `decode` (a list of JPEGs to
+    (n, 3, h, w) uint8), with their labels moved to where the pixels are; the first batch's
+    pixels are checked against libjpeg-turbo's."""
+
+    def __init__(self, streams, decode: Callable[[list], Any]):
+        self.streams, self.decode = streams, decode
+        self.checked = False
+
+    def __len__(self) -> int:
+        return len(self.streams)
+
+    def __iter__(self):
+        for streams, labels in self.streams:
+            images = self.decode(streams)
+            if not self.checked:
+                check_gpu_decode(streams, images)
+                self.checked = True
+            yield images, labels.to(images.device, non_blocking=True)
+
+
+def check_gpu_decode(streams: list, images) -> None:
+    """Raise where the decode of a batch's first JPEGs is not libjpeg-turbo's, within
+    `GPU_DECODE_TOLERANCE`."""
+    for number, (stream, image) in enumerate(zip(streams[:4], images, strict=False)):
+        expected = imagecodecs.jpeg8_decode(stream.numpy().tobytes()).transpose(2, 0, 1)
+        found = image.cpu().numpy()
+        if found.shape != expected.shape:
+            raise RuntimeError(
+                f"the GPU decoded tile {number} of the first batch to {found.shape}, "
+                f"libjpeg-turbo to {expected.shape}"
+            )
+        difference = np.abs(found.astype(np.int16) - expected).mean()
+        if difference > GPU_DECODE_TOLERANCE:
+            raise RuntimeError(
+                f"the GPU's decode of tile {number} of the first batch differs from "
+                f"libjpeg-turbo's by {difference:.1f} on average: use decode='cpu'"
+            )
 
 
 def data_loader(dataset, batch_size: int = 64, shuffle: bool = True, workers: int = 2, **options):
