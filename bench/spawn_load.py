@@ -2,9 +2,10 @@
 
 Both deployments run in this one process's run, each a real `enclave up` (provider, proxy, hub)
 on loopback; the baseline differs only in its spawner (a plain local process, as root, no
-sandbox). N simulated users each log in through the provider's form, start a session (all at
-once, when every login has ended), start a kernel, execute code and stop; the phases are
-reported hubtraf-style with p50, p95 and failures, and the ratio sandbox / baseline.
+sandbox). N simulated users each log in through the provider's form, start a session, start a
+kernel, execute code and stop, each phase begun by all at once when all have ended the one
+before; the phases are reported hubtraf-style with p50, p95 and failures, and the ratio
+sandbox / baseline.
 
     .venv/bin/python bench/spawn_load.py [--users 10 30] [--spawns 5]
 
@@ -96,20 +97,22 @@ def timed(phases: dict[str, float], name: str, action: Callable[[], object]) -> 
 
 
 def one_user(enclave: RunningEnclave, user: str, together: threading.Barrier) -> dict[str, float]:
-    """One simulated user through every phase; raises on any failure. Every user's server
-    start begins at once (`together`), whenever their login ended: both deployments then
-    meet the same burst, however fast each lets people log in."""
+    """One simulated user through every phase; raises on any failure. Each phase begins for
+    every user at once (`together`), when every user has ended the one before: both
+    deployments then meet the same burst in each phase, however fast the one before went."""
     phases: dict[str, float] = {}
+    begun = 0
+
+    def at_once(name: str, action: Callable[[], object]) -> object:
+        nonlocal begun
+        together.wait()
+        begun += 1
+        return timed(phases, name, action)
 
     def log_in() -> HubAPI:
         client, landing = login(enclave, user)
         landing.raise_for_status()
         return HubAPI(enclave, create_api_token(client, user))
-
-    try:
-        api = timed(phases, "login", log_in)
-    finally:
-        together.wait()
 
     def start_server() -> None:
         response = api.start_session(user, PROJECT)
@@ -117,20 +120,24 @@ def one_user(enclave: RunningEnclave, user: str, together: threading.Barrier) ->
             raise RuntimeError(f"start: {response.status_code} {response.text[:200]}")
         api.wait_until_ready(user, PROJECT, timeout=300)
 
-    timed(phases, "server-start", start_server)
-    url = session_url(enclave, user, PROJECT)
-
     def start_kernel() -> Kernel:
-        kernel = Kernel(url, api.token, timeout=120)
+        kernel = Kernel(session_url(enclave, user, PROJECT), api.token, timeout=120)
         kernel.wait_ready()
         return kernel
 
-    kernel = timed(phases, "kernel-start", start_kernel)
-    output = timed(phases, "code-execute", lambda: kernel.execute("print(sum(range(1000)))"))
-    if output != "499500\n":
-        raise RuntimeError(f"wrong answer {output!r}")
-    kernel.close()
-    timed(phases, "server-stop", lambda: api.stop_session(user, PROJECT))
+    try:
+        api = at_once("login", log_in)
+        at_once("server-start", start_server)
+        kernel = at_once("kernel-start", start_kernel)
+        output = at_once("code-execute", lambda: kernel.execute("print(sum(range(1000)))"))
+        if output != "499500\n":
+            raise RuntimeError(f"wrong answer {output!r}")
+        kernel.close()
+        at_once("server-stop", lambda: api.stop_session(user, PROJECT))
+    except Exception:
+        for _ in range(len(PHASES) - begun):  # the others' phases begin all the same
+            together.wait()
+        raise
     return phases
 
 

@@ -1,5 +1,6 @@
 """Parts of a running deployment killed as a crash would: the proxy and the audit service come
-back by themselves, sandboxes no hub record owns are removed before the hub starts again, and
+back by themselves, a start while the identity provider is down is refused in a plain line,
+sandboxes no hub record owns are removed before the hub starts again, and
 when `enclave up` gives up on a part no session outlives it."""
 
 from __future__ import annotations
@@ -128,6 +129,34 @@ def test_a_killed_service_is_restarted_and_its_pages_answer_again(enclave):
     _wait_for_line(enclave, "The airlock service is back.", 1)
     assert httpx.get(page).status_code == 302
     assert "The airlock service exited (status -9); restarting it." in enclave.output()
+
+
+def test_a_start_while_the_identity_provider_is_down_is_refused_in_a_plain_line(enclave):
+    """Every start checks its user at the identity provider first: while the provider is down
+    the start is refused with 503 and a line saying why, nothing starts, and once the provider
+    is back the same start succeeds (after signing in again: the development provider forgets
+    the tokens it gave when it restarts)."""
+    client, _ = login(enclave, "bob")
+    api = HubAPI(enclave, create_api_token(client, "bob"))
+    provider = _live_pid(enclave, "development OIDC provider")
+    assert provider is not None
+    # `enclave up` is paused so that it cannot restart the provider while the start is asked.
+    os.kill(enclave.process.pid, signal.SIGSTOP)
+    try:
+        os.kill(provider, signal.SIGKILL)
+        refused = api.start_session("bob", "cancer-imaging")
+    finally:
+        os.kill(enclave.process.pid, signal.SIGCONT)
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["message"].startswith(
+        "bob's identity could not be checked at the identity provider ("
+    )
+    assert not session_server_pids(enclave, "bob", "cancer-imaging")
+    _wait_for_line(enclave, "The development OIDC provider is back.", 1)
+    login(enclave, "bob")
+    assert api.start_session("bob", "cancer-imaging").status_code in (201, 202)
+    api.wait_until_ready("bob", "cancer-imaging")
+    api.stop_session("bob", "cancer-imaging")
 
 
 def _lines(*argv: str) -> list[str]:

@@ -15,6 +15,7 @@ from jupyterhub.apihandlers.users import UserServerAPIHandler, UserTokenListAPIH
 from oauthenticator.generic import GenericOAuthenticator
 from oauthenticator.oauth2 import OAuthCallbackHandler, OAuthLogoutHandler
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Any, Unicode, default
 
 from .core.audit_client import AuditRefused
@@ -126,6 +127,12 @@ class AuditedServerHandler(UserServerAPIHandler):
         await super().delete(user_name, server_name)
 
 
+# Requests the hub has in flight to the identity provider at once. Every session start checks
+# its user there first: behind tornado's shared client, ten at a time, starts of 50 users at
+# once waited in its queue until they failed.
+PROVIDER_REQUESTS = 100
+
+
 class EnclaveAuthenticator(GenericOAuthenticator):
     """GenericOAuthenticator that audits logins, re-checks groups whenever auth is refreshed,
     and gives each user the groups and roles of their projects (`hub_access`).
@@ -152,6 +159,10 @@ class EnclaveAuthenticator(GenericOAuthenticator):
     def _identities_default(self) -> Identities:
         registry = self.access.registry  # its database holds who is who
         return Identities(registry.sessions, registry.record)
+
+    @default("http_client")
+    def _http_client_default(self) -> AsyncHTTPClient:
+        return AsyncHTTPClient(force_instance=True, max_clients=PROVIDER_REQUESTS)
 
     def source(self, request) -> str:
         """Where a request to the hub came from, whatever headers its sender wrote."""
@@ -219,7 +230,14 @@ class EnclaveAuthenticator(GenericOAuthenticator):
         return self.with_project_access(user)
 
     async def refresh_user(self, user, handler=None, **kwargs):
-        auth_model = await super().refresh_user(user, handler, **kwargs)
+        try:
+            auth_model = await super().refresh_user(user, handler, **kwargs)
+        except (HTTPClientError, OSError) as error:  # the provider failed, is down or slow
+            raise web.HTTPError(
+                503,
+                f"{user.name}'s identity could not be checked at the identity provider "
+                f"({error}): try again shortly.",
+            ) from None
         if not isinstance(auth_model, dict):
             return auth_model
         if not await self.check_allowed(auth_model["name"], auth_model):
