@@ -72,7 +72,7 @@ def test_a_dataloaders_worker_processes_give_the_same_tiles(slides):
     root, references, _, persons = slides
     tiles = enclave.tile_dataset(references, {persons[0]: 0, persons[1]: 1}, root=root)
     tiles[0]  # opened in this process first: the workers open their own
-    images, labels = zip(*tiles.loader(batch_size=8, shuffle=False), strict=True)
+    images, labels = zip(*tiles.loader(batch_size=8, shuffle=False, decode="cpu"), strict=True)
     images, labels = torch.cat(images), torch.cat(labels)
     assert images.shape == (len(tiles), 3, 240, 240) and images.dtype == torch.uint8
     for index in range(0, len(tiles), 5):
