@@ -106,15 +106,6 @@ def child(which: str, plan_path: str) -> None:
     report({**train(loader, plan["epochs"]), "listing": listing, "items": len(dataset)})
 
 
-def gpu_decode_here() -> bool:
-    """Whether this machine can run the GPU-decoding side: a CUDA device and torchvision."""
-    import importlib.util
-
-    import torch
-
-    return torch.cuda.is_available() and importlib.util.find_spec("torchvision") is not None
-
-
 def prepare(cache: Path, slides: int, side: int, scratch: Path) -> dict:
     """The slides written (once, cached), copied and ingested; what the children need."""
     from enclave.persons import SourceManifest
@@ -162,6 +153,8 @@ def prepare(cache: Path, slides: int, side: int, scratch: Path) -> dict:
 
 
 def main() -> None:
+    from enclave.slides.training import gpu_decode_missing
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--slides", type=int, default=8)
     parser.add_argument("--side", type=int, default=8192, help="level-0 pixels a side")
@@ -185,7 +178,8 @@ def main() -> None:
             flush=True,
         )
         results = {}
-        for name in SIDES if gpu_decode_here() else ("enclave", "tiffslide"):
+        gpu_missing = gpu_decode_missing()
+        for name in ("enclave", "tiffslide") if gpu_missing else SIDES:
             log = scratch / f"{name}.json"
             with log.open("w") as stdout:
                 _, peak = run_measured(
@@ -212,7 +206,7 @@ def main() -> None:
             f" / Enclave decoding in the workers: {gpu['per_second'] / ours['per_second']:.2f}x"
         )
     else:
-        print("GPU decode: not measured, this machine has no CUDA device (or no torchvision)")
+        print(f"GPU decode: not measured here ({gpu_missing})")
 
 
 if __name__ == "__main__":

@@ -178,7 +178,8 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
             box, view = await asyncio.to_thread(self._build, number, principal, project, home)
         else:
             self.forkservers[cluster.name] = prepared
-            yield {"number": prepared.box.spec.number}  # stopped now, its sandbox goes too
+            # Stopped from now on, its sandbox and folder go too.
+            yield {"number": prepared.box.spec.number, "home": str(prepared.home)}
             prepared.move_home(home)
             box, view = prepared.box, prepared.view
         self._write_credentials(cluster, home, box.spec.uid, box.spec.gid)
@@ -339,13 +340,13 @@ class SandboxBackend(ProjectPolicy, DBBackendBase):
         prepared = self.prepared.pop(principal, None)
         if prepared is None:
             return None
+        fits = False
         try:
             fits = await self._still_fits(prepared, principal, project)
-        except BaseException:
-            await asyncio.to_thread(self._discard, prepared)
-            raise
+        finally:
+            if not fits:
+                await asyncio.to_thread(self._discard, prepared)
         if not fits:
-            await asyncio.to_thread(self._discard, prepared)
             return None
         prepared.box.cgroup.set_idle(False)
         return prepared

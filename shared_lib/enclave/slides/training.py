@@ -99,13 +99,7 @@ class TileDataset:
 
     def why_not_gpu_decode(self) -> str | None:
         """Why the GPU cannot decode these tiles, or None where it can."""
-        import torch
-
-        if not torch.cuda.is_available():
-            return "no CUDA device"
-        if importlib.util.find_spec("torchvision") is None:
-            return "torchvision is not installed (the gpu extra)"
-        return self.why_not_whole_tiles()
+        return gpu_decode_missing() or self.why_not_whole_tiles()
 
     def why_not_whole_tiles(self) -> str | None:
         """Why an item is not always one stored JPEG tile, or None where it is."""
@@ -122,16 +116,16 @@ class TileDataset:
                 )
         return None
 
-    def whole_jpeg(self, index: int) -> bytes:
-        """Item `index`'s tile as a whole JPEG (see `why_not_whole_tiles`); a tile the source
-        lacks is a black one, as its pixels are."""
+    def jpeg_item(self, index: int) -> tuple[np.ndarray, Any]:
+        """Item `index` with its tile as a whole JPEG, uint8 bytes (see `why_not_whole_tiles`);
+        a tile the source lacks is a black one, as its pixels are."""
         number, top, left = (int(value) for value in self.places[index])
         reader = self._slide(number).pyramid.readers[self.level]
         stored = reader.whole_tile(top // self.size, left // self.size)
         if stored is None:
             blank = np.zeros((self.size, self.size, 3), np.uint8)
-            return imagecodecs.jpeg8_encode(blank, level=100)  # decodes to zeros exactly
-        return stored
+            stored = imagecodecs.jpeg8_encode(blank, level=100)  # decodes to zeros exactly
+        return np.frombuffer(stored, np.uint8), self.labels[number]
 
     def tile_of(self, index: int) -> tuple[str, tuple[int, int]]:
         """Which slide item `index` comes from, and its top-left corner (x, y) in level-0
@@ -161,8 +155,18 @@ class JpegStreams:
         return len(self.tiles)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, Any]:
-        data = self.tiles.whole_jpeg(index)
-        return np.frombuffer(data, np.uint8), self.tiles.labels[int(self.tiles.places[index][0])]
+        return self.tiles.jpeg_item(index)
+
+
+def gpu_decode_missing() -> str | None:
+    """What this machine lacks to decode tiles on the GPU, or None: a CUDA device, torchvision."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA device"
+    if importlib.util.find_spec("torchvision") is None:
+        return "torchvision is not installed (the gpu extra)"
+    return None
 
 
 def collate_streams(items: list[tuple[np.ndarray, Any]]):
