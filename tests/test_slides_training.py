@@ -116,6 +116,20 @@ def test_every_stored_tile_is_a_jpeg_that_decodes_alone_to_its_pixels(source, tm
         os.close(descriptor)
 
 
+def test_a_stored_tile_that_is_not_a_jpeg_is_named(slides):
+    root, references, _, persons = slides
+    tiles = enclave.tile_dataset(references, {persons[0]: 0, persons[1]: 1}, root=root)
+    reader = tiles._slide(0).pyramid.readers[0]
+    chunk = reader.folder / "0" / "0" / "0"
+    kept = chunk.read_bytes()
+    chunk.write_bytes(b"not a jpeg")
+    try:
+        with pytest.raises(ValueError, match=f"^{chunk}: a JPEG tile must start with"):
+            reader.whole_tile(0, 0)
+    finally:
+        chunk.write_bytes(kept)
+
+
 def _libjpeg_standing_in_for_nvjpeg(streams: list) -> torch.Tensor:
     """The batch decoded by libjpeg-turbo from the whole JPEGs alone, as nvJPEG is given
     them: this machine has no GPU."""

@@ -242,11 +242,19 @@ class JpegLevel:
         """The stored tile at (row, col) as a JPEG that any decoder reads alone; None where
         the source has no tile."""
         data = self._stored(row, col)
-        return None if data is None else self.tiling.whole(data)
+        if data is None:
+            return None
+        try:
+            return self.tiling.whole(data)
+        except ValueError as error:
+            raise ValueError(f"{self._chunk(row, col)}: {error}") from None
+
+    def _chunk(self, row: int, col: int) -> Path:
+        return self.folder / "0" / str(row) / str(col)
 
     def _stored(self, row: int, col: int) -> bytes | None:
         try:
-            return (self.folder / "0" / str(row) / str(col)).read_bytes()
+            return self._chunk(row, col).read_bytes()
         except FileNotFoundError:
             return None
 
